@@ -13,3 +13,40 @@ export {
   type MessageType,
   type TabernaId,
 } from './engine/ids.js';
+export {
+  BLOB_ACK_WINDOW_MAX,
+  BLOB_CHUNK_SIZE_MAX,
+  DEFAULT_BLOB_WINDOWS,
+  DOMUS_CONFIG_MAX,
+  DomusConfigBuilder,
+  RECONNECT_BACKOFF_STEPS_MAX,
+  RECONNECT_BACKOFF_STEP_MS_MAX,
+  defaultDomusConfig,
+  mergeDomusConfig,
+  validateDomusConfig,
+  type BlobWindowConfig,
+  type DomusConfig,
+} from './engine/config.js';
+export {
+  DomusAddr,
+  SOCKET_PATH_MAX_BYTES,
+  type SocketDomusAddr,
+  type TcpDomusAddr,
+  type TransportKind,
+} from './engine/addr.js';
+export {
+  BufferCodec,
+  JsonCodec,
+  type CodecOptions,
+  type EncodedMessage,
+  type MessageCodec,
+} from './engine/codec.js';
+export { SimpleResolver, type RouteResolver } from './engine/resolver.js';
+export { SendOptions, type SendOptionsInit } from './engine/send-options.js';
+export {
+  TabernaCompletion,
+  TabernaRequest,
+  type PeerInfo,
+  type TabernaRequestParts,
+} from './engine/taberna/request.js';
+export { Taberna } from './engine/taberna/taberna.js';
