@@ -1,0 +1,102 @@
+// The domus's tabernae by id: registration, routing of deliveries, and their shutdown.
+import { AureliaError, ErrorId } from '../errors.js';
+import type { MessageCodec } from '../codec.js';
+import { assertTabernaId, type TabernaId } from '../ids.js';
+import { type Decision, type Delivery, refusal } from './request.js';
+import { Taberna, type TabernaHost } from './taberna.js';
+
+/** Live settings and observers the registry needs from its domus. */
+export interface RegistryHost {
+  queueSize(): number;
+  acceptTimeoutMs(): number;
+  /** Every decision on every delivery, once (metrics). */
+  onDecided(id: TabernaId, delivery: Delivery, decision: Decision): void;
+}
+
+/** Counts of registered tabernae and their backlog, for metrics. */
+export interface RegistryStats {
+  tabernae: number;
+  backlog: number;
+}
+
+/** Owns every taberna of one domus and routes deliveries to them by id. */
+export class TabernaRegistry implements TabernaHost {
+  private readonly tabernae = new Map<TabernaId, Taberna<unknown>>();
+  private shutDown = false;
+
+  constructor(private readonly host: RegistryHost) {}
+
+  /**
+   * Registers a taberna. Throws `TabernaAlreadyRegistered` when the id is taken, `InvalidConfig`
+   * for an id that is not a u64 bigint, `DomusClosed` after shutdown.
+   */
+  register<T>(id: TabernaId, codec: MessageCodec<T>): Taberna<T> {
+    assertTabernaId(id, ErrorId.InvalidConfig);
+    if (this.shutDown) throw new AureliaError(ErrorId.DomusClosed, 'the domus is shut down');
+    if (!codec || typeof codec.decodeApp !== 'function') {
+      throw new AureliaError(ErrorId.InvalidConfig, `taberna ${id} needs a codec with decodeApp`);
+    }
+    if (this.tabernae.has(id)) {
+      throw new AureliaError(
+        ErrorId.TabernaAlreadyRegistered,
+        `taberna ${id} is already registered on this domus`,
+      );
+    }
+    const taberna = new Taberna<T>(id, codec, this);
+    this.tabernae.set(id, taberna as Taberna<unknown>);
+    return taberna;
+  }
+
+  /** True when a taberna with this id is registered. */
+  has(id: TabernaId): boolean {
+    return this.tabernae.has(id);
+  }
+
+  /**
+   * Routes a delivery to its taberna. An unknown id is refused with `UnknownTaberna` through the
+   * delivery's sink, so local and remote senders hear the same answer.
+   */
+  deliver(dst: TabernaId, delivery: Delivery): void {
+    const taberna = this.tabernae.get(dst);
+    if (taberna) {
+      taberna.deliver(delivery);
+      return;
+    }
+    const decision = this.shutDown
+      ? refusal(ErrorId.DomusClosed, 'the domus is shut down')
+      : refusal(ErrorId.UnknownTaberna, `no taberna ${dst} is registered at the destination`);
+    if (delivery.settle(decision)) this.host.onDecided(dst, delivery, decision);
+  }
+
+  /** Fails everything queued or pending in every taberna with `DomusClosed`. */
+  shutdown(): void {
+    this.shutDown = true;
+    for (const taberna of this.tabernae.values()) taberna.shutdown();
+  }
+
+  stats(): RegistryStats {
+    let backlog = 0;
+    for (const taberna of this.tabernae.values()) backlog += taberna.backlog;
+    return { tabernae: this.tabernae.size, backlog };
+  }
+
+  /** @internal TabernaHost */
+  queueSize(): number {
+    return this.host.queueSize();
+  }
+
+  /** @internal TabernaHost */
+  acceptTimeoutMs(): number {
+    return this.host.acceptTimeoutMs();
+  }
+
+  /** @internal TabernaHost */
+  onDecided(id: TabernaId, delivery: Delivery, decision: Decision): void {
+    this.host.onDecided(id, delivery, decision);
+  }
+
+  /** @internal TabernaHost */
+  onClosed(taberna: Taberna<unknown>): void {
+    if (this.tabernae.get(taberna.id) === taberna) this.tabernae.delete(taberna.id);
+  }
+}

@@ -1,0 +1,185 @@
+// One inbound delivery and the application's decision on it.
+import { AureliaError, ErrorId } from '../errors.js';
+import type { MessageType } from '../ids.js';
+
+/** Who sent a request: the certificate identity of the peer and the address it came from. */
+export interface PeerInfo {
+  /** Identity from the peer's certificate (URI SAN, else DNS SAN, else CN). */
+  readonly identity: string;
+  /** Remote address of the connection (`tls://ip:port` or `unix:///path`), absent for local sends. */
+  readonly address?: string;
+  /** True when the sender is this domus itself (a local send that never touched the network). */
+  readonly local: boolean;
+}
+
+/** The outcome of a delivery as the sender sees it. */
+export type Decision =
+  | { readonly accepted: true }
+  | { readonly accepted: false; readonly errorId: ErrorId; readonly message: string };
+
+/** The accepted decision, shared because it carries no data. */
+export const ACCEPTED: Decision = Object.freeze({ accepted: true });
+
+/** Builds a refusal decision. */
+export function refusal(errorId: ErrorId, message: string): Decision {
+  return { accepted: false, errorId, message };
+}
+
+/**
+ * Where a delivery's decision goes: an inbound session (which acks on the wire) or a local sender.
+ * The token lets one sink serve many deliveries without a closure per message.
+ */
+export interface DecisionSink {
+  decide(token: number, decision: Decision, delivery: Delivery): void;
+}
+
+/**
+ * A message on its way to a taberna, before decoding. The registry owns it until the application
+ * decides or a deadline passes; `settle` runs the sink exactly once.
+ */
+export class Delivery {
+  private settled = false;
+  /** Absolute time (ms) by which this delivery must be handed to or decided by the application. */
+  deadline = 0;
+  /** The message decoded by the receiving taberna's codec. */
+  decoded: unknown = undefined;
+
+  constructor(
+    readonly msgType: MessageType,
+    readonly payload: Buffer,
+    readonly peer: PeerInfo,
+    readonly sink: DecisionSink,
+    readonly token: number,
+    readonly blob: unknown = undefined,
+  ) {}
+
+  get isSettled(): boolean {
+    return this.settled;
+  }
+
+  /** Reports the decision once; later calls return false and change nothing. */
+  settle(decision: Decision): boolean {
+    if (this.settled) return false;
+    this.settled = true;
+    this.sink.decide(this.token, decision, this);
+    return true;
+  }
+}
+
+/** Hooks the owning taberna needs when the application decides. */
+export interface DecisionObserver {
+  onDecided(delivery: Delivery, decision: Decision): void;
+}
+
+/**
+ * The application's handle to decide on a request, detached from the message (see
+ * `TabernaRequest.intoParts`). Deciding twice, or after the accept timeout ran out, is a no-op
+ * that returns false.
+ */
+export class TabernaCompletion {
+  constructor(
+    private readonly delivery: Delivery,
+    private readonly observer: DecisionObserver,
+  ) {}
+
+  /** True once a decision was made (by the application or by the accept timeout). */
+  get decided(): boolean {
+    return this.delivery.isSettled;
+  }
+
+  /** Accepts the message: the sender's `send` resolves. Returns false if already decided. */
+  accept(): boolean {
+    return this.decide(ACCEPTED);
+  }
+
+  /**
+   * Rejects the message: the sender's `send` rejects with `RemoteTabernaRejected` carrying
+   * `reason`. Returns false if already decided.
+   */
+  reject(reason = 'rejected by the application'): boolean {
+    return this.decide(refusal(ErrorId.RemoteTabernaRejected, truncateReason(reason)));
+  }
+
+  private decide(decision: Decision): boolean {
+    if (!this.delivery.settle(decision)) return false;
+    this.observer.onDecided(this.delivery, decision);
+    return true;
+  }
+}
+
+/** The parts of a request once split: the message, its blob receiver if any, and the completion. */
+export interface TabernaRequestParts<T, B = unknown> {
+  readonly message: T;
+  readonly blobReceiver: B | undefined;
+  readonly completion: TabernaCompletion;
+}
+
+/**
+ * A single inbound message handed to the application. The application must call `accept()` or
+ * `reject()`; a request left undecided is rejected when the taberna's accept timeout
+ * (`acceptTimeoutMs`) runs out.
+ */
+export class TabernaRequest<T, B = unknown> {
+  private readonly completion: TabernaCompletion;
+
+  constructor(
+    /** The decoded message. */
+    readonly message: T,
+    private readonly delivery: Delivery,
+    observer: DecisionObserver,
+  ) {
+    this.completion = new TabernaCompletion(delivery, observer);
+  }
+
+  /** The sender's identity and address. */
+  get peer(): PeerInfo {
+    return this.delivery.peer;
+  }
+
+  /** The wire message type the message arrived with. */
+  get msgType(): MessageType {
+    return this.delivery.msgType;
+  }
+
+  /** The blob stream attached to this request, when the sender opened one. */
+  get blobReceiver(): B | undefined {
+    return this.delivery.blob as B | undefined;
+  }
+
+  /** True once a decision was made. */
+  get decided(): boolean {
+    return this.completion.decided;
+  }
+
+  /** Accepts the message. Returns false if it was already decided (or timed out). */
+  accept(): boolean {
+    return this.completion.accept();
+  }
+
+  /** Rejects the message with an optional reason (≤ 1024 bytes travel to the sender). */
+  reject(reason?: string): boolean {
+    return this.completion.reject(reason);
+  }
+
+  /** Splits the request so the message, blob and decision can go to different owners. */
+  intoParts(): TabernaRequestParts<T, B> {
+    return {
+      message: this.message,
+      blobReceiver: this.blobReceiver,
+      completion: this.completion,
+    };
+  }
+}
+
+const MAX_REASON_BYTES = 1024;
+
+/** Cuts a reason to what an `error` frame can carry, at a character boundary. */
+export function truncateReason(reason: string): string {
+  if (typeof reason !== 'string') {
+    throw new AureliaError(ErrorId.EncodeFailure, 'a rejection reason must be a string');
+  }
+  if (Buffer.byteLength(reason) <= MAX_REASON_BYTES) return reason;
+  let cut = reason.slice(0, MAX_REASON_BYTES);
+  while (Buffer.byteLength(cut) > MAX_REASON_BYTES) cut = cut.slice(0, -1);
+  return cut;
+}

@@ -1,0 +1,425 @@
+// A named inbound endpoint: its bounded accept queue, waiting receivers and decision deadlines.
+import { AureliaError, ErrorId } from '../errors.js';
+import type { MessageCodec } from '../codec.js';
+import type { TabernaId } from '../ids.js';
+import {
+  type Decision,
+  type DecisionObserver,
+  type Delivery,
+  TabernaRequest,
+  refusal,
+} from './request.js';
+
+/** What a taberna reads from the live configuration and reports to its owner. */
+export interface TabernaHost {
+  /** Current `tabernaAcceptQueueSize`. */
+  queueSize(): number;
+  /** Current `acceptTimeoutMs`. */
+  acceptTimeoutMs(): number;
+  /** Called once per decision (application, timeout, shutdown) for metrics and logs. */
+  onDecided(id: TabernaId, delivery: Delivery, decision: Decision): void;
+  /** Called when the application closes the taberna, so the registry forgets it. */
+  onClosed(taberna: Taberna<unknown>): void;
+}
+
+const DEFAULT_NEXT_TIMEOUT_MS = 1000;
+const MAX_NEXT_TIMEOUT_MS = 2 ** 31 - 1;
+
+/** A pending `next()` call. */
+interface Waiter<T> {
+  resolve(request: TabernaRequest<T>): void;
+  reject(err: AureliaError): void;
+  /** The timeout asked for, for the error message. */
+  timeoutMs: number;
+  /** The waiter's deadline entry; absent for async iteration (bounded by the taberna's life). */
+  entry: Timed<T> | undefined;
+  settled: boolean;
+}
+
+/** The three things with a deadline inside a taberna, kept in one heap with one timer. */
+type Timed<T> =
+  | { kind: 'waiting'; delivery: Delivery; deadline: number; heapIndex: number }
+  | { kind: 'handed'; delivery: Delivery; deadline: number; heapIndex: number }
+  | { kind: 'receiver'; waiter: Waiter<T>; deadline: number; heapIndex: number };
+
+/**
+ * A registered inbound endpoint. Messages arrive in a queue of `tabernaAcceptQueueSize`; when it
+ * is full, further messages wait up to `acceptTimeoutMs` for room and then fail at the sender with
+ * `TabernaBusy`. A request handed to the application must be decided within `acceptTimeoutMs`,
+ * otherwise it is rejected. A full or slow taberna never delays another: nothing here blocks the
+ * connection that delivered the message.
+ */
+export class Taberna<T> implements DecisionObserver, AsyncIterable<TabernaRequest<T>> {
+  private readonly ready: Delivery[] = [];
+  private readyHead = 0;
+  private readonly overflow: Delivery[] = [];
+  private overflowHead = 0;
+  private readonly waiters: Waiter<T>[] = [];
+  private waitersHead = 0;
+  private readonly timed = new TimedHeap<Timed<T>>();
+  private readonly handed = new Map<Delivery, Timed<T>>();
+  private readonly waitingEntry = new Map<Delivery, Timed<T>>();
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Infinity;
+  private closedWith: AureliaError | undefined;
+
+  /** @internal Created by `Domus.taberna`. */
+  constructor(
+    /** The taberna id senders address. */
+    readonly id: TabernaId,
+    private readonly codec: MessageCodec<T>,
+    private readonly host: TabernaHost,
+  ) {}
+
+  /** True once the taberna was closed or its domus shut down. */
+  get closed(): boolean {
+    return this.closedWith !== undefined;
+  }
+
+  /** Number of messages waiting for the application (queued plus waiting for room). */
+  get backlog(): number {
+    return this.ready.length - this.readyHead + (this.overflow.length - this.overflowHead);
+  }
+
+  /**
+   * Resolves with the next request. Rejects with `ReceiveTimeout` when none arrives within
+   * `timeoutMs` (default 1000), `TabernaShutdown` once the taberna is closed, `DomusClosed` once
+   * the domus shut down.
+   */
+  next(timeoutMs: number = DEFAULT_NEXT_TIMEOUT_MS): Promise<TabernaRequest<T>> {
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > MAX_NEXT_TIMEOUT_MS) {
+      return Promise.reject(
+        new AureliaError(
+          ErrorId.InvalidConfig,
+          `next() timeout must be an integer in 0..${MAX_NEXT_TIMEOUT_MS} ms, got ${timeoutMs}`,
+        ),
+      );
+    }
+    return this.receive(timeoutMs);
+  }
+
+  /**
+   * Iterates over requests as they arrive; the iteration ends when the taberna is closed and
+   * throws `DomusClosed` when the domus shuts down.
+   */
+  async *[Symbol.asyncIterator](): AsyncIterator<TabernaRequest<T>> {
+    for (;;) {
+      try {
+        yield await this.receive(Infinity);
+      } catch (err) {
+        if (AureliaError.is(err, ErrorId.TabernaShutdown)) return;
+        throw err;
+      }
+    }
+  }
+
+  /**
+   * Deregisters the taberna: later sends to its id fail with `UnknownTaberna`, messages not yet
+   * decided fail with `TabernaShutdown`, pending `next()` calls reject with `TabernaShutdown`.
+   */
+  close(): void {
+    if (this.closedWith) return;
+    this.terminate(new AureliaError(ErrorId.TabernaShutdown, `taberna ${this.id} was closed`));
+    this.host.onClosed(this as Taberna<unknown>);
+  }
+
+  /** @internal Domus shutdown: like `close` but with `DomusClosed`, without deregistering. */
+  shutdown(): void {
+    if (this.closedWith) return;
+    this.terminate(new AureliaError(ErrorId.DomusClosed, 'the domus is shut down'));
+  }
+
+  /**
+   * @internal Hands a message to this taberna. Decodes it first: a message the codec cannot
+   * decode is refused with `DecodeFailure` at once.
+   */
+  deliver(delivery: Delivery): void {
+    if (this.closedWith) {
+      this.settleInternal(delivery, refusal(this.closedWith.kind, this.closedWith.message));
+      return;
+    }
+    if (!this.decode(delivery)) return;
+    const waiter = this.takeWaiter();
+    if (waiter) {
+      if (waiter.entry) this.timed.remove(waiter.entry);
+      waiter.settled = true;
+      waiter.resolve(this.handOut(delivery));
+      return;
+    }
+    if (this.ready.length - this.readyHead < this.host.queueSize()) {
+      this.ready.push(delivery);
+      return;
+    }
+    // Full: wait for room until the accept timeout, then the sender hears TabernaBusy.
+    this.overflow.push(delivery);
+    const entry: Timed<T> = {
+      kind: 'waiting',
+      delivery,
+      deadline: Date.now() + this.host.acceptTimeoutMs(),
+      heapIndex: -1,
+    };
+    this.waitingEntry.set(delivery, entry);
+    this.timed.push(entry);
+    this.armTimer();
+  }
+
+  /** @internal DecisionObserver: the application decided a handed-out request. */
+  onDecided(delivery: Delivery, decision: Decision): void {
+    const entry = this.handed.get(delivery);
+    if (entry) {
+      this.handed.delete(delivery);
+      this.timed.remove(entry);
+    }
+    this.host.onDecided(this.id, delivery, decision);
+  }
+
+  /** Waits up to `timeoutMs` (Infinity: for as long as the taberna lives) for a request. */
+  private receive(timeoutMs: number): Promise<TabernaRequest<T>> {
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    const delivery = this.takeReady();
+    if (delivery) return Promise.resolve(this.handOut(delivery));
+    if (timeoutMs <= 0) return Promise.reject(this.receiveTimeout(timeoutMs));
+    return new Promise<TabernaRequest<T>>((resolve, reject) => {
+      const waiter: Waiter<T> = { resolve, reject, timeoutMs, entry: undefined, settled: false };
+      this.waiters.push(waiter);
+      if (timeoutMs !== Infinity) {
+        waiter.entry = {
+          kind: 'receiver',
+          waiter,
+          deadline: Date.now() + timeoutMs,
+          heapIndex: -1,
+        };
+        this.timed.push(waiter.entry);
+        this.armTimer();
+      }
+    });
+  }
+
+  private receiveTimeout(timeoutMs: number): AureliaError {
+    return new AureliaError(
+      ErrorId.ReceiveTimeout,
+      `no message for taberna ${this.id} within ${timeoutMs} ms`,
+    );
+  }
+
+  /** Takes the oldest queued delivery and refills the queue from the overflow. */
+  private takeReady(): Delivery | undefined {
+    if (this.readyHead >= this.ready.length) return undefined;
+    const delivery = this.ready[this.readyHead++];
+    if (this.readyHead > 64 && this.readyHead * 2 > this.ready.length) {
+      this.ready.splice(0, this.readyHead);
+      this.readyHead = 0;
+    }
+    const moved = this.takeOverflow();
+    if (moved) this.ready.push(moved);
+    return delivery;
+  }
+
+  private takeOverflow(): Delivery | undefined {
+    while (this.overflowHead < this.overflow.length) {
+      const delivery = this.overflow[this.overflowHead++];
+      if (this.overflowHead > 64 && this.overflowHead * 2 > this.overflow.length) {
+        this.overflow.splice(0, this.overflowHead);
+        this.overflowHead = 0;
+      }
+      if (delivery.isSettled) continue;
+      const entry = this.waitingEntry.get(delivery);
+      if (entry) {
+        this.waitingEntry.delete(delivery);
+        this.timed.remove(entry);
+      }
+      return delivery;
+    }
+    return undefined;
+  }
+
+  private takeWaiter(): Waiter<T> | undefined {
+    while (this.waitersHead < this.waiters.length) {
+      const waiter = this.waiters[this.waitersHead++];
+      if (this.waitersHead > 64 && this.waitersHead * 2 > this.waiters.length) {
+        this.waiters.splice(0, this.waitersHead);
+        this.waitersHead = 0;
+      }
+      if (!waiter.settled) return waiter;
+    }
+    return undefined;
+  }
+
+  /** Decodes with the taberna's codec; refuses the delivery with DecodeFailure if it cannot. */
+  private decode(delivery: Delivery): boolean {
+    try {
+      delivery.decoded = this.codec.decodeApp(delivery.msgType, delivery.payload);
+      return true;
+    } catch (err) {
+      const detail = err instanceof Error ? err.message : String(err);
+      this.settleInternal(
+        delivery,
+        refusal(
+          ErrorId.DecodeFailure,
+          `taberna ${this.id} could not decode the message: ${detail}`,
+        ),
+      );
+      return false;
+    }
+  }
+
+  /** Gives a decoded delivery to the application and starts its decision clock. */
+  private handOut(delivery: Delivery): TabernaRequest<T> {
+    this.startDecisionClock(delivery);
+    return new TabernaRequest<T>(delivery.decoded as T, delivery, this);
+  }
+
+  private startDecisionClock(delivery: Delivery): void {
+    const entry: Timed<T> = {
+      kind: 'handed',
+      delivery,
+      deadline: Date.now() + this.host.acceptTimeoutMs(),
+      heapIndex: -1,
+    };
+    this.handed.set(delivery, entry);
+    this.timed.push(entry);
+    this.armTimer();
+  }
+
+  private settleInternal(delivery: Delivery, decision: Decision): void {
+    if (delivery.settle(decision)) this.host.onDecided(this.id, delivery, decision);
+  }
+
+  private armTimer(): void {
+    const head = this.timed.peek();
+    const at = head ? head.deadline : Infinity;
+    if (at === this.timerAt) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = at;
+    if (at === Infinity) return;
+    this.timer = setTimeout(() => this.onTimer(), Math.max(0, at - Date.now()));
+  }
+
+  private onTimer(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = Date.now();
+    for (let head = this.timed.peek(); head && head.deadline <= now; head = this.timed.peek()) {
+      this.timed.pop();
+      switch (head.kind) {
+        case 'waiting':
+          this.waitingEntry.delete(head.delivery);
+          this.settleInternal(
+            head.delivery,
+            refusal(
+              ErrorId.TabernaBusy,
+              `taberna ${this.id} had no room for ${this.host.acceptTimeoutMs()} ms`,
+            ),
+          );
+          break;
+        case 'handed':
+          this.handed.delete(head.delivery);
+          this.settleInternal(
+            head.delivery,
+            refusal(
+              ErrorId.RemoteTabernaRejected,
+              `taberna ${this.id} did not decide within ${this.host.acceptTimeoutMs()} ms`,
+            ),
+          );
+          break;
+        case 'receiver':
+          if (!head.waiter.settled) {
+            head.waiter.settled = true;
+            head.waiter.reject(this.receiveTimeout(head.waiter.timeoutMs));
+          }
+          break;
+      }
+    }
+    this.armTimer();
+  }
+
+  private terminate(reason: AureliaError): void {
+    this.closedWith = reason;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const refused = refusal(reason.kind, reason.message);
+    for (let d = this.takeReady(); d; d = this.takeReady()) this.settleInternal(d, refused);
+    for (let d = this.takeOverflow(); d; d = this.takeOverflow()) this.settleInternal(d, refused);
+    for (const delivery of this.handed.keys()) this.settleInternal(delivery, refused);
+    this.handed.clear();
+    this.waitingEntry.clear();
+    this.timed.clear();
+    for (let w = this.takeWaiter(); w; w = this.takeWaiter()) {
+      w.settled = true;
+      w.reject(reason);
+    }
+  }
+}
+
+/** Minimal binary heap by `deadline` with index tracking, for a taberna's handful of deadlines. */
+class TimedHeap<E extends { deadline: number; heapIndex: number }> {
+  private readonly items: E[] = [];
+
+  push(item: E): void {
+    item.heapIndex = this.items.length;
+    this.items.push(item);
+    this.up(item.heapIndex);
+  }
+
+  peek(): E | undefined {
+    return this.items[0];
+  }
+
+  pop(): E | undefined {
+    const top = this.items[0];
+    if (top) this.remove(top);
+    return top;
+  }
+
+  remove(item: E): void {
+    const i = item.heapIndex;
+    if (i < 0 || this.items[i] !== item) return;
+    const last = this.items.pop() as E;
+    item.heapIndex = -1;
+    if (last === item) return;
+    this.items[i] = last;
+    last.heapIndex = i;
+    this.up(i);
+    this.down(last.heapIndex);
+  }
+
+  clear(): void {
+    for (const e of this.items) e.heapIndex = -1;
+    this.items.length = 0;
+  }
+
+  private up(i: number): void {
+    const items = this.items;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (items[parent].deadline <= items[i].deadline) break;
+      this.swap(i, parent);
+      i = parent;
+    }
+  }
+
+  private down(i: number): void {
+    const items = this.items;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < items.length && items[l].deadline < items[m].deadline) m = l;
+      if (r < items.length && items[r].deadline < items[m].deadline) m = r;
+      if (m === i) return;
+      this.swap(i, m);
+      i = m;
+    }
+  }
+
+  private swap(a: number, b: number): void {
+    const items = this.items;
+    const t = items[a];
+    items[a] = items[b];
+    items[b] = t;
+    items[a].heapIndex = a;
+    items[b].heapIndex = b;
+  }
+}
