@@ -3,7 +3,7 @@ import { AureliaError, ErrorId } from '../errors.js';
 import type { MessageCodec } from '../codec.js';
 import { assertTabernaId, type TabernaId } from '../ids.js';
 import { type Decision, type Delivery, refusal } from './request.js';
-import { Taberna, type TabernaHost } from './taberna.js';
+import { Taberna, type TabernaHost, type TabernaOptions } from './taberna.js';
 
 /** Live settings and observers the registry needs from its domus. */
 export interface RegistryHost {
@@ -30,7 +30,7 @@ export class TabernaRegistry implements TabernaHost {
    * Registers a taberna. Throws `TabernaAlreadyRegistered` when the id is taken, `InvalidConfig`
    * for an id that is not a u64 bigint, `DomusClosed` after shutdown.
    */
-  register<T>(id: TabernaId, codec: MessageCodec<T>): Taberna<T> {
+  register<T>(id: TabernaId, codec: MessageCodec<T>, options: TabernaOptions = {}): Taberna<T> {
     assertTabernaId(id, ErrorId.InvalidConfig);
     if (this.shutDown) throw new AureliaError(ErrorId.DomusClosed, 'the domus is shut down');
     if (!codec || typeof codec.decodeApp !== 'function') {
@@ -42,7 +42,8 @@ export class TabernaRegistry implements TabernaHost {
         `taberna ${id} is already registered on this domus`,
       );
     }
-    const taberna = new Taberna<T>(id, codec, this);
+    checkOptions(id, options);
+    const taberna = new Taberna<T>(id, codec, this, { ...options });
     this.tabernae.set(id, taberna as Taberna<unknown>);
     return taberna;
   }
@@ -99,4 +100,19 @@ export class TabernaRegistry implements TabernaHost {
   onClosed(taberna: Taberna<unknown>): void {
     if (this.tabernae.get(taberna.id) === taberna) this.tabernae.delete(taberna.id);
   }
+}
+
+function checkOptions(id: TabernaId, options: TabernaOptions): void {
+  const check = (name: keyof TabernaOptions, max: number): void => {
+    const value = options[name];
+    if (value === undefined) return;
+    if (!Number.isSafeInteger(value) || value < 1 || value > max) {
+      throw new AureliaError(
+        ErrorId.InvalidConfig,
+        `taberna ${id}: ${name} must be an integer in 1..${max}, got ${String(value)}`,
+      );
+    }
+  };
+  check('queueSize', 1024);
+  check('acceptTimeoutMs', 300_000);
 }

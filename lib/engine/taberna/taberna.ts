@@ -1,5 +1,6 @@
 // A named inbound endpoint: its bounded accept queue, waiting receivers and decision deadlines.
 import { AureliaError, ErrorId } from '../errors.js';
+import { DeadlineHeap } from '../peer/deadline-heap.js';
 import type { MessageCodec } from '../codec.js';
 import type { TabernaId } from '../ids.js';
 import {
@@ -20,6 +21,17 @@ export interface TabernaHost {
   onDecided(id: TabernaId, delivery: Delivery, decision: Decision): void;
   /** Called when the application closes the taberna, so the registry forgets it. */
   onClosed(taberna: Taberna<unknown>): void;
+}
+
+/**
+ * Per-taberna overrides of the domus configuration. A2 services use them, e.g. a request/reply
+ * taberna whose decision comes only when a long reply stream ends.
+ */
+export interface TabernaOptions {
+  /** Overrides `tabernaAcceptQueueSize` for this taberna (1..1024). */
+  readonly queueSize?: number;
+  /** Overrides `acceptTimeoutMs` for this taberna (1..300000). */
+  readonly acceptTimeoutMs?: number;
 }
 
 const DEFAULT_NEXT_TIMEOUT_MS = 1000;
@@ -56,7 +68,7 @@ export class Taberna<T> implements DecisionObserver, AsyncIterable<TabernaReques
   private overflowHead = 0;
   private readonly waiters: Waiter<T>[] = [];
   private waitersHead = 0;
-  private readonly timed = new TimedHeap<Timed<T>>();
+  private readonly timed = new DeadlineHeap<Timed<T>>();
   private readonly handed = new Map<Delivery, Timed<T>>();
   private readonly waitingEntry = new Map<Delivery, Timed<T>>();
   private timer: NodeJS.Timeout | undefined;
@@ -69,7 +81,16 @@ export class Taberna<T> implements DecisionObserver, AsyncIterable<TabernaReques
     readonly id: TabernaId,
     private readonly codec: MessageCodec<T>,
     private readonly host: TabernaHost,
+    private readonly options: TabernaOptions = {},
   ) {}
+
+  private queueSize(): number {
+    return this.options.queueSize ?? this.host.queueSize();
+  }
+
+  private acceptTimeoutMs(): number {
+    return this.options.acceptTimeoutMs ?? this.host.acceptTimeoutMs();
+  }
 
   /** True once the taberna was closed or its domus shut down. */
   get closed(): boolean {
@@ -146,7 +167,7 @@ export class Taberna<T> implements DecisionObserver, AsyncIterable<TabernaReques
       waiter.resolve(this.handOut(delivery));
       return;
     }
-    if (this.ready.length - this.readyHead < this.host.queueSize()) {
+    if (this.ready.length - this.readyHead < this.queueSize()) {
       this.ready.push(delivery);
       return;
     }
@@ -155,7 +176,7 @@ export class Taberna<T> implements DecisionObserver, AsyncIterable<TabernaReques
     const entry: Timed<T> = {
       kind: 'waiting',
       delivery,
-      deadline: Date.now() + this.host.acceptTimeoutMs(),
+      deadline: Date.now() + this.acceptTimeoutMs(),
       heapIndex: -1,
     };
     this.waitingEntry.set(delivery, entry);
@@ -273,7 +294,7 @@ export class Taberna<T> implements DecisionObserver, AsyncIterable<TabernaReques
     const entry: Timed<T> = {
       kind: 'handed',
       delivery,
-      deadline: Date.now() + this.host.acceptTimeoutMs(),
+      deadline: Date.now() + this.acceptTimeoutMs(),
       heapIndex: -1,
     };
     this.handed.set(delivery, entry);
@@ -300,8 +321,7 @@ export class Taberna<T> implements DecisionObserver, AsyncIterable<TabernaReques
     this.timer = undefined;
     this.timerAt = Infinity;
     const now = Date.now();
-    for (let head = this.timed.peek(); head && head.deadline <= now; head = this.timed.peek()) {
-      this.timed.pop();
+    for (let head = this.timed.popDue(now); head; head = this.timed.popDue(now)) {
       switch (head.kind) {
         case 'waiting':
           this.waitingEntry.delete(head.delivery);
@@ -309,7 +329,7 @@ export class Taberna<T> implements DecisionObserver, AsyncIterable<TabernaReques
             head.delivery,
             refusal(
               ErrorId.TabernaBusy,
-              `taberna ${this.id} had no room for ${this.host.acceptTimeoutMs()} ms`,
+              `taberna ${this.id} had no room for ${this.acceptTimeoutMs()} ms`,
             ),
           );
           break;
@@ -319,7 +339,7 @@ export class Taberna<T> implements DecisionObserver, AsyncIterable<TabernaReques
             head.delivery,
             refusal(
               ErrorId.RemoteTabernaRejected,
-              `taberna ${this.id} did not decide within ${this.host.acceptTimeoutMs()} ms`,
+              `taberna ${this.id} did not decide within ${this.acceptTimeoutMs()} ms`,
             ),
           );
           break;
@@ -350,76 +370,5 @@ export class Taberna<T> implements DecisionObserver, AsyncIterable<TabernaReques
       w.settled = true;
       w.reject(reason);
     }
-  }
-}
-
-/** Minimal binary heap by `deadline` with index tracking, for a taberna's handful of deadlines. */
-class TimedHeap<E extends { deadline: number; heapIndex: number }> {
-  private readonly items: E[] = [];
-
-  push(item: E): void {
-    item.heapIndex = this.items.length;
-    this.items.push(item);
-    this.up(item.heapIndex);
-  }
-
-  peek(): E | undefined {
-    return this.items[0];
-  }
-
-  pop(): E | undefined {
-    const top = this.items[0];
-    if (top) this.remove(top);
-    return top;
-  }
-
-  remove(item: E): void {
-    const i = item.heapIndex;
-    if (i < 0 || this.items[i] !== item) return;
-    const last = this.items.pop() as E;
-    item.heapIndex = -1;
-    if (last === item) return;
-    this.items[i] = last;
-    last.heapIndex = i;
-    this.up(i);
-    this.down(last.heapIndex);
-  }
-
-  clear(): void {
-    for (const e of this.items) e.heapIndex = -1;
-    this.items.length = 0;
-  }
-
-  private up(i: number): void {
-    const items = this.items;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (items[parent].deadline <= items[i].deadline) break;
-      this.swap(i, parent);
-      i = parent;
-    }
-  }
-
-  private down(i: number): void {
-    const items = this.items;
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let m = i;
-      if (l < items.length && items[l].deadline < items[m].deadline) m = l;
-      if (r < items.length && items[r].deadline < items[m].deadline) m = r;
-      if (m === i) return;
-      this.swap(i, m);
-      i = m;
-    }
-  }
-
-  private swap(a: number, b: number): void {
-    const items = this.items;
-    const t = items[a];
-    items[a] = items[b];
-    items[b] = t;
-    items[a].heapIndex = a;
-    items[b].heapIndex = b;
   }
 }
