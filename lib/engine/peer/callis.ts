@@ -1,0 +1,308 @@
+// One authenticated connection to a peer: frame decoding, coalesced writes, keepalive, close.
+import type { Duplex } from 'node:stream';
+import { AureliaError, ErrorId } from '../errors.js';
+import type { TransportKind } from '../addr.js';
+import { FrameDecoder } from '../wire/decoder.js';
+import { ControlType, FrameBatch, type Frame, type OutboundFrame } from '../wire/frame.js';
+import { encodeClose, encodeError, encodeKeepalive } from '../wire/control.js';
+
+/** An authenticated byte stream and who is at the other end (produced by the transport layer). */
+export interface CallisConnection {
+  readonly socket: Duplex & { destroyed: boolean };
+  /** The peer's certificate identity. */
+  readonly identity: string;
+  /** The peer's address as a string (`tls://ip:port`, `unix:///path`). */
+  readonly remoteAddress: string;
+  readonly transport: TransportKind;
+}
+
+/** What a callis reports to its owner. */
+export interface CallisHandler {
+  /** A decoded frame (control or message), in stream order. */
+  onFrame(callis: Callis, frame: Frame): void;
+  /**
+   * The callis is about to write: append message frames to `batch` while `batch.byteLength` is
+   * below `budget`. Control frames queued with `sendControl` are already in the batch.
+   */
+  onWritable(callis: Callis, batch: FrameBatch, budget: number): void;
+  /** The callis closed; called exactly once, with why. */
+  onClosed(callis: Callis, reason: AureliaError): void;
+}
+
+/** Counters one callis keeps for metrics. */
+export interface CallisCounters {
+  bytesIn: number;
+  bytesOut: number;
+  framesIn: number;
+  framesOut: number;
+}
+
+/** Live settings a callis reads. */
+export interface CallisSettings {
+  maxPayloadLen(): number;
+  keepaliveIntervalMs(): number;
+}
+
+/** Bytes gathered into one write before yielding to the event loop. */
+const FLUSH_BUDGET_BYTES = 512 * 1024;
+const HALF_OPEN_FACTOR = 3;
+
+/**
+ * Owns one socket. Reads are decoded into frames and handed to the handler; writes are coalesced:
+ * whatever is queued during one event-loop turn leaves in a single `write`, A1 control frames
+ * first. When the socket signals backpressure the callis stops asking for messages until `drain`.
+ * A keepalive goes out after one quiet interval; after three intervals with nothing received the
+ * callis is declared half-open and closed with `ConnectionLost`.
+ */
+export class Callis {
+  readonly counters: CallisCounters = { bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0 };
+  private readonly decoder: FrameDecoder;
+  private readonly control: OutboundFrame[] = [];
+  private readonly batch = new FrameBatch();
+  private handler: CallisHandler | undefined;
+  private flushScheduled = false;
+  private blocked = false;
+  private closing = false;
+  private closedReason: AureliaError | undefined;
+  private lastReceivedAt = Date.now();
+  private lastWrittenAt = Date.now();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly onData = (chunk: Buffer): void => this.receive(chunk);
+  private readonly onDrain = (): void => {
+    this.blocked = false;
+    this.scheduleFlush();
+  };
+  private readonly onError = (err: Error): void => {
+    this.fail(new AureliaError(ErrorId.ConnectionLost, `${this.describe()}: ${err.message}`));
+  };
+  private readonly onEnd = (): void => {
+    this.fail(new AureliaError(ErrorId.ConnectionLost, `${this.describe()} closed by the peer`));
+  };
+
+  constructor(
+    readonly connection: CallisConnection,
+    private readonly settings: CallisSettings,
+    /** `outbound` when this domus dialed, `inbound` when it accepted. */
+    readonly role: 'outbound' | 'inbound',
+  ) {
+    this.decoder = new FrameDecoder({
+      maxPayloadLen: settings.maxPayloadLen(),
+      onFrame: (frame) => this.deliver(frame),
+    });
+    // Reading starts in setHandler: attaching 'data' now would let frames in before a handler.
+    const socket = connection.socket;
+    socket.on('drain', this.onDrain);
+    socket.on('error', this.onError);
+    socket.on('end', this.onEnd);
+    socket.on('close', this.onEnd);
+    this.armTimer();
+  }
+
+  /** The peer's certificate identity. */
+  get identity(): string {
+    return this.connection.identity;
+  }
+
+  /** True once closed (or closing). */
+  get closed(): boolean {
+    return this.closing || this.closedReason !== undefined;
+  }
+
+  /** True while the socket has more buffered than it wants: the owner should hold messages. */
+  get congested(): boolean {
+    return this.blocked;
+  }
+
+  /** Sets who receives frames and is asked for messages; frames wait until one is set. */
+  setHandler(handler: CallisHandler): void {
+    const first = this.handler === undefined;
+    this.handler = handler;
+    if (first && !this.closed) this.connection.socket.on('data', this.onData);
+    if (this.control.length > 0) this.scheduleFlush();
+  }
+
+  /** Applies a new maximum payload length to frames not yet started. */
+  setMaxPayloadLen(maxPayloadLen: number): void {
+    this.decoder.setMaxPayloadLen(maxPayloadLen);
+  }
+
+  /** Queues an A1 control frame; it leaves before any message in the next flush. */
+  sendControl(frame: OutboundFrame): void {
+    if (this.closed) return;
+    this.control.push(frame);
+    this.scheduleFlush();
+  }
+
+  /** Asks for a flush on this event-loop turn: the handler will be offered room for messages. */
+  scheduleFlush(): void {
+    if (this.flushScheduled || this.closed) return;
+    this.flushScheduled = true;
+    setImmediate(this.flush);
+  }
+
+  /**
+   * Closes the callis. With `graceful`, queued control frames and a `close` frame are written
+   * first and the socket is ended; otherwise it is destroyed at once. The handler's `onClosed`
+   * runs once, with `reason`.
+   */
+  close(reason: AureliaError, graceful = false): Promise<void> {
+    const gone = this.whenSocketClosed();
+    if (this.closed) return gone;
+    if (graceful && !this.connection.socket.destroyed) {
+      this.closing = true;
+      const batch = this.batch;
+      batch.clear();
+      for (const frame of this.control) batch.add(frame);
+      this.control.length = 0;
+      batch.add(encodeClose(reason.message.slice(0, 200)));
+      const socket = this.connection.socket;
+      const bytes = batch.take();
+      this.counters.bytesOut += bytes.length;
+      socket.end(bytes);
+      // A peer that never reads must not keep the socket: bound the goodbye.
+      const guard = setTimeout(() => socket.destroy(), 1000);
+      guard.unref();
+      socket.once('close', () => clearTimeout(guard));
+      this.finish(reason);
+      return gone;
+    }
+    this.finish(reason);
+    this.connection.socket.destroy();
+    return gone;
+  }
+
+  /** Resolves once the socket is fully closed. */
+  private whenSocketClosed(): Promise<void> {
+    const socket = this.connection.socket as Duplex & { closed?: boolean };
+    if (socket.closed) return Promise.resolve();
+    return new Promise((resolve) => socket.once('close', () => resolve()));
+  }
+
+  /**
+   * Reports a protocol violation to the peer (best effort) and closes the callis with it.
+   * `UnsupportedVersion` is reported with its own error id.
+   */
+  abort(err: AureliaError): void {
+    if (this.closed) return;
+    const socket = this.connection.socket;
+    try {
+      const batch = this.batch;
+      batch.clear();
+      batch.add(
+        encodeError({ errorId: err.kind, message: err.message.slice(0, 1000), peerMsgId: 0 }),
+      );
+      socket.end(batch.take());
+    } catch {
+      // The peer is being dropped; failing to tell it why changes nothing.
+    }
+    this.finish(err);
+    const guard = setTimeout(() => socket.destroy(), 200);
+    guard.unref();
+    socket.once('close', () => clearTimeout(guard));
+  }
+
+  describe(): string {
+    return `${this.role} callis ${this.role === 'outbound' ? 'to' : 'from'} ${this.connection.identity} (${this.connection.remoteAddress})`;
+  }
+
+  private receive(chunk: Buffer): void {
+    this.lastReceivedAt = Date.now();
+    this.counters.bytesIn += chunk.length;
+    try {
+      this.decoder.push(chunk);
+    } catch (err) {
+      const failure = AureliaError.is(err)
+        ? err
+        : new AureliaError(ErrorId.ProtocolViolation, `${this.describe()}: ${String(err)}`, {
+            cause: err,
+          });
+      this.abort(failure);
+    }
+  }
+
+  private deliver(frame: Frame): void {
+    if (this.closedReason) return;
+    this.counters.framesIn++;
+    if (frame.msgType === ControlType.Keepalive) return;
+    if (!this.handler) {
+      throw new AureliaError(ErrorId.ProtocolViolation, `${this.describe()}: frame before hello`);
+    }
+    this.handler.onFrame(this, frame);
+  }
+
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    if (this.closed) return;
+    const batch = this.batch;
+    batch.clear();
+    for (const frame of this.control) batch.add(frame);
+    this.control.length = 0;
+    if (!this.blocked && this.handler) this.handler.onWritable(this, batch, FLUSH_BUDGET_BYTES);
+    if (batch.frameCount === 0) return;
+    this.counters.framesOut += batch.frameCount;
+    const bytes = batch.take();
+    this.counters.bytesOut += bytes.length;
+    this.lastWrittenAt = Date.now();
+    if (!this.connection.socket.write(bytes)) this.blocked = true;
+    else if (this.handler && bytes.length >= FLUSH_BUDGET_BYTES) this.scheduleFlush();
+  };
+
+  private armTimer(): void {
+    if (this.closed) return;
+    const interval = this.settings.keepaliveIntervalMs();
+    const now = Date.now();
+    const nextKeepalive = this.lastWrittenAt + interval;
+    const halfOpenAt = this.lastReceivedAt + HALF_OPEN_FACTOR * interval;
+    const at = Math.min(nextKeepalive, halfOpenAt);
+    this.timer = setTimeout(this.onTimer, Math.max(1, at - now));
+    this.timer.unref();
+  }
+
+  private readonly onTimer = (): void => {
+    this.timer = undefined;
+    if (this.closed) return;
+    const interval = this.settings.keepaliveIntervalMs();
+    const now = Date.now();
+    if (now - this.lastReceivedAt >= HALF_OPEN_FACTOR * interval) {
+      this.close(
+        new AureliaError(
+          ErrorId.ConnectionLost,
+          `${this.describe()} is half-open: nothing received for ${now - this.lastReceivedAt} ms`,
+        ),
+      );
+      return;
+    }
+    if (now - this.lastWrittenAt >= interval) {
+      this.control.push(encodeKeepalive());
+      this.scheduleFlush();
+      this.lastWrittenAt = now;
+    }
+    this.armTimer();
+  };
+
+  private fail(reason: AureliaError): void {
+    if (this.closedReason) return;
+    this.finish(reason);
+    this.connection.socket.destroy();
+  }
+
+  private finish(reason: AureliaError): void {
+    if (this.closedReason) return;
+    this.closedReason = reason;
+    this.closing = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const socket = this.connection.socket;
+    socket.off('data', this.onData);
+    socket.off('drain', this.onDrain);
+    socket.off('end', this.onEnd);
+    socket.off('close', this.onEnd);
+    // Keep an error listener: a late socket error must not become an uncaught exception.
+    socket.off('error', this.onError);
+    socket.on('error', ignore);
+    this.control.length = 0;
+    this.handler?.onClosed(this, reason);
+  }
+}
+
+function ignore(): void {}
