@@ -50,3 +50,22 @@ export {
   type TabernaRequestParts,
 } from './engine/taberna/request.js';
 export { Taberna } from './engine/taberna/taberna.js';
+export {
+  RateLimitedLogger,
+  silentLogger,
+  type AureliaLogContext,
+  type AureliaLogger,
+  type AureliaLogLevel,
+  type RateLimitedLoggerOptions,
+} from './engine/logger.js';
+export {
+  DnsSrvResolver,
+  type DnsSrvRange,
+  type DnsSrvResolverOptions,
+} from './engine/services/dns-srv-resolver.js';
+export {
+  OTHER_PEER_IDENTITY,
+  registerAureliaMetrics,
+  type AureliaMetricsOptions,
+  type AureliaMetricsRegistration,
+} from './engine/reporting/prometheus.js';

@@ -1,0 +1,542 @@
+// Discovery through DNS SRV records: taberna id → service name → prioritised, weighted endpoints.
+import { promises as dns } from 'node:dns';
+import { isIP } from 'node:net';
+import { DomusAddr } from '../addr.js';
+import { AureliaError, ErrorId } from '../errors.js';
+import { assertTabernaId, type TabernaId } from '../ids.js';
+import type { RouteResolver } from '../resolver.js';
+
+/** An inclusive range of taberna ids served by one SRV service name. */
+export interface DnsSrvRange {
+  /** First id of the range. */
+  readonly from: bigint;
+  /** Last id of the range (inclusive). */
+  readonly to: bigint;
+  /** The SRV name to query, e.g. `_billing._tcp.mesh.svc.cluster.local`. */
+  readonly service: string;
+}
+
+/** Options of a `DnsSrvResolver`; every duration is in milliseconds. */
+export interface DnsSrvResolverOptions {
+  /** Exact taberna ids and the SRV name each is looked up under (a `Map` works). */
+  readonly services?: Iterable<readonly [bigint, string]>;
+  /** Id ranges and their SRV names; consulted when no exact id matches. Ranges may not overlap. */
+  readonly ranges?: readonly DnsSrvRange[];
+  /**
+   * DNS servers to ask (`'10.0.0.10'`, `'127.0.0.1:5353'`, `'[::1]:53'`), as for
+   * `dns.setServers`. Default: the system's resolver configuration.
+   */
+  readonly servers?: readonly string[];
+  /** Bound on one whole lookup (SRV plus the targets' A/AAAA), 1..60000; default 5000. */
+  readonly timeoutMs?: number;
+  /**
+   * Fixed cache lifetime of an answer, 0..86400000. When set, DNS TTLs are ignored. When not set,
+   * an answer lives as long as the shortest A/AAAA TTL of its targets, clamped to
+   * `minTtlMs..maxTtlMs` (node:dns does not report the SRV record's own TTL).
+   */
+  readonly cacheTtlMs?: number;
+  /** Lower clamp of a DNS-derived lifetime, 0..86400000; default 1000 (Consul answers TTL 0). */
+  readonly minTtlMs?: number;
+  /** Upper clamp of a DNS-derived lifetime, 0..86400000, at least `minTtlMs`; default 60000. */
+  readonly maxTtlMs?: number;
+  /**
+   * How long an address reported by `reportFailure` is avoided while other endpoints are
+   * available, 0..3600000; default 10000.
+   */
+  readonly failureHoldMs?: number;
+  /**
+   * How long past its expiry an answer may still be used when refreshing it fails with a DNS
+   * timeout or server failure, 0..86400000; default 30000. Meanwhile the refresh is retried at
+   * most once per `max(minTtlMs, 1000)`. An answer removed by `invalidate` or `reportFailure` is
+   * never reused.
+   */
+  readonly staleIfErrorMs?: number;
+  /** Uniform random numbers in [0, 1) for weighted selection; default `Math.random`. */
+  readonly random?: () => number;
+  /** Clock for cache lifetimes and failure holds; default `Date.now`. */
+  readonly now?: () => number;
+}
+
+interface Endpoint {
+  readonly target: string;
+  readonly port: number;
+  readonly priority: number;
+  readonly weight: number;
+  readonly addrs: readonly DomusAddr[];
+}
+
+interface CacheEntry {
+  /** Endpoints grouped by priority, lowest first; zero weights first inside a group (RFC 2782). */
+  readonly groups: readonly (readonly Endpoint[])[];
+  /** Address keys present in the answer. */
+  readonly keys: ReadonlySet<string>;
+  /** When the answer must be refreshed. */
+  readonly expiresAt: number;
+  /** Until when it may stand in for a refresh that fails (`staleIfErrorMs` past its TTL). */
+  readonly staleUntil: number;
+}
+
+interface TargetAddresses {
+  readonly ips: readonly string[];
+  /** Shortest TTL of the address records, in seconds; undefined for an IP literal target. */
+  readonly ttlSeconds: number | undefined;
+}
+
+const DEFAULT_TIMEOUT_MS = 5_000;
+const DEFAULT_MIN_TTL_MS = 1_000;
+const DEFAULT_MAX_TTL_MS = 60_000;
+const DEFAULT_FAILURE_HOLD_MS = 10_000;
+const DEFAULT_STALE_IF_ERROR_MS = 30_000;
+const DAY_MS = 86_400_000;
+/** Least time between lookups while a stale answer stands in for a failing refresh. */
+const RETRY_AFTER_ERROR_MS = 1_000;
+const DNS_LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
+/** DNS error codes meaning "this name has no such records", as opposed to "DNS is unavailable". */
+const ABSENT = new Set<string>([dns.NOTFOUND, dns.NODATA]);
+
+/**
+ * A `RouteResolver` that finds the domus hosting a taberna through DNS SRV records, the discovery
+ * operators already run (Kubernetes headless services, Consul). Each taberna id (or id range) maps
+ * to an SRV name; its records are resolved with `node:dns` (optionally against given `servers`),
+ * their targets' A/AAAA records with their TTLs, and each `resolve` picks one address as RFC 2782
+ * says: the lowest priority that has an endpoint not held after a failure, then weighted random
+ * among that priority. Answers are cached (see `cacheTtlMs`), concurrent lookups of one name
+ * share one query, and `reportFailure` drops the cached answer holding an address so the next
+ * send re-resolves. A cached answer is returned synchronously; a lookup returns a Promise.
+ */
+export class DnsSrvResolver implements RouteResolver {
+  readonly #exact = new Map<TabernaId, string>();
+  readonly #ranges: readonly DnsSrvRange[];
+  readonly #servers: readonly string[] | undefined;
+  readonly #timeoutMs: number;
+  readonly #cacheTtlMs: number | undefined;
+  readonly #minTtlMs: number;
+  readonly #maxTtlMs: number;
+  readonly #failureHoldMs: number;
+  readonly #staleIfErrorMs: number;
+  readonly #random: () => number;
+  readonly #now: () => number;
+  readonly #cache = new Map<string, CacheEntry>();
+  readonly #inflight = new Map<string, Promise<CacheEntry>>();
+  /** Address key → time until which it is avoided. */
+  readonly #held = new Map<string, number>();
+  /** Resolvers with a lookup in progress, cancelled by `close`. */
+  readonly #active = new Set<dns.Resolver>();
+  #closed = false;
+
+  /**
+   * Creates a resolver. Throws `AureliaError(InvalidConfig)` naming the option when an id is not
+   * a u64 bigint, a service is not a DNS name, ranges are inverted or overlap, `servers` is empty
+   * or not accepted by `node:dns`, or a duration is not an integer in its range.
+   */
+  constructor(options: DnsSrvResolverOptions) {
+    for (const [id, service] of options.services ?? []) {
+      assertTabernaId(id, ErrorId.InvalidConfig);
+      this.#exact.set(id, checkService(service, `services[${id}]`));
+    }
+    this.#ranges = checkRanges(options.ranges ?? []);
+    this.#servers = checkServers(options.servers);
+    this.#timeoutMs = integer('timeoutMs', options.timeoutMs ?? DEFAULT_TIMEOUT_MS, 1, 60_000);
+    this.#cacheTtlMs =
+      options.cacheTtlMs === undefined
+        ? undefined
+        : integer('cacheTtlMs', options.cacheTtlMs, 0, DAY_MS);
+    this.#minTtlMs = integer('minTtlMs', options.minTtlMs ?? DEFAULT_MIN_TTL_MS, 0, DAY_MS);
+    this.#maxTtlMs = integer('maxTtlMs', options.maxTtlMs ?? DEFAULT_MAX_TTL_MS, 0, DAY_MS);
+    if (this.#maxTtlMs < this.#minTtlMs) {
+      throw invalid(`maxTtlMs (${this.#maxTtlMs}) must be at least minTtlMs (${this.#minTtlMs})`);
+    }
+    this.#failureHoldMs = integer(
+      'failureHoldMs',
+      options.failureHoldMs ?? DEFAULT_FAILURE_HOLD_MS,
+      0,
+      3_600_000,
+    );
+    this.#staleIfErrorMs = integer(
+      'staleIfErrorMs',
+      options.staleIfErrorMs ?? DEFAULT_STALE_IF_ERROR_MS,
+      0,
+      DAY_MS,
+    );
+    if (options.random !== undefined && typeof options.random !== 'function') {
+      throw invalid('random must be a function returning numbers in [0, 1)');
+    }
+    if (options.now !== undefined && typeof options.now !== 'function') {
+      throw invalid('now must be a function returning milliseconds');
+    }
+    this.#random = options.random ?? Math.random;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** The SRV name `tabernaId` is looked up under, or `undefined` when it is not mapped. */
+  serviceFor(tabernaId: bigint): string | undefined {
+    const exact = this.#exact.get(tabernaId);
+    if (exact !== undefined) return exact;
+    for (const range of this.#ranges) {
+      if (tabernaId >= range.from && tabernaId <= range.to) return range.service;
+    }
+    return undefined;
+  }
+
+  /**
+   * The address of one domus hosting `tabernaId`: synchronously from a live cached answer,
+   * otherwise a Promise of a fresh lookup. Fails (throws for an unmapped id, rejects otherwise)
+   * with `AureliaError` naming the id and the service: `UnknownTaberna` when the id is not mapped,
+   * the name does not exist (NXDOMAIN), has no SRV records, or no target has an address;
+   * `PeerUnavailable` when DNS does not answer within `timeoutMs` or fails (SERVFAIL, refused),
+   * unless a recently expired answer may be reused (`staleIfErrorMs`); `DomusClosed` after
+   * `close()`.
+   */
+  resolve(tabernaId: bigint): Promise<DomusAddr> | DomusAddr {
+    if (this.#closed) throw closedError();
+    const id = assertTabernaId(tabernaId, ErrorId.UnknownTaberna);
+    const service = this.serviceFor(id);
+    if (service === undefined) {
+      throw new AureliaError(
+        ErrorId.UnknownTaberna,
+        `no DNS SRV service is mapped for taberna ${id}`,
+      );
+    }
+    const entry = this.#cache.get(service);
+    if (entry !== undefined && this.#now() < entry.expiresAt) return this.#pick(entry);
+    return this.#lookup(service).then(
+      (fresh) => this.#pick(fresh),
+      (err: unknown) => {
+        const stale = this.#cache.get(service);
+        const now = this.#now();
+        if (
+          stale === undefined ||
+          !AureliaError.is(err, ErrorId.PeerUnavailable) ||
+          now >= stale.staleUntil
+        ) {
+          throw forTaberna(err, id);
+        }
+        // Serve the stale answer without a lookup for a moment, so sends do not each wait out
+        // a DNS timeout while DNS is down.
+        const retryAt = Math.min(
+          stale.staleUntil,
+          now + Math.max(this.#minTtlMs, RETRY_AFTER_ERROR_MS),
+        );
+        this.#cache.set(service, { ...stale, expiresAt: retryAt });
+        return this.#pick(stale);
+      },
+    );
+  }
+
+  /**
+   * Reports that dialling `addr` (a `DomusAddr` or its text form, as in `PeerDialFailed` events)
+   * failed: every cached answer holding it is dropped, so the next `resolve` of those services
+   * queries DNS again, and the address is avoided for `failureHoldMs` while its service has other
+   * endpoints. Returns the number of cached answers dropped. Throws `AureliaError(InvalidConfig)`
+   * for text that is not an address.
+   */
+  reportFailure(addr: DomusAddr | string): number {
+    const key = typeof addr === 'string' ? DomusAddr.parse(addr).key : addr.key;
+    const now = this.#now();
+    if (this.#failureHoldMs > 0) {
+      for (const [held, until] of this.#held) if (until <= now) this.#held.delete(held);
+      this.#held.set(key, now + this.#failureHoldMs);
+    }
+    let dropped = 0;
+    for (const [service, entry] of this.#cache) {
+      if (entry.keys.has(key)) {
+        this.#cache.delete(service);
+        dropped++;
+      }
+    }
+    return dropped;
+  }
+
+  /**
+   * Drops the cached answer for `tabernaId`'s service, so the next `resolve` queries DNS. Returns
+   * whether an answer was cached (false for an unmapped id).
+   */
+  invalidate(tabernaId: bigint): boolean {
+    const service = this.serviceFor(tabernaId);
+    return service !== undefined && this.#cache.delete(service);
+  }
+
+  /**
+   * Cancels lookups in progress (their callers get `DomusClosed`) and forgets every answer;
+   * later `resolve` calls throw `DomusClosed`. Idempotent.
+   */
+  close(): void {
+    this.#closed = true;
+    for (const resolver of this.#active) resolver.cancel();
+    this.#active.clear();
+    this.#cache.clear();
+    this.#held.clear();
+  }
+
+  /** One lookup per service at a time: concurrent callers share it. */
+  #lookup(service: string): Promise<CacheEntry> {
+    let pending = this.#inflight.get(service);
+    if (pending === undefined) {
+      pending = this.#query(service).finally(() => this.#inflight.delete(service));
+      this.#inflight.set(service, pending);
+    }
+    return pending;
+  }
+
+  async #query(service: string): Promise<CacheEntry> {
+    // A resolver per lookup: cancelling it on timeout cannot disturb other lookups, and c-ares
+    // keeps no answer cache across lookups that would hide a TTL expiry.
+    const resolver = new dns.Resolver({
+      timeout: Math.max(1, Math.floor(this.#timeoutMs / 3)),
+      tries: 2,
+    });
+    if (this.#servers !== undefined) resolver.setServers(this.#servers);
+    this.#active.add(resolver);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        resolver.cancel();
+        reject(
+          new AureliaError(
+            ErrorId.PeerUnavailable,
+            `DNS lookup of ${service} did not complete within ${this.#timeoutMs} ms`,
+          ),
+        );
+      }, this.#timeoutMs);
+    });
+    try {
+      const entry = await Promise.race([this.#fetch(resolver, service), deadline]);
+      if (this.#closed) throw closedError();
+      this.#cache.set(service, entry);
+      return entry;
+    } catch (err) {
+      if (this.#closed) throw closedError();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      this.#active.delete(resolver);
+    }
+  }
+
+  async #fetch(resolver: dns.Resolver, service: string): Promise<CacheEntry> {
+    let records: { name: string; port: number; priority: number; weight: number }[];
+    try {
+      records = await resolver.resolveSrv(service);
+    } catch (err) {
+      throw dnsError(err, `SRV ${service}`);
+    }
+    // A target of "." means "decidedly not available here" (RFC 2782); port 0 cannot be dialled.
+    const usable = records.filter((r) => r.name !== '' && r.name !== '.' && r.port > 0);
+    if (usable.length === 0) {
+      throw new AureliaError(ErrorId.UnknownTaberna, `SRV ${service} has no usable records`);
+    }
+    const targets = [...new Set(usable.map((r) => r.name))];
+    const resolved = new Map<string, TargetAddresses>();
+    await Promise.all(
+      targets.map(async (target) => resolved.set(target, await addressesOf(resolver, target))),
+    );
+
+    const endpoints: Endpoint[] = [];
+    let ttlSeconds: number | undefined;
+    for (const record of usable) {
+      const found = resolved.get(record.name);
+      if (found === undefined || found.ips.length === 0) continue;
+      if (found.ttlSeconds !== undefined) {
+        ttlSeconds = Math.min(ttlSeconds ?? found.ttlSeconds, found.ttlSeconds);
+      }
+      endpoints.push({
+        target: record.name,
+        port: record.port,
+        priority: record.priority,
+        weight: record.weight,
+        addrs: found.ips.map((ip) => DomusAddr.tcp(ip, record.port)),
+      });
+    }
+    if (endpoints.length === 0) {
+      throw new AureliaError(
+        ErrorId.UnknownTaberna,
+        `no target of SRV ${service} (${targets.join(', ')}) has an A or AAAA record`,
+      );
+    }
+    const expiresAt = this.#now() + this.#lifetime(ttlSeconds);
+    return {
+      groups: groupByPriority(endpoints),
+      keys: new Set(endpoints.flatMap((e) => e.addrs.map((a) => a.key))),
+      expiresAt,
+      staleUntil: expiresAt + this.#staleIfErrorMs,
+    };
+  }
+
+  #lifetime(ttlSeconds: number | undefined): number {
+    if (this.#cacheTtlMs !== undefined) return this.#cacheTtlMs;
+    const ms = ttlSeconds === undefined ? this.#minTtlMs : ttlSeconds * 1000;
+    return Math.min(this.#maxTtlMs, Math.max(this.#minTtlMs, ms));
+  }
+
+  #pick(entry: CacheEntry): DomusAddr {
+    if (this.#held.size === 0) return pickWeighted(entry.groups[0], this.#random).addrs[0];
+    const now = this.#now();
+    for (const [key, until] of this.#held) if (until <= now) this.#held.delete(key);
+    if (this.#held.size === 0) return pickWeighted(entry.groups[0], this.#random).addrs[0];
+    const usable = (addr: DomusAddr): boolean => {
+      const until = this.#held.get(addr.key);
+      return until === undefined || until <= now;
+    };
+    for (const group of entry.groups) {
+      const up = group.filter((e) => e.addrs.some(usable));
+      if (up.length > 0) {
+        const chosen = pickWeighted(up, this.#random);
+        return chosen.addrs.find(usable) ?? chosen.addrs[0];
+      }
+    }
+    // Every endpoint is held: trying one beats failing the send without a dial.
+    return pickWeighted(entry.groups[0], this.#random).addrs[0];
+  }
+}
+
+/** Resolves a target's A and AAAA records (IPv4 first) with their TTLs. */
+async function addressesOf(resolver: dns.Resolver, target: string): Promise<TargetAddresses> {
+  if (isIP(target) !== 0) return { ips: [target], ttlSeconds: undefined };
+  const [v4, v6] = await Promise.allSettled([
+    resolver.resolve4(target, { ttl: true }),
+    resolver.resolve6(target, { ttl: true }),
+  ]);
+  const ips: string[] = [];
+  let ttlSeconds: number | undefined;
+  for (const result of [v4, v6]) {
+    if (result.status === 'rejected') {
+      if (!ABSENT.has(codeOf(result.reason))) throw dnsError(result.reason, `A/AAAA ${target}`);
+      continue;
+    }
+    for (const record of result.value) {
+      ips.push(record.address);
+      ttlSeconds = Math.min(ttlSeconds ?? record.ttl, record.ttl);
+    }
+  }
+  return { ips, ttlSeconds };
+}
+
+/** Groups by ascending priority; zero-weight endpoints first in a group, as RFC 2782 orders them. */
+function groupByPriority(endpoints: readonly Endpoint[]): Endpoint[][] {
+  const byPriority = new Map<number, Endpoint[]>();
+  for (const e of endpoints) {
+    const group = byPriority.get(e.priority);
+    if (group === undefined) byPriority.set(e.priority, [e]);
+    else group.push(e);
+  }
+  return [...byPriority.entries()]
+    .sort(([a], [b]) => a - b)
+    .map(([, group]) => [
+      ...group.filter((e) => e.weight === 0),
+      ...group.filter((e) => e.weight > 0),
+    ]);
+}
+
+/**
+ * RFC 2782 selection: a uniform integer r in 0..sum(weights), then the first endpoint whose
+ * running weight sum reaches r. An endpoint of weight w is chosen with probability about
+ * w / (sum + 1); zero-weight endpoints only when r is 0 (or when all weights are 0, uniformly).
+ */
+function pickWeighted(group: readonly Endpoint[], random: () => number): Endpoint {
+  let total = 0;
+  for (const e of group) total += e.weight;
+  if (total === 0) return group[Math.min(group.length - 1, Math.floor(random() * group.length))];
+  const r = Math.floor(random() * (total + 1));
+  let running = 0;
+  for (const e of group) {
+    running += e.weight;
+    if (running >= r) return e;
+  }
+  return group[group.length - 1];
+}
+
+function codeOf(err: unknown): string {
+  return typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : '';
+}
+
+function dnsError(err: unknown, what: string): AureliaError {
+  const code = codeOf(err);
+  if (ABSENT.has(code)) {
+    const why = code === dns.NOTFOUND ? 'the name does not exist (NXDOMAIN)' : 'no records';
+    return new AureliaError(ErrorId.UnknownTaberna, `DNS ${what}: ${why}`, { cause: err });
+  }
+  const detail = err instanceof Error ? err.message : String(err);
+  return new AureliaError(ErrorId.PeerUnavailable, `DNS ${what} failed: ${detail}`, {
+    cause: err,
+  });
+}
+
+/** A per-caller error naming the taberna, keeping the kind of the shared lookup's failure. */
+function forTaberna(err: unknown, id: TabernaId): AureliaError {
+  if (AureliaError.is(err)) {
+    if (err.kind === ErrorId.DomusClosed) return closedError();
+    return new AureliaError(err.kind, `cannot resolve taberna ${id}: ${err.message}`, {
+      cause: err,
+    });
+  }
+  return new AureliaError(ErrorId.PeerUnavailable, `cannot resolve taberna ${id}: ${String(err)}`, {
+    cause: err,
+  });
+}
+
+function closedError(): AureliaError {
+  return new AureliaError(ErrorId.DomusClosed, 'the DNS SRV resolver is closed');
+}
+
+function checkService(service: unknown, field: string): string {
+  if (typeof service !== 'string') throw invalid(`${field} must be a DNS name string`);
+  const name = service.endsWith('.') ? service.slice(0, -1) : service;
+  if (name.length === 0 || name.length > 253 || !name.split('.').every((l) => DNS_LABEL.test(l))) {
+    throw invalid(
+      `${field} ${JSON.stringify(service)} is not a DNS name ` +
+        '(dot-separated labels of letters, digits, "-" and "_", at most 253 characters)',
+    );
+  }
+  return name;
+}
+
+function checkRanges(ranges: readonly DnsSrvRange[]): DnsSrvRange[] {
+  if (!Array.isArray(ranges)) throw invalid('ranges must be an array of { from, to, service }');
+  const checked = ranges.map((range, i) => {
+    const from = assertTabernaId(range?.from, ErrorId.InvalidConfig);
+    const to = assertTabernaId(range?.to, ErrorId.InvalidConfig);
+    if (from > to) throw invalid(`ranges[${i}] is inverted: from ${from} is after to ${to}`);
+    return Object.freeze({
+      from,
+      to,
+      service: checkService(range.service, `ranges[${i}].service`),
+    });
+  });
+  const sorted = [...checked].sort((a, b) => (a.from < b.from ? -1 : a.from > b.from ? 1 : 0));
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i].from <= sorted[i - 1].to) {
+      throw invalid(
+        `ranges ${sorted[i - 1].from}..${sorted[i - 1].to} and ` +
+          `${sorted[i].from}..${sorted[i].to} overlap`,
+      );
+    }
+  }
+  return sorted;
+}
+
+function checkServers(servers: readonly string[] | undefined): readonly string[] | undefined {
+  if (servers === undefined) return undefined;
+  if (!Array.isArray(servers) || servers.length === 0) {
+    throw invalid('servers must be a non-empty array of "IP" or "IP:PORT" strings');
+  }
+  try {
+    // node:dns validates the forms; a throwaway resolver holds no socket until it queries.
+    new dns.Resolver().setServers(servers);
+  } catch (err) {
+    throw invalid(
+      `servers ${JSON.stringify(servers)} are not valid DNS servers: ${(err as Error).message}`,
+    );
+  }
+  return Object.freeze([...servers]);
+}
+
+function integer(field: string, value: number, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw invalid(`${field} must be an integer in ${min}..${max}, got ${String(value)}`);
+  }
+  return value;
+}
+
+function invalid(message: string): AureliaError {
+  return new AureliaError(ErrorId.InvalidConfig, message);
+}

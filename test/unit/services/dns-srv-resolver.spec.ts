@@ -1,0 +1,435 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import dns2 from 'dns2';
+import { DomusAddr } from '../../../lib/engine/addr.js';
+import { AureliaError, ErrorId } from '../../../lib/engine/errors.js';
+import {
+  DnsSrvResolver,
+  type DnsSrvResolverOptions,
+} from '../../../lib/engine/services/dns-srv-resolver.js';
+
+const { Packet } = dns2;
+const RCODE_NXDOMAIN = 3;
+const RCODE_SERVFAIL = 2;
+
+interface Srv {
+  priority: number;
+  weight: number;
+  port: number;
+  target: string;
+}
+
+/** What the test DNS server answers for one name. */
+interface Zone {
+  srv?: Srv[];
+  a?: { address: string; ttl: number }[];
+  aaaa?: { address: string; ttl: number }[];
+  /** Answer NXDOMAIN. */
+  nxdomain?: boolean;
+  /** Answer SERVFAIL. */
+  servfail?: boolean;
+  /** Never answer. */
+  silent?: boolean;
+}
+
+/** A real DNS server on loopback UDP whose zone each test edits, counting the queries it gets. */
+class TestDns {
+  readonly zone = new Map<string, Zone>();
+  readonly queries: string[] = [];
+  private readonly server = dns2.createServer({
+    udp: true,
+    handle: (request, send) => {
+      const [question] = request.questions;
+      if (question === undefined) return;
+      const type =
+        question.type === Packet.TYPE.SRV
+          ? 'SRV'
+          : question.type === Packet.TYPE.A
+            ? 'A'
+            : question.type === Packet.TYPE.AAAA
+              ? 'AAAA'
+              : String(question.type);
+      this.queries.push(`${type} ${question.name}`);
+      const entry = this.zone.get(question.name.toLowerCase());
+      if (entry?.silent === true) return;
+      const response = Packet.createResponseFromRequest(request);
+      if (entry === undefined || entry.nxdomain === true) {
+        response.header.rcode = RCODE_NXDOMAIN;
+      } else if (entry.servfail === true) {
+        response.header.rcode = RCODE_SERVFAIL;
+      } else if (type === 'SRV') {
+        for (const srv of entry.srv ?? []) {
+          response.answers.push(Packet.createResourceFromQuestion(question, { ttl: 30, ...srv }));
+        }
+      } else if (type === 'A' || type === 'AAAA') {
+        for (const record of (type === 'A' ? entry.a : entry.aaaa) ?? []) {
+          response.answers.push(Packet.createResourceFromQuestion(question, record));
+        }
+      }
+      void send(response);
+    },
+  });
+  port = 0;
+
+  async start(): Promise<void> {
+    const addresses = await this.server.listen({ udp: { port: 0, address: '127.0.0.1' } });
+    this.port = addresses.udp!.port;
+  }
+
+  stop(): Promise<void> {
+    return this.server.close();
+  }
+
+  get address(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  count(query: string): number {
+    return this.queries.filter((q) => q === query).length;
+  }
+
+  reset(): void {
+    this.zone.clear();
+    this.queries.length = 0;
+  }
+}
+
+/** Deterministic uniform numbers in [0, 1) (mulberry32). */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function clock(start = 1_000_000): { now: () => number; advance: (ms: number) => void } {
+  let t = start;
+  return { now: () => t, advance: (ms) => void (t += ms) };
+}
+
+async function rejection(work: () => unknown): Promise<AureliaError> {
+  try {
+    await work();
+  } catch (err) {
+    expect(err).toBeInstanceOf(AureliaError);
+    return err as AureliaError;
+  }
+  throw new Error('expected a rejection');
+}
+
+const SERVICE = '_billing._tcp.mesh.svc.cluster.local';
+const dns = new TestDns();
+
+beforeAll(() => dns.start());
+afterAll(() => dns.stop());
+beforeEach(() => dns.reset());
+
+function resolverFor(options: Partial<DnsSrvResolverOptions> = {}): DnsSrvResolver {
+  return new DnsSrvResolver({
+    services: new Map([[7n, SERVICE]]),
+    servers: [dns.address],
+    timeoutMs: 2_000,
+    ...options,
+  });
+}
+
+function twoPriorities(): void {
+  dns.zone.set(SERVICE, {
+    srv: [
+      { priority: 20, weight: 100, port: 7001, target: 'backup.mesh.test' },
+      { priority: 10, weight: 1, port: 7000, target: 'main.mesh.test' },
+    ],
+  });
+  dns.zone.set('main.mesh.test', { a: [{ address: '127.0.0.2', ttl: 30 }] });
+  dns.zone.set('backup.mesh.test', { a: [{ address: '127.0.0.3', ttl: 30 }] });
+}
+
+describe('DnsSrvResolver', () => {
+  it('resolves a taberna to the target address and port of its SRV record', async () => {
+    twoPriorities();
+    const addr = await resolverFor().resolve(7n);
+    expect(addr.equals(DomusAddr.tcp('127.0.0.2', 7000))).toBe(true);
+  });
+
+  it('always picks the lowest priority while its endpoints are available', async () => {
+    twoPriorities();
+    const resolver = resolverFor({ random: seeded(1) });
+    await resolver.resolve(7n);
+    for (let i = 0; i < 200; i++) {
+      expect(String(resolver.resolve(7n))).toBe('tls://127.0.0.2:7000');
+    }
+  });
+
+  it('spreads picks among equal priorities by weight, as RFC 2782 specifies', async () => {
+    dns.zone.set(SERVICE, {
+      srv: [
+        { priority: 1, weight: 60, port: 7060, target: 'w.mesh.test' },
+        { priority: 1, weight: 0, port: 7000, target: 'w.mesh.test' },
+        { priority: 1, weight: 10, port: 7010, target: 'w.mesh.test' },
+        { priority: 1, weight: 30, port: 7030, target: 'w.mesh.test' },
+      ],
+    });
+    dns.zone.set('w.mesh.test', { a: [{ address: '127.0.0.9', ttl: 300 }] });
+    const resolver = resolverFor({ random: seeded(42), cacheTtlMs: 3_600_000 });
+    await resolver.resolve(7n);
+    const picks = new Map<number, number>();
+    const n = 50_000;
+    for (let i = 0; i < n; i++) {
+      const addr = resolver.resolve(7n) as DomusAddr;
+      picks.set(addr.port!, (picks.get(addr.port!) ?? 0) + 1);
+    }
+    // r is uniform in 0..100: weight w wins w/101 of the picks, weight 0 only when r is 0.
+    for (const [port, weight] of [
+      [7000, 1],
+      [7010, 10],
+      [7030, 30],
+      [7060, 60],
+    ]) {
+      expect((picks.get(port) ?? 0) / n).toBeCloseTo(weight / 101, 2);
+    }
+  });
+
+  it('caches an answer for the shortest A/AAAA TTL of its targets and queries again after it', async () => {
+    twoPriorities();
+    dns.zone.set('main.mesh.test', { a: [{ address: '127.0.0.2', ttl: 5 }] });
+    const c = clock();
+    const resolver = resolverFor({ now: c.now, minTtlMs: 0 });
+    await resolver.resolve(7n);
+    expect(dns.count(`SRV ${SERVICE}`)).toBe(1);
+
+    c.advance(4_999);
+    const cached = resolver.resolve(7n);
+    expect(cached).toBeInstanceOf(DomusAddr); // synchronous: no lookup
+    expect(dns.count(`SRV ${SERVICE}`)).toBe(1);
+
+    dns.zone.set('main.mesh.test', { a: [{ address: '127.0.0.4', ttl: 5 }] });
+    c.advance(1);
+    const refreshed = resolver.resolve(7n);
+    expect(refreshed).toBeInstanceOf(Promise);
+    expect(String(await refreshed)).toBe('tls://127.0.0.4:7000');
+    expect(dns.count(`SRV ${SERVICE}`)).toBe(2);
+  });
+
+  it('clamps DNS TTLs into minTtlMs..maxTtlMs, and a fixed cacheTtlMs overrides them', async () => {
+    twoPriorities();
+    dns.zone.set('main.mesh.test', { a: [{ address: '127.0.0.2', ttl: 0 }] });
+    dns.zone.set('backup.mesh.test', { a: [{ address: '127.0.0.3', ttl: 0 }] });
+    const c = clock();
+    const clamped = resolverFor({ now: c.now, minTtlMs: 1_000, maxTtlMs: 2_000 });
+    await clamped.resolve(7n);
+    c.advance(999);
+    expect(clamped.resolve(7n)).toBeInstanceOf(DomusAddr);
+    c.advance(1);
+    await clamped.resolve(7n);
+    expect(dns.count(`SRV ${SERVICE}`)).toBe(2);
+
+    dns.zone.set('main.mesh.test', { a: [{ address: '127.0.0.2', ttl: 86_400 }] });
+    dns.zone.set('backup.mesh.test', { a: [{ address: '127.0.0.3', ttl: 86_400 }] });
+    c.advance(1_000);
+    await clamped.resolve(7n);
+    c.advance(1_999);
+    expect(clamped.resolve(7n)).toBeInstanceOf(DomusAddr);
+    c.advance(1);
+    expect(clamped.resolve(7n)).toBeInstanceOf(Promise);
+    await clamped.resolve(7n);
+    expect(dns.count(`SRV ${SERVICE}`)).toBe(4);
+
+    const fixed = resolverFor({ now: c.now, cacheTtlMs: 60_000 });
+    await fixed.resolve(7n);
+    c.advance(59_999);
+    expect(fixed.resolve(7n)).toBeInstanceOf(DomusAddr);
+    c.advance(1);
+    await expect(fixed.resolve(7n)).resolves.toBeInstanceOf(DomusAddr);
+  });
+
+  it('re-resolves after a reported dial failure and avoids the failed address while held', async () => {
+    twoPriorities();
+    const c = clock();
+    const resolver = resolverFor({ now: c.now, failureHoldMs: 10_000 });
+    expect(String(await resolver.resolve(7n))).toBe('tls://127.0.0.2:7000');
+
+    expect(resolver.reportFailure('tls://127.0.0.2:7000')).toBe(1);
+    const next = resolver.resolve(7n);
+    expect(next).toBeInstanceOf(Promise); // the cached answer was dropped
+    expect(String(await next)).toBe('tls://127.0.0.3:7001'); // failover to the next priority
+    expect(dns.count(`SRV ${SERVICE}`)).toBe(2);
+
+    c.advance(10_000);
+    expect(String(resolver.resolve(7n))).toBe('tls://127.0.0.2:7000');
+    expect(dns.count(`SRV ${SERVICE}`)).toBe(2);
+  });
+
+  it('still returns an address when every endpoint is held', async () => {
+    twoPriorities();
+    const resolver = resolverFor();
+    await resolver.resolve(7n);
+    resolver.reportFailure(DomusAddr.tcp('127.0.0.2', 7000));
+    resolver.reportFailure(DomusAddr.tcp('127.0.0.3', 7001));
+    expect(String(await resolver.resolve(7n))).toBe('tls://127.0.0.2:7000');
+  });
+
+  it('queries again after invalidate(id)', async () => {
+    twoPriorities();
+    const resolver = resolverFor();
+    await resolver.resolve(7n);
+    expect(resolver.invalidate(7n)).toBe(true);
+    expect(resolver.invalidate(7n)).toBe(false);
+    expect(resolver.invalidate(8n)).toBe(false);
+    await resolver.resolve(7n);
+    expect(dns.count(`SRV ${SERVICE}`)).toBe(2);
+  });
+
+  it('shares one lookup among concurrent resolves of the same service', async () => {
+    twoPriorities();
+    const resolver = resolverFor({
+      services: new Map([
+        [7n, SERVICE],
+        [8n, SERVICE],
+      ]),
+    });
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => resolver.resolve(i % 2 === 0 ? 7n : 8n)),
+    );
+    expect(results.map(String)).toEqual(Array(20).fill('tls://127.0.0.2:7000'));
+    expect(dns.count(`SRV ${SERVICE}`)).toBe(1);
+    expect(dns.count('A main.mesh.test')).toBe(1);
+  });
+
+  it('maps id ranges to their services, exact ids first', async () => {
+    twoPriorities();
+    dns.zone.set('_ledger._tcp.mesh.test', {
+      srv: [{ priority: 0, weight: 0, port: 9000, target: '127.0.0.8' }],
+    });
+    const resolver = resolverFor({
+      services: new Map([[150n, SERVICE]]),
+      ranges: [{ from: 100n, to: 199n, service: '_ledger._tcp.mesh.test' }],
+    });
+    expect(resolver.serviceFor(100n)).toBe('_ledger._tcp.mesh.test');
+    expect(String(await resolver.resolve(199n))).toBe('tls://127.0.0.8:9000');
+    expect(String(await resolver.resolve(150n))).toBe('tls://127.0.0.2:7000');
+    expect(() => resolver.resolve(200n)).toThrow(
+      expect.objectContaining({ kind: ErrorId.UnknownTaberna }),
+    );
+  });
+
+  it('uses IPv6 addresses of AAAA-only targets', async () => {
+    dns.zone.set(SERVICE, {
+      srv: [{ priority: 0, weight: 1, port: 7000, target: 'v6.mesh.test' }],
+    });
+    dns.zone.set('v6.mesh.test', { aaaa: [{ address: '::1', ttl: 30 }] });
+    expect(String(await resolverFor().resolve(7n))).toBe('tls://[::1]:7000');
+  });
+
+  it('fails with UnknownTaberna naming the id and the service on NXDOMAIN', async () => {
+    dns.zone.set(SERVICE, { nxdomain: true });
+    const err = await rejection(() => resolverFor().resolve(7n));
+    expect(err.kind).toBe(ErrorId.UnknownTaberna);
+    expect(err.message).toContain('taberna 7');
+    expect(err.message).toContain(SERVICE);
+    expect(err.message).toContain('NXDOMAIN');
+  });
+
+  it('fails with UnknownTaberna when the service has no SRV records or no target has an address', async () => {
+    dns.zone.set(SERVICE, { srv: [] });
+    expect((await rejection(() => resolverFor().resolve(7n))).kind).toBe(ErrorId.UnknownTaberna);
+
+    dns.zone.set(SERVICE, {
+      srv: [{ priority: 0, weight: 0, port: 7000, target: 'gone.mesh.test' }],
+    });
+    dns.zone.set('gone.mesh.test', {});
+    const err = await rejection(() => resolverFor().resolve(7n));
+    expect(err.kind).toBe(ErrorId.UnknownTaberna);
+    expect(err.message).toContain('gone.mesh.test');
+  });
+
+  it('throws UnknownTaberna for an id with no mapped service, without a query', () => {
+    expect(() => resolverFor().resolve(99n)).toThrow(/no DNS SRV service is mapped for taberna 99/);
+    expect(dns.queries).toEqual([]);
+  });
+
+  it('fails with PeerUnavailable within timeoutMs when the DNS server never answers', async () => {
+    dns.zone.set(SERVICE, { silent: true });
+    const started = performance.now();
+    const err = await rejection(() => resolverFor({ timeoutMs: 300 }).resolve(7n));
+    const elapsed = performance.now() - started;
+    expect(err.kind).toBe(ErrorId.PeerUnavailable);
+    expect(err.message).toContain(SERVICE);
+    expect(elapsed).toBeGreaterThanOrEqual(250);
+    expect(elapsed).toBeLessThan(1_500);
+  });
+
+  it('fails with PeerUnavailable on SERVFAIL', async () => {
+    dns.zone.set(SERVICE, { servfail: true });
+    expect((await rejection(() => resolverFor().resolve(7n))).kind).toBe(ErrorId.PeerUnavailable);
+  });
+
+  it('reuses an expired answer when refreshing it fails, within staleIfErrorMs', async () => {
+    twoPriorities();
+    const c = clock();
+    const resolver = resolverFor({ now: c.now, cacheTtlMs: 1_000, staleIfErrorMs: 5_000 });
+    await resolver.resolve(7n);
+    dns.zone.set(SERVICE, { servfail: true });
+    c.advance(1_000);
+    expect(String(await resolver.resolve(7n))).toBe('tls://127.0.0.2:7000');
+    expect(dns.count(`SRV ${SERVICE}`)).toBe(2);
+    // While DNS fails, the stale answer is served without a lookup for a second.
+    expect(String(resolver.resolve(7n))).toBe('tls://127.0.0.2:7000');
+    expect(dns.count(`SRV ${SERVICE}`)).toBe(2);
+    c.advance(1_000);
+    expect(String(await resolver.resolve(7n))).toBe('tls://127.0.0.2:7000');
+    expect(dns.count(`SRV ${SERVICE}`)).toBe(3);
+    c.advance(4_000); // staleIfErrorMs after the expiry
+    expect((await rejection(() => resolver.resolve(7n))).kind).toBe(ErrorId.PeerUnavailable);
+  });
+
+  it('fails lookups in progress and later resolves with DomusClosed after close()', async () => {
+    dns.zone.set(SERVICE, { silent: true });
+    const resolver = resolverFor({ timeoutMs: 10_000 });
+    const pending = rejection(() => resolver.resolve(7n));
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    resolver.close();
+    expect((await pending).kind).toBe(ErrorId.DomusClosed);
+    expect(() => resolver.resolve(7n)).toThrow(
+      expect.objectContaining({ kind: ErrorId.DomusClosed }),
+    );
+  });
+
+  it('rejects invalid options with InvalidConfig naming the option', () => {
+    const cases: [Partial<DnsSrvResolverOptions>, RegExp][] = [
+      [{ services: new Map([[-1n, SERVICE]]) }, /taberna id/],
+      [{ services: new Map([[1n, 'not a name']]) }, /services\[1\] "not a name" is not a DNS name/],
+      [{ ranges: [{ from: 5n, to: 1n, service: SERVICE }] }, /ranges\[0\] is inverted/],
+      [
+        {
+          ranges: [
+            { from: 1n, to: 10n, service: SERVICE },
+            { from: 10n, to: 20n, service: SERVICE },
+          ],
+        },
+        /overlap/,
+      ],
+      [{ servers: [] }, /servers must be a non-empty array/],
+      [{ servers: ['not-an-ip'] }, /are not valid DNS servers/],
+      [{ timeoutMs: 0 }, /timeoutMs must be an integer in 1\.\.60000, got 0/],
+      [
+        { minTtlMs: 5_000, maxTtlMs: 1_000 },
+        /maxTtlMs \(1000\) must be at least minTtlMs \(5000\)/,
+      ],
+      [{ failureHoldMs: -1 }, /failureHoldMs/],
+      [{ cacheTtlMs: 1.5 }, /cacheTtlMs/],
+    ];
+    for (const [options, message] of cases) {
+      let caught: unknown;
+      try {
+        resolverFor(options);
+      } catch (err) {
+        caught = err;
+      }
+      expect(AureliaError.is(caught, ErrorId.InvalidConfig)).toBe(true);
+      expect((caught as AureliaError).message).toMatch(message);
+    }
+  });
+});
