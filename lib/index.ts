@@ -69,3 +69,17 @@ export {
   type AureliaMetricsOptions,
   type AureliaMetricsRegistration,
 } from './engine/reporting/prometheus.js';
+export {
+  Pkcs8AuthConfig,
+  Pkcs8PrivateKey,
+  loadAuthMaterial,
+  type AuthCertificateInfo,
+  type AuthKeyType,
+  type AuthMaterial,
+  type AuthSourceLabels,
+  type LoadAuthMaterialOptions,
+  type Pkcs8AuthFiles,
+  type Pkcs8DerConfig,
+  type Pkcs8PemConfig,
+} from './engine/auth.js';
+export { certificateIdentity } from './engine/transport/identity.js';
