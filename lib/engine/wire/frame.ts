@@ -407,7 +407,7 @@ export function encodeFrames(frames: Iterable<OutboundFrame>): Buffer {
  * keeps references to the payloads until `take`, so they must not change in between.
  */
 export class FrameBatch {
-  private readonly frames: OutboundFrame[] = [];
+  private readonly frames: (OutboundFrame | readonly Buffer[])[] = [];
   private bytes = 0;
 
   /** Number of frames waiting. */
@@ -432,11 +432,28 @@ export class FrameBatch {
     return this;
   }
 
+  /**
+   * Appends a frame its producer encoded itself, as consecutive parts (for example the head from
+   * `encodeBlobChunkHead` and the chunk data), so large data is copied once, by `take`.
+   */
+  addEncoded(parts: readonly Buffer[]): this {
+    this.frames.push(parts);
+    for (const part of parts) this.bytes += part.length;
+    return this;
+  }
+
   /** Returns every added frame encoded back to back in one Buffer, and empties the batch. */
   take(): Buffer {
     const out = Buffer.allocUnsafe(this.bytes);
     let offset = 0;
     for (const frame of this.frames) {
+      if (!('payload' in frame)) {
+        for (const part of frame) {
+          out.set(part, offset);
+          offset += part.length;
+        }
+        continue;
+      }
       const payloadLen = frame.payload.length;
       writeHeader(out, offset, frame, payloadLen);
       out.set(frame.payload, offset + HEADER_LEN);

@@ -20,6 +20,7 @@ import {
   type FrameHeader,
   type OutboundFrame,
 } from '../../../lib/engine/wire/frame.js';
+import { encodeBlobChunk, encodeBlobChunkHead } from '../../../lib/engine/wire/control.js';
 
 const U64_MAX = (1n << 64n) - 1n;
 const APP_TYPE = 0x100_0000;
@@ -317,6 +318,21 @@ describe('FrameBatch', () => {
     expect(() => batch.add(appFrame(Buffer.alloc(0), { flags: 0x40 }))).toThrow(AureliaError);
     expect(batch.frameCount).toBe(1);
     expect(batch.take()).toEqual(encodeFrame(appFrame(Buffer.from('ok'))));
+  });
+
+  it('writes a pre-encoded blob chunk byte for byte like its fully encoded form', () => {
+    const data = Buffer.from('chunk data');
+    const chunk = { requestMsgId: 7, chunkId: 3n, last: true };
+    const batch = new FrameBatch()
+      .add(appFrame(Buffer.from('a')))
+      .addEncoded([encodeBlobChunkHead(chunk, data.length), data]);
+    expect(batch.frameCount).toBe(2);
+    expect(batch.take()).toEqual(
+      Buffer.concat([
+        encodeFrame(appFrame(Buffer.from('a'))),
+        encodeFrame(encodeBlobChunk({ ...chunk, data })),
+      ]),
+    );
   });
 
   it('clear drops waiting frames', () => {
