@@ -83,3 +83,29 @@ export {
   type Pkcs8PemConfig,
 } from './engine/auth.js';
 export { certificateIdentity } from './engine/transport/identity.js';
+export { type TabernaOptions } from './engine/taberna/taberna.js';
+export { Aurelia, DomusBuilder } from './engine/aurelia.js';
+export {
+  Domus,
+  DomusConfigAccess,
+  type DispatchMessage,
+  type SendOutcome,
+} from './engine/domus.js';
+export { type LatencySummary } from './engine/reporting/histogram.js';
+export { type DomusMetrics, type DomusMetricsDelta } from './engine/reporting/metrics.js';
+export {
+  DomusReporting,
+  type AuthReloadedEvent,
+  type BackpressureEvent,
+  type CallisDirection,
+  type CallisEvent,
+  type ConfigReloadedEvent,
+  type DomusReportingEvent,
+  type DomusReportingFeeds,
+  type OutboundQueueOverrunEvent,
+  type PeerDialFailedEvent,
+  type PeerIdentityReport,
+  type PeerLinkEvent,
+  type PeerSessionRestartedEvent,
+  type ShutdownEvent,
+} from './engine/reporting/reporting.js';

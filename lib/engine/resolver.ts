@@ -11,6 +11,11 @@ import { assertTabernaId, type TabernaId } from './ids.js';
 export interface RouteResolver {
   /** Returns the address hosting `tabernaId`; throws or rejects `UnknownTaberna` if none. */
   resolve(tabernaId: bigint): Promise<DomusAddr> | DomusAddr;
+  /**
+   * Optional: told when dialing `addr` failed, so a discovering resolver can re-resolve or
+   * prefer another endpoint. Must not throw.
+   */
+  reportFailure?(addr: DomusAddr): void;
 }
 
 /**

@@ -170,6 +170,7 @@ export class DomusReporting {
   constructor(
     private readonly recorder: MetricsRecorder,
     private readonly peers: () => PeerIdentityReport[],
+    private readonly onError: (err: AureliaError) => void = () => {},
   ) {}
 
   /** Live events (connections, restarts, overruns, reloads, shutdown). Completes at shutdown. */
@@ -229,7 +230,9 @@ export class DomusReporting {
 
   /** @internal */
   error(err: AureliaError): void {
-    if (!this.closed) this.errorFeed.push(err);
+    if (this.closed) return;
+    this.onError(err);
+    this.errorFeed.push(err);
   }
 
   /** @internal Completes both feeds (after delivering what is pending). */

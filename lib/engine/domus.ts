@@ -1,0 +1,747 @@
+// The local peer: its listener, tabernae, outbound peers, inbound sessions, config and reporting.
+import { randomBytes } from 'node:crypto';
+import { AureliaError, ErrorId, errorIdName } from './errors.js';
+import { DomusAddr } from './addr.js';
+import { type AuthMaterial, type Pkcs8AuthConfig, loadAuthMaterial } from './auth.js';
+import type { MessageCodec } from './codec.js';
+import { type DomusConfig, mergeDomusConfig, validateDomusConfig } from './config.js';
+import {
+  A3_MESSAGE_TYPE_BASE,
+  MessagePriorityClass,
+  assertTabernaId,
+  type MessageType,
+  type TabernaId,
+} from './ids.js';
+import type { RouteResolver } from './resolver.js';
+import { SendOptions } from './send-options.js';
+import { Callis, type CallisConnection } from './peer/callis.js';
+import { listenerHello } from './peer/handshake.js';
+import { OutboundPeer, type PeerHost, type SendContext } from './peer/peer.js';
+import { InboundSession, type SessionHost } from './peer/session.js';
+import { DeadlineHeap } from './peer/deadline-heap.js';
+import { encodeHelloResponse } from './wire/control.js';
+import { FrameFlags } from './wire/frame.js';
+import { TabernaRegistry } from './taberna/registry.js';
+import type { Taberna, TabernaOptions } from './taberna/taberna.js';
+import { type Decision, type DecisionSink, Delivery, type PeerInfo } from './taberna/request.js';
+import { MetricsRecorder } from './reporting/metrics.js';
+import { DomusReporting, type PeerIdentityReport } from './reporting/reporting.js';
+import { TlsListener } from './transport/tls-listener.js';
+import { dial } from './transport/dial.js';
+import { type AureliaLogger, RateLimitedLogger, silentLogger } from './logger.js';
+
+/** @internal An encoded message for `Domus.dispatch`. */
+export interface DispatchMessage {
+  readonly priority: MessagePriorityClass.A2 | MessagePriorityClass.A3;
+  readonly msgType: MessageType;
+  readonly payload: Buffer;
+  readonly to: TabernaId;
+  readonly from?: TabernaId;
+  readonly flags?: number;
+  /** Send to this address instead of resolving `to`. */
+  readonly address?: DomusAddr;
+  /** The identity that must answer at the address. */
+  readonly expectedIdentity?: string;
+  /** Overrides `sendTimeoutMs` for this message. */
+  readonly timeoutMs?: number;
+}
+
+/** Result of a successful send: the remote application accepted the message. */
+export type SendOutcome = { readonly kind: 'message' };
+
+/** How often sessions age out remembered outcomes and idle sessions are dropped. */
+const HOUSEKEEPING_INTERVAL_MS = 1000;
+
+/**
+ * Live handle to a running domus's configuration: take a snapshot, or apply a validated update
+ * without restarting (queue sizes, timeouts, keepalive, payload limit, handshake limits; blob
+ * windows for new blob callis).
+ */
+export class DomusConfigAccess {
+  /** @internal */
+  constructor(
+    private current: DomusConfig,
+    private readonly apply: (next: DomusConfig, previous: DomusConfig) => void,
+  ) {}
+
+  /** The configuration in force now (frozen). */
+  snapshot(): DomusConfig {
+    return this.current;
+  }
+
+  /**
+   * Validates `update` (a full config or a partial patch over the current one) and applies it.
+   * Throws `AureliaError(InvalidConfig)` naming the field, and changes nothing, when invalid.
+   * Returns the configuration now in force.
+   */
+  update(update: Partial<DomusConfig>): DomusConfig {
+    const next = mergeDomusConfig(this.current, update);
+    const previous = this.current;
+    this.current = next;
+    this.apply(next, previous);
+    return next;
+  }
+
+  /** @internal Read by hot paths. */
+  get value(): DomusConfig {
+    return this.current;
+  }
+}
+
+/** Live connection counts of one remote identity. */
+interface PeerLinks {
+  primary: number;
+  blob: number;
+  addresses: Map<string, number>;
+}
+
+/**
+ * A running Aurelia domus: the local peer. It listens on one address with one certificate
+ * identity, hosts tabernae, and sends messages to tabernae here or on other domus. Build it with
+ * `Aurelia.domusBuilder(...).build()`.
+ */
+export class Domus {
+  /** Random per-process session epoch; peers see a new one when this domus restarts. */
+  readonly sessionEpoch: bigint;
+  /** Live configuration. */
+  readonly config: DomusConfigAccess;
+  /** Metrics, connected peers and event feeds. */
+  readonly reporting: DomusReporting;
+  private readonly metrics = new MetricsRecorder();
+  private readonly registry: TabernaRegistry;
+  private readonly peers = new Map<string, OutboundPeer>();
+  private readonly sessions = new Map<string, InboundSession>();
+  private readonly handshaking = new Set<Callis>();
+  private readonly inboundCallis = new Map<string, number>();
+  private readonly links = new Map<string, PeerLinks>();
+  private readonly localSink = new LocalSink(this.metrics);
+  private readonly selfPeer: PeerInfo;
+  private readonly limitedLog: RateLimitedLogger;
+  private listener!: TlsListener;
+  private housekeeping: NodeJS.Timeout | undefined;
+  private closing: Promise<void> | undefined;
+  private closed = false;
+
+  /** @internal Use `DomusBuilder.build()`. */
+  constructor(
+    config: DomusConfig,
+    private auth: AuthMaterial,
+    private readonly resolver: RouteResolver,
+    private readonly onShutdown: (domus: Domus) => void,
+    private readonly logger: AureliaLogger = silentLogger,
+  ) {
+    this.sessionEpoch = randomEpoch();
+    this.config = new DomusConfigAccess(config, (next, prev) => this.applyConfig(next, prev));
+    this.limitedLog = new RateLimitedLogger(logger, { intervalMs: config.limitedLogIntervalMs });
+    this.reporting = new DomusReporting(
+      this.metrics,
+      () => this.peerReports(),
+      (err) =>
+        this.limitedLog.warn(`${errorIdName(err.kind)}:${firstWords(err.message)}`, err.message, {
+          errorId: errorIdName(err.kind),
+        }),
+    );
+    this.registry = new TabernaRegistry({
+      queueSize: () => this.config.value.tabernaAcceptQueueSize,
+      acceptTimeoutMs: () => this.config.value.acceptTimeoutMs,
+      onDecided: (_id, delivery, decision) => this.countDecision(delivery, decision),
+    });
+    this.selfPeer = Object.freeze({ identity: auth.identity, local: true });
+  }
+
+  /** @internal Binds the listener; called once by the builder. */
+  async start(addr: DomusAddr): Promise<void> {
+    this.listener = await TlsListener.listen({
+      addr,
+      secureContext: this.auth.secureContext,
+      limits: () => {
+        const c = this.config.value;
+        return {
+          total: c.inboundHandshakeLimitTotal,
+          perPeer: c.inboundHandshakeLimitPerPeer,
+          tcpHandshakeTimeoutMs: c.tcpHandshakeTimeoutMs,
+          socketHandshakeTimeoutMs: c.socketHandshakeTimeoutMs,
+        };
+      },
+      onConnection: (conn) => this.onInbound(conn),
+      onRefused: (err) => {
+        this.metrics.handshakesRefused++;
+        if (err.kind === ErrorId.ProtocolViolation) this.metrics.protocolViolations++;
+        this.reporting.error(err);
+      },
+    });
+    this.housekeeping = setInterval(() => this.tidy(), HOUSEKEEPING_INTERVAL_MS);
+    this.housekeeping.unref();
+    this.logger.log(`domus ${this.auth.identity} listening on ${this.listener.localAddr}`);
+  }
+
+  /** The address the listener is bound to (with the real port when built with port 0). */
+  get localAddr(): DomusAddr {
+    return this.listener.localAddr;
+  }
+
+  /** This domus's certificate identity (URI SAN, else DNS SAN, else CN). */
+  get identity(): string {
+    return this.auth.identity;
+  }
+
+  /**
+   * Registers a taberna with `id`, decoding its messages with `codec`; `options` may override
+   * the accept queue size and accept timeout for this taberna. Rejects with `InvalidConfig` for
+   * a bad id or option,
+   * `TabernaAlreadyRegistered` when the id is taken and `DomusClosed` after shutdown.
+   */
+  async taberna<T>(
+    id: TabernaId,
+    codec: MessageCodec<T>,
+    options?: TabernaOptions,
+  ): Promise<Taberna<T>> {
+    if (this.closed) throw closedError();
+    return this.registry.register(id, codec, options);
+  }
+
+  /**
+   * Sends `message` to taberna `to` — on this domus or wherever the resolver says — and resolves
+   * once the target application accepted it. Rejects with:
+   * `EncodeFailure` (codec failed, type below the A3 range, payload over `maxPayloadLen`),
+   * `UnknownTaberna`, `LocalQueueFull` (the peer's lane is full, at once), `RemoteTabernaRejected`,
+   * `TabernaBusy`, `DecodeFailure` (the receiver could not decode it), `AddressMismatch`,
+   * `PeerRestarted`, `SendTimeout` (nothing decided within `sendTimeoutMs`) or `DomusClosed`.
+   */
+  async send<T>(
+    codec: MessageCodec<T>,
+    to: TabernaId,
+    message: T,
+    options?: SendOptions | { blob?: boolean },
+  ): Promise<SendOutcome> {
+    if (this.closed) throw closedError();
+    const opts = SendOptions.from(options);
+    assertTabernaId(to, ErrorId.UnknownTaberna);
+    const { msgType, payload } = encode(codec, message);
+    if (msgType < A3_MESSAGE_TYPE_BASE) {
+      throw new AureliaError(
+        ErrorId.EncodeFailure,
+        `message type ${msgType} is below the A3 range (${A3_MESSAGE_TYPE_BASE}); use a3MessageType()`,
+      );
+    }
+    if (opts.blob) {
+      throw new AureliaError(
+        ErrorId.BlobCallisWithoutPrimary,
+        'blob streams are not available on this domus',
+      );
+    }
+    await this.dispatch({ priority: MessagePriorityClass.A3, msgType, payload, to });
+    return MESSAGE_OUTCOME;
+  }
+
+  /**
+   * @internal Sends an already encoded A2 or A3 message (A2 services use this). Resolves on the
+   * target application's accept; rejects like `send`. With `address`, the resolver is bypassed
+   * and, with `expectedIdentity`, whoever answers there must prove that identity
+   * (`AddressMismatch` otherwise).
+   */
+  async dispatch(message: DispatchMessage): Promise<void> {
+    if (this.closed) throw closedError();
+    const config = this.config.value;
+    const { payload, to } = message;
+    if (payload.length > config.maxPayloadLen) {
+      throw new AureliaError(
+        ErrorId.EncodeFailure,
+        `payload of ${payload.length} bytes exceeds maxPayloadLen ${config.maxPayloadLen}`,
+      );
+    }
+    const startedAt = performance.now();
+    const deadline = Date.now() + (message.timeoutMs ?? config.sendTimeoutMs);
+    const local = this.listener.localAddr;
+    if (message.address === undefined && this.registry.has(to)) {
+      return this.sendLocal(message.msgType, payload, to, deadline, startedAt);
+    }
+    const addr = message.address ?? (await this.resolve(to, deadline));
+    if (addr.key === local.key) {
+      return this.sendLocal(message.msgType, payload, to, deadline, startedAt);
+    }
+    if (this.closed) throw closedError();
+    let peer = this.peers.get(addr.key);
+    if (!peer) {
+      peer = new OutboundPeer(addr.key, this.peerHost(addr));
+      this.peers.set(addr.key, peer);
+    }
+    const target = peer;
+    return new Promise<void>((resolve, reject) => {
+      target.submit(
+        {
+          priority: message.priority,
+          msgType: message.msgType,
+          flags: (message.flags ?? 0) & FrameFlags.Blob,
+          srcTaberna: message.from ?? 0n,
+          dstTaberna: to,
+          payload,
+          deadline,
+        },
+        { resolve, reject, startedAt },
+        message.expectedIdentity,
+      );
+    });
+  }
+
+  /**
+   * Swaps the authentication material for new handshakes (accepted and dialed); live callis are
+   * untouched. Rejects with `InvalidConfig` (and changes nothing) when the material is invalid.
+   */
+  async reloadAuth(auth: Pkcs8AuthConfig): Promise<void> {
+    if (this.closed) throw closedError();
+    const material = loadAuthMaterial(auth);
+    this.auth = material;
+    this.listener.setSecureContext(material.secureContext);
+    this.reporting.emit({ type: 'AuthReloaded', at: Date.now(), identity: material.identity });
+  }
+
+  /**
+   * Shuts down gracefully: stops accepting at once, fails queued inbound requests and pending
+   * `next()` with `DomusClosed`, lets sends already on a live connection finish or fail by their
+   * deadline (queued work for unreachable peers fails with `DomusClosed` at once), says `close`
+   * on every callis and resolves when no socket, listener or timer is left. Idempotent.
+   */
+  shutdown(): Promise<void> {
+    if (!this.closing) this.closing = this.doShutdown();
+    return this.closing;
+  }
+
+  private async doShutdown(): Promise<void> {
+    this.reporting.emit({ type: 'ShutdownStarted', at: Date.now() });
+    this.closed = true;
+    if (this.housekeeping) clearInterval(this.housekeeping);
+    this.housekeeping = undefined;
+    const listenerClosed = this.listener.close();
+    for (const callis of this.handshaking) callis.close(closedError());
+    this.handshaking.clear();
+    this.registry.shutdown();
+    this.localSink.shutdown();
+    await Promise.all([...this.peers.values()].map((peer) => peer.drain()));
+    const goodbyes: Promise<void>[] = [];
+    for (const peer of this.peers.values()) goodbyes.push(peer.close());
+    for (const session of this.sessions.values()) goodbyes.push(session.close(closedError()));
+    this.peers.clear();
+    this.sessions.clear();
+    await Promise.all([listenerClosed, ...goodbyes]);
+    this.reporting.emit({ type: 'ShutdownComplete', at: Date.now() });
+    this.logger.log(`domus ${this.auth.identity} shut down`);
+    this.reporting.close();
+    this.onShutdown(this);
+  }
+
+  // ---- sending ----
+
+  private sendLocal(
+    msgType: MessageType,
+    payload: Buffer,
+    to: TabernaId,
+    deadline: number,
+    startedAt: number,
+  ): Promise<void> {
+    this.metrics.messagesSent++;
+    return new Promise<void>((resolve, reject) => {
+      const token = this.localSink.add({ resolve, reject, startedAt }, deadline);
+      this.registry.deliver(
+        to,
+        new Delivery(msgType, payload, this.selfPeer, this.localSink, token),
+      );
+    });
+  }
+
+  private async resolve(to: TabernaId, deadline: number): Promise<DomusAddr> {
+    let result: DomusAddr | Promise<DomusAddr>;
+    try {
+      result = this.resolver.resolve(to);
+      if (!(result instanceof DomusAddr)) result = await withDeadline(result, deadline, to);
+    } catch (err) {
+      if (AureliaError.is(err)) throw err;
+      throw new AureliaError(
+        ErrorId.UnknownTaberna,
+        `resolving taberna ${to} failed: ${err instanceof Error ? err.message : String(err)}`,
+        { cause: err },
+      );
+    }
+    if (!(result instanceof DomusAddr)) {
+      throw new AureliaError(
+        ErrorId.UnknownTaberna,
+        `the resolver returned no DomusAddr for taberna ${to}`,
+      );
+    }
+    return result;
+  }
+
+  private peerHost(addr: DomusAddr): PeerHost {
+    const config = this.config;
+    return {
+      sessionEpoch: this.sessionEpoch,
+      metrics: this.metrics,
+      sendQueueSize: () => config.value.sendQueueSize,
+      callisConnectTimeoutMs: () => config.value.callisConnectTimeoutMs,
+      reconnectBackoffMs: () => config.value.reconnectBackoffMs,
+      maxPayloadLen: () => config.value.maxPayloadLen,
+      keepaliveIntervalMs: () => config.value.keepaliveIntervalMs,
+      dial: async (signal, timeoutMs, expectedIdentity) => {
+        try {
+          return await dial(addr, {
+            secureContext: this.auth.secureContext,
+            timeoutMs,
+            signal,
+            expectedIdentity,
+          });
+        } catch (err) {
+          if (!signal.aborted) this.reportDialFailure(addr);
+          throw err;
+        }
+      },
+      emit: (event) => this.reporting.emit(event),
+      error: (err) => this.reporting.error(err),
+      callisUp: (identity, address, kind) => this.callisUp(identity, address, kind),
+      callisDown: (identity, address, kind) => this.callisDown(identity, address, kind),
+    };
+  }
+
+  private reportDialFailure(addr: DomusAddr): void {
+    try {
+      this.resolver.reportFailure?.(addr);
+    } catch (err) {
+      this.reporting.error(
+        new AureliaError(
+          ErrorId.InvalidConfig,
+          `the resolver's reportFailure threw: ${err instanceof Error ? err.message : String(err)}`,
+          { cause: err },
+        ),
+      );
+    }
+  }
+
+  // ---- receiving ----
+
+  private async onInbound(conn: CallisConnection): Promise<void> {
+    const config = this.config.value;
+    if (this.closed) {
+      conn.socket.destroy();
+      return;
+    }
+    const open = this.inboundCallis.get(conn.identity) ?? 0;
+    if (open >= config.maxParallelCallisPerPeer) {
+      const err = new AureliaError(
+        ErrorId.PeerUnavailable,
+        `${conn.identity} already holds ${open} callis (maxParallelCallisPerPeer ${config.maxParallelCallisPerPeer}); refusing another`,
+      );
+      this.reporting.error(err);
+      conn.socket.destroy();
+      return;
+    }
+    this.inboundCallis.set(conn.identity, open + 1);
+    const callis = new Callis(conn, this.sessionHostSettings, 'inbound');
+    this.handshaking.add(callis);
+    const timeoutMs =
+      conn.transport === 'tcp' ? config.tcpHandshakeTimeoutMs : config.socketHandshakeTimeoutMs;
+    let hello;
+    try {
+      hello = await listenerHello(callis, timeoutMs);
+    } catch (err) {
+      this.handshaking.delete(callis);
+      this.releaseInbound(conn.identity);
+      if (AureliaError.is(err)) {
+        if (err.kind === ErrorId.ProtocolViolation) this.metrics.protocolViolations++;
+        if (err.kind !== ErrorId.DomusClosed) this.reporting.error(err);
+      }
+      return;
+    }
+    this.handshaking.delete(callis);
+    if (this.closed || callis.closed) {
+      this.releaseInbound(conn.identity);
+      callis.close(closedError(), true);
+      return;
+    }
+    if (hello.blobWindow) {
+      this.releaseInbound(conn.identity);
+      this.metrics.protocolViolations++;
+      callis.abort(
+        new AureliaError(
+          ErrorId.BlobCallisWithoutPrimary,
+          'this domus does not accept blob callis',
+        ),
+      );
+      return;
+    }
+    const key = InboundSession.key(conn.identity, hello.sessionEpoch);
+    let session = this.sessions.get(key);
+    if (!session) {
+      session = new InboundSession(
+        conn.identity,
+        hello.sessionEpoch,
+        conn.remoteAddress,
+        this.sessionHost,
+      );
+      this.sessions.set(key, session);
+    }
+    callis.sendControl(encodeHelloResponse({ sessionEpoch: this.sessionEpoch }));
+    session.attach(callis);
+    this.callisUp(conn.identity, conn.remoteAddress, 'primary');
+    this.reporting.emit({
+      type: 'PrimaryCallisConnected',
+      at: Date.now(),
+      identity: conn.identity,
+      address: conn.remoteAddress,
+      direction: 'inbound',
+    });
+  }
+
+  private releaseInbound(identity: string): void {
+    const open = (this.inboundCallis.get(identity) ?? 1) - 1;
+    if (open <= 0) this.inboundCallis.delete(identity);
+    else this.inboundCallis.set(identity, open);
+  }
+
+  private readonly sessionHostSettings = {
+    maxPayloadLen: () => this.config.value.maxPayloadLen,
+    keepaliveIntervalMs: () => this.config.value.keepaliveIntervalMs,
+  };
+
+  private readonly sessionHost: SessionHost = {
+    metrics: this.metrics,
+    deliver: (dst, delivery) => this.registry.deliver(dst, delivery),
+    dedupeRetentionMs: () => 2 * this.config.value.sendTimeoutMs,
+    onCallisClosed: (session, callis, reason) => {
+      this.releaseInbound(session.identity);
+      if (reason.kind === ErrorId.ProtocolViolation) this.metrics.protocolViolations++;
+      this.callisDown(session.identity, callis.connection.remoteAddress, 'primary');
+      this.reporting.emit({
+        type: 'PrimaryCallisDisconnected',
+        at: Date.now(),
+        identity: session.identity,
+        address: callis.connection.remoteAddress,
+        direction: 'inbound',
+        reason: reason.message,
+      });
+    },
+  };
+
+  // ---- bookkeeping ----
+
+  private countDecision(delivery: Delivery, decision: Decision): void {
+    if (delivery.peer.local) return; // counted on the sending side by the local sink
+    if (decision.accepted) this.metrics.messagesAccepted++;
+    else this.metrics.messagesRejected++;
+  }
+
+  private callisUp(identity: string, address: string, kind: 'primary' | 'blob'): void {
+    let links = this.links.get(identity);
+    if (!links) {
+      links = { primary: 0, blob: 0, addresses: new Map() };
+      this.links.set(identity, links);
+      this.metrics.peerDelta(1);
+      this.reporting.emit({ type: 'PeerConnected', at: Date.now(), identity, address });
+    }
+    links[kind]++;
+    links.addresses.set(address, (links.addresses.get(address) ?? 0) + 1);
+    this.metrics.callisDelta(kind, 1);
+  }
+
+  private callisDown(identity: string, address: string, kind: 'primary' | 'blob'): void {
+    const links = this.links.get(identity);
+    if (!links) return;
+    links[kind]--;
+    const n = (links.addresses.get(address) ?? 1) - 1;
+    if (n <= 0) links.addresses.delete(address);
+    else links.addresses.set(address, n);
+    this.metrics.callisDelta(kind, -1);
+    if (links.primary + links.blob <= 0) {
+      this.links.delete(identity);
+      this.metrics.peerDelta(-1);
+      this.reporting.emit({ type: 'PeerDisconnected', at: Date.now(), identity, address });
+    }
+  }
+
+  private peerReports(): PeerIdentityReport[] {
+    const out: PeerIdentityReport[] = [];
+    for (const [identity, links] of this.links) {
+      out.push({
+        identity,
+        addresses: [...links.addresses.keys()],
+        primaryCallis: links.primary,
+        blobCallis: links.blob,
+      });
+    }
+    return out;
+  }
+
+  private applyConfig(next: DomusConfig, previous: DomusConfig): void {
+    const changed = (Object.keys(next) as (keyof DomusConfig)[]).filter(
+      (k) => JSON.stringify(next[k]) !== JSON.stringify(previous[k]),
+    );
+    if (next.sendQueueSize !== previous.sendQueueSize) {
+      for (const peer of this.peers.values()) peer.setCapacity(next.sendQueueSize);
+    }
+    if (next.limitedLogIntervalMs !== previous.limitedLogIntervalMs) {
+      this.limitedLog.intervalMs = next.limitedLogIntervalMs;
+    }
+    if (next.maxPayloadLen !== previous.maxPayloadLen) {
+      for (const session of this.sessions.values())
+        session.current?.setMaxPayloadLen(next.maxPayloadLen);
+    }
+    this.reporting.emit({ type: 'ConfigReloaded', at: Date.now(), changed });
+  }
+
+  private tidy(): void {
+    const now = Date.now();
+    for (const [key, session] of this.sessions) {
+      if (session.expire(now)) this.sessions.delete(key);
+    }
+    for (const [key, peer] of this.peers) {
+      if (peer.idle) {
+        this.peers.delete(key);
+        void peer.close();
+      }
+    }
+  }
+}
+
+const MESSAGE_OUTCOME: SendOutcome = Object.freeze({ kind: 'message' });
+
+/** Settles local sends: the same decision path as remote ones, without the network. */
+class LocalSink implements DecisionSink {
+  private readonly pending = new Map<number, LocalSend>();
+  private readonly deadlines = new DeadlineHeap<LocalSend>();
+  private nextToken = 1;
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Infinity;
+
+  constructor(private readonly metrics: MetricsRecorder) {}
+
+  add(context: SendContext, deadline: number): number {
+    const token = this.nextToken++;
+    const entry: LocalSend = { token, context, deadline, heapIndex: -1 };
+    this.pending.set(token, entry);
+    this.deadlines.push(entry);
+    if (deadline < this.timerAt) this.arm(deadline);
+    return token;
+  }
+
+  decide(token: number, decision: Decision): void {
+    const entry = this.pending.get(token);
+    if (!entry) return;
+    this.pending.delete(token);
+    this.deadlines.remove(entry);
+    if (decision.accepted) {
+      this.metrics.sendsAccepted++;
+      this.metrics.messagesAccepted++;
+      this.metrics.recordSendLatency(performance.now() - entry.context.startedAt);
+      entry.context.resolve();
+    } else {
+      this.metrics.sendsFailed++;
+      this.metrics.messagesRejected++;
+      entry.context.reject(new AureliaError(decision.errorId, decision.message));
+    }
+  }
+
+  shutdown(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    for (const entry of this.pending.values()) entry.context.reject(closedError());
+    this.pending.clear();
+    this.deadlines.clear();
+  }
+
+  private arm(at: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(this.onTimer, Math.max(0, at - Date.now()));
+  }
+
+  private readonly onTimer = (): void => {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = Date.now();
+    for (let e = this.deadlines.popDue(now); e; e = this.deadlines.popDue(now)) {
+      this.pending.delete(e.token);
+      this.metrics.sendsFailed++;
+      e.context.reject(
+        new AureliaError(ErrorId.SendTimeout, `no decision from the local taberna in time`),
+      );
+    }
+    const next = this.deadlines.peek();
+    if (next) this.arm(next.deadline);
+  };
+}
+
+interface LocalSend {
+  readonly token: number;
+  readonly context: SendContext;
+  readonly deadline: number;
+  heapIndex: number;
+}
+
+function encode<T>(codec: MessageCodec<T>, message: T): { msgType: number; payload: Buffer } {
+  let encoded;
+  try {
+    encoded = codec.encodeApp(message);
+  } catch (err) {
+    if (AureliaError.is(err)) throw err;
+    throw new AureliaError(
+      ErrorId.EncodeFailure,
+      `the codec failed to encode the message: ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err },
+    );
+  }
+  if (!encoded || !Buffer.isBuffer(encoded.payload) || !Number.isInteger(encoded.msgType)) {
+    throw new AureliaError(
+      ErrorId.EncodeFailure,
+      'the codec returned no { msgType: integer, payload: Buffer }',
+    );
+  }
+  if (encoded.msgType < 0 || encoded.msgType > 0xffff_ffff) {
+    throw new AureliaError(ErrorId.EncodeFailure, `message type ${encoded.msgType} is not a u32`);
+  }
+  return encoded;
+}
+
+function withDeadline<T>(promise: Promise<T>, deadline: number, to: TabernaId): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(
+      () =>
+        reject(
+          new AureliaError(ErrorId.SendTimeout, `resolving taberna ${to} did not finish in time`),
+        ),
+      Math.max(0, deadline - Date.now()),
+    );
+    promise.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}
+
+/** The message's first words with numbers removed: a key grouping repeats of one problem. */
+function firstWords(message: string): string {
+  return message.replace(/\d+/g, '#').slice(0, 80);
+}
+
+function randomEpoch(): bigint {
+  for (;;) {
+    const epoch = randomBytes(8).readBigUInt64BE(0);
+    if (epoch !== 0n) return epoch;
+  }
+}
+
+function closedError(): AureliaError {
+  return new AureliaError(ErrorId.DomusClosed, 'the domus is shut down');
+}
+
+/** Loads and checks what a domus needs before binding (used by the builder). */
+export function prepareDomus(
+  config: DomusConfig,
+  auth: Pkcs8AuthConfig,
+): { config: DomusConfig; auth: AuthMaterial } {
+  return { config: validateDomusConfig(config), auth: loadAuthMaterial(auth) };
+}

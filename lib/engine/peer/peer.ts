@@ -1,0 +1,493 @@
+// One dialed peer address: its outbound store, its primary callis, reconnects and deadlines.
+import { AureliaError, ErrorId, isErrorId } from '../errors.js';
+import { MessagePriorityClass, type MessageType, type TabernaId } from '../ids.js';
+import { ControlType, type Frame, type FrameBatch } from '../wire/frame.js';
+import { decodeAck, decodeClose, decodeError } from '../wire/control.js';
+import {
+  Callis,
+  type CallisConnection,
+  type CallisHandler,
+  type CallisSettings,
+} from './callis.js';
+import { dialerHello } from './handshake.js';
+import { OutboundStore, type OutboundItem, type OutboundLane } from './outbound-store.js';
+import type { MetricsRecorder } from '../reporting/metrics.js';
+import type { DomusReportingEvent } from '../reporting/reporting.js';
+
+/** How a send is settled once its outcome is known. */
+export interface SendContext {
+  resolve(): void;
+  reject(err: AureliaError): void;
+  /** `performance.now()` at send, for the round-trip histogram. */
+  readonly startedAt: number;
+}
+
+/** What an outbound peer needs from its domus. */
+export interface PeerHost extends CallisSettings {
+  readonly sessionEpoch: bigint;
+  readonly metrics: MetricsRecorder;
+  sendQueueSize(): number;
+  callisConnectTimeoutMs(): number;
+  reconnectBackoffMs(): readonly number[];
+  /** Dials the address and completes A0 (TLS, identity, and the expected identity if given). */
+  dial(
+    signal: AbortSignal,
+    timeoutMs: number,
+    expectedIdentity: string | undefined,
+  ): Promise<CallisConnection>;
+  emit(event: DomusReportingEvent): void;
+  error(err: AureliaError): void;
+  /** A primary callis to/from `identity` went up or down (for peer gauges and listings). */
+  callisUp(identity: string, address: string, kind: 'primary' | 'blob'): void;
+  callisDown(identity: string, address: string, kind: 'primary' | 'blob'): void;
+}
+
+/** A message to send, as the domus hands it over. */
+export interface OutboundMessage {
+  readonly priority: OutboundLane;
+  readonly msgType: MessageType;
+  readonly flags: number;
+  readonly srcTaberna: TabernaId;
+  readonly dstTaberna: TabernaId;
+  readonly payload: Buffer;
+  readonly deadline: number;
+}
+
+type PeerState = 'idle' | 'connecting' | 'up' | 'backoff' | 'closed';
+
+/** A connection that lived less than this counts as a failed attempt for the backoff. */
+const MIN_HEALTHY_UPTIME_MS = 1000;
+
+/**
+ * The sending side towards one address. Connects on the first send, writes messages on its
+ * primary callis in priority order, settles sends on the remote's decisions, replays what a cut
+ * connection left undecided to the same session, fails it with `PeerRestarted` when the peer came
+ * back with a new session, reconnects with `reconnectBackoffMs`, and enforces each send's
+ * deadline with one timer.
+ */
+export class OutboundPeer implements CallisHandler {
+  private readonly store: OutboundStore<SendContext>;
+  private state: PeerState = 'idle';
+  private callis: Callis | undefined;
+  private remoteEpoch: bigint | undefined;
+  private identity: string | undefined;
+  private expectedIdentity: string | undefined;
+  private failures = 0;
+  private lastError: AureliaError | undefined;
+  private upSince = 0;
+  private abort = new AbortController();
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private deadlineAt = Infinity;
+  private draining = false;
+  private drained: (() => void) | undefined;
+
+  constructor(
+    /** The dialed address, canonical (`DomusAddr.key`). */
+    readonly address: string,
+    private readonly host: PeerHost,
+  ) {
+    const size = host.sendQueueSize();
+    this.store = new OutboundStore<SendContext>({
+      peerLabel: address,
+      capacity: { a2: size, a3: size },
+    });
+  }
+
+  /** Messages held: queued, written and awaiting a decision, or waiting for replay. */
+  get pending(): number {
+    return this.store.size;
+  }
+
+  /** True when the peer holds nothing and has no connection: it can be forgotten. */
+  get idle(): boolean {
+    return this.state === 'idle' && this.store.size === 0;
+  }
+
+  /** True once closed (read through a getter so narrowing across awaits stays honest). */
+  private get isClosed(): boolean {
+    return this.state === 'closed';
+  }
+
+  /** True while the primary callis is up. */
+  get connected(): boolean {
+    return this.state === 'up';
+  }
+
+  /** The identity that answered at this address, once known. */
+  get peerIdentity(): string | undefined {
+    return this.identity;
+  }
+
+  /** Applies a new lane capacity (live config): shrinking evicts nothing. */
+  setCapacity(size: number): void {
+    this.store.setCapacity({ a2: size, a3: size });
+  }
+
+  /**
+   * Admits a message and starts connecting if needed. Throws `LocalQueueFull` at once when its
+   * lane is full; otherwise `context` is settled exactly once later.
+   */
+  submit(message: OutboundMessage, context: SendContext, expectedIdentity?: string): void {
+    if (this.state === 'closed' || this.draining) {
+      throw new AureliaError(ErrorId.DomusClosed, 'the domus is shutting down');
+    }
+    if (expectedIdentity !== undefined) this.expect(expectedIdentity);
+    try {
+      this.store.admit({ ...message, context }, Date.now());
+    } catch (err) {
+      if (AureliaError.is(err, ErrorId.LocalQueueFull)) {
+        if (message.priority === MessagePriorityClass.A2) this.host.metrics.queueOverrunsA2++;
+        else this.host.metrics.queueOverrunsA3++;
+        this.host.emit({
+          type: 'OutboundQueueOverrun',
+          at: Date.now(),
+          address: this.address,
+          priority: message.priority,
+          capacity:
+            message.priority === MessagePriorityClass.A2
+              ? this.store.capacity.a2
+              : this.store.capacity.a3,
+        });
+      }
+      throw err;
+    }
+    this.armDeadline(message.deadline);
+    if (this.state === 'up') this.callis?.scheduleFlush();
+    else if (this.state === 'idle') void this.connect();
+  }
+
+  /**
+   * Shutdown: queued work towards a peer that is not connected fails with `DomusClosed` at once;
+   * on a live connection, what is queued is still written and every send finishes or fails by
+   * its deadline. Resolves when nothing is held any more.
+   */
+  drain(): Promise<void> {
+    this.draining = true;
+    if (this.state !== 'up') this.failAll(closedError());
+    if (this.store.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.drained = resolve;
+    });
+  }
+
+  /**
+   * Fails whatever is still held with `DomusClosed`, says goodbye on the callis and stops;
+   * resolves when the socket is gone.
+   */
+  close(): Promise<void> {
+    if (this.state === 'closed') return Promise.resolve();
+    this.failAll(closedError());
+    this.state = 'closed';
+    this.abort.abort();
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    this.reconnectTimer = undefined;
+    this.deadlineTimer = undefined;
+    const callis = this.callis;
+    this.callis = undefined;
+    if (!callis) return Promise.resolve();
+    const gone = callis.close(closedError(), true);
+    this.onCallisGone(callis, closedError());
+    return gone;
+  }
+
+  /**
+   * Requires `identity` to answer at this address: checked at once when connected, otherwise by
+   * the next dial. Throws `AddressMismatch` when another identity answers or was required.
+   */
+  private expect(identity: string): void {
+    const known = this.identity ?? this.expectedIdentity;
+    if (known !== undefined && known !== identity) {
+      this.host.metrics.identityMismatches++;
+      throw new AureliaError(
+        ErrorId.AddressMismatch,
+        `${this.address} is served by ${known}, not by the expected ${identity}`,
+      );
+    }
+    this.expectedIdentity = identity;
+  }
+
+  // ---- connecting ----
+
+  private async connect(): Promise<void> {
+    this.state = 'connecting';
+    this.reconnectTimer = undefined;
+    const host = this.host;
+    host.metrics.dialAttempts++;
+    const timeoutMs = host.callisConnectTimeoutMs();
+    const startedAt = Date.now();
+    let callis: Callis | undefined;
+    try {
+      const connection = await host.dial(this.abort.signal, timeoutMs, this.expectedIdentity);
+      if (this.isClosed) {
+        connection.socket.destroy();
+        return;
+      }
+      callis = new Callis(connection, host, 'outbound');
+      const hello = await dialerHello(
+        callis,
+        { sessionEpoch: host.sessionEpoch, reconnect: this.remoteEpoch !== undefined },
+        Math.max(1, timeoutMs - (Date.now() - startedAt)),
+      );
+      if (this.isClosed) {
+        void callis.close(closedError(), true);
+        return;
+      }
+      this.onConnected(callis, hello.sessionEpoch);
+    } catch (err) {
+      const error = AureliaError.is(err)
+        ? err
+        : new AureliaError(ErrorId.PeerUnavailable, `dialing ${this.address}: ${String(err)}`);
+      if (callis && !callis.closed) void callis.close(error);
+      if (this.isClosed) return;
+      this.onDialFailed(error);
+    }
+  }
+
+  private onConnected(callis: Callis, epoch: bigint): void {
+    const host = this.host;
+    if (callis.closed) {
+      // It closed between the hello and now (a peer going away at once).
+      this.onDialFailed(
+        new AureliaError(ErrorId.ConnectionLost, `${callis.describe()} closed right after the hello`),
+      );
+      return;
+    }
+    const identity = callis.identity;
+    const restarted = this.remoteEpoch !== undefined && this.remoteEpoch !== epoch;
+    this.remoteEpoch = epoch;
+    this.identity = identity;
+    this.callis = callis;
+    this.state = 'up';
+    this.upSince = Date.now();
+    this.lastError = undefined;
+    callis.setHandler(this);
+    host.callisUp(identity, this.address, 'primary');
+    host.emit({
+      type: 'PrimaryCallisConnected',
+      at: Date.now(),
+      identity,
+      address: this.address,
+      direction: 'outbound',
+    });
+    if (restarted) {
+      const failed = this.store.takeRetainedForRestart();
+      const err = new AureliaError(
+        ErrorId.PeerRestarted,
+        `${identity} at ${this.address} restarted; the message may not have been delivered`,
+      );
+      for (const item of failed) this.fail(item, err);
+      host.emit({
+        type: 'PeerSessionRestarted',
+        at: Date.now(),
+        identity,
+        address: this.address,
+        failedMessages: failed.length,
+      });
+    }
+    if (this.store.hasWritable()) callis.scheduleFlush();
+    this.checkDrained();
+  }
+
+  private onDialFailed(error: AureliaError): void {
+    const host = this.host;
+    host.metrics.dialFailures++;
+    this.failures++;
+    this.lastError = error;
+    host.emit({
+      type: 'PeerDialFailed',
+      at: Date.now(),
+      address: this.address,
+      error,
+      attempt: this.failures,
+    });
+    host.error(error);
+    if (error.kind === ErrorId.AddressMismatch) {
+      // Someone else answers at this address: retrying will not deliver to the intended peer.
+      host.metrics.identityMismatches++;
+      this.failAll(error);
+    }
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.state === 'closed') return;
+    if (this.store.size === 0 || this.draining) {
+      if (this.draining) this.failAll(closedError());
+      this.state = 'idle';
+      return;
+    }
+    const steps = this.host.reconnectBackoffMs();
+    const delay = this.failures === 0 ? 0 : steps[Math.min(this.failures - 1, steps.length - 1)];
+    this.state = 'backoff';
+    this.reconnectTimer = setTimeout(() => void this.connect(), delay);
+  }
+
+  // ---- CallisHandler ----
+
+  /** @internal */
+  onFrame(callis: Callis, frame: Frame): void {
+    switch (frame.msgType) {
+      case ControlType.Ack: {
+        const ids = decodeAck(frame);
+        for (let i = 0; i < ids.length; i++) this.onDecision(callis, ids[i], undefined);
+        return;
+      }
+      case ControlType.Error: {
+        const { errorId, message, peerMsgId } = decodeError(frame);
+        const kind = isErrorId(errorId) ? errorId : ErrorId.ProtocolViolation;
+        if (peerMsgId === 0) {
+          callis.close(new AureliaError(kind, `${callis.describe()} reported: ${message}`));
+          return;
+        }
+        this.onDecision(callis, peerMsgId, new AureliaError(kind, message));
+        return;
+      }
+      case ControlType.Close:
+        callis.close(
+          new AureliaError(
+            ErrorId.ConnectionLost,
+            `${callis.describe()} was closed by the peer: ${decodeClose(frame) || 'no reason given'}`,
+          ),
+        );
+        return;
+      default:
+        throw new AureliaError(
+          ErrorId.ProtocolViolation,
+          `${callis.describe()}: unexpected frame type ${frame.msgType} on a dialed callis`,
+        );
+    }
+  }
+
+  /** @internal */
+  onWritable(_callis: Callis, batch: FrameBatch, budget: number): void {
+    if (!this.store.hasWritable()) return;
+    const items = this.store.takeWritable(budget);
+    let first = 0;
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i];
+      if (item.writeCount === 1) first++;
+      batch.add({
+        flags: item.flags,
+        msgType: item.msgType,
+        peerMsgId: item.id,
+        srcTaberna: item.srcTaberna,
+        dstTaberna: item.dstTaberna,
+        payload: item.payload,
+      });
+    }
+    this.host.metrics.messagesSent += first;
+  }
+
+  /** @internal */
+  onClosed(callis: Callis, reason: AureliaError): void {
+    if (callis !== this.callis) return;
+    this.callis = undefined;
+    this.onCallisGone(callis, reason);
+    this.store.onDisconnect();
+    if (this.state === 'closed') return;
+    this.lastError = reason;
+    if (Date.now() - this.upSince < MIN_HEALTHY_UPTIME_MS) this.failures++;
+    else this.failures = 0;
+    this.scheduleReconnect();
+  }
+
+  private onCallisGone(callis: Callis, reason: AureliaError): void {
+    const host = this.host;
+    if (reason.kind === ErrorId.ProtocolViolation) host.metrics.protocolViolations++;
+    host.callisDown(callis.identity, this.address, 'primary');
+    host.emit({
+      type: 'PrimaryCallisDisconnected',
+      at: Date.now(),
+      identity: callis.identity,
+      address: this.address,
+      direction: 'outbound',
+      reason: reason.message,
+    });
+    if (reason.kind !== ErrorId.DomusClosed) host.error(reason);
+  }
+
+  private onDecision(callis: Callis, id: number, error: AureliaError | undefined): void {
+    const result = error ? this.store.onError(id) : this.store.onAck(id);
+    if (result.kind === 'settled') {
+      const context = result.item.context;
+      if (error) {
+        this.host.metrics.sendsFailed++;
+        context.reject(error);
+      } else {
+        this.host.metrics.sendsAccepted++;
+        this.host.metrics.recordSendLatency(performance.now() - context.startedAt);
+        context.resolve();
+      }
+      this.checkDrained();
+    } else if (result.kind === 'unknown') {
+      throw new AureliaError(
+        ErrorId.ProtocolViolation,
+        `${callis.describe()}: decision for message ${id}, which was never sent`,
+      );
+    }
+  }
+
+  // ---- deadlines ----
+
+  private armDeadline(deadline: number): void {
+    if (deadline >= this.deadlineAt) return;
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    this.deadlineAt = deadline;
+    this.deadlineTimer = setTimeout(this.onDeadline, Math.max(0, deadline - Date.now()));
+  }
+
+  private readonly onDeadline = (): void => {
+    this.deadlineTimer = undefined;
+    this.deadlineAt = Infinity;
+    const now = Date.now();
+    const expired = this.store.expire(now);
+    for (const item of expired) this.fail(item, this.timeoutError(item, now));
+    const next = this.store.nextDeadline();
+    if (next !== undefined) this.armDeadline(next);
+    this.checkDrained();
+  };
+
+  private timeoutError(item: OutboundItem<SendContext>, now: number): AureliaError {
+    const waited = now - item.admittedAt;
+    if (this.state === 'up' || item.writeCount > 0) {
+      return new AureliaError(
+        ErrorId.SendTimeout,
+        `no decision from ${this.identity ?? this.address} within ${waited} ms`,
+      );
+    }
+    const cause = this.lastError ? `: ${this.lastError.message}` : '';
+    return new AureliaError(
+      ErrorId.SendTimeout,
+      `could not reach ${this.address} within ${waited} ms${cause}`,
+    );
+  }
+
+  private fail(item: OutboundItem<SendContext>, err: AureliaError): void {
+    this.host.metrics.sendsFailed++;
+    item.context.reject(err);
+  }
+
+  private failAll(err: AureliaError): void {
+    for (const item of this.store.drainAll()) this.fail(item, err);
+    this.checkDrained();
+  }
+
+  private checkDrained(): void {
+    if (this.store.size === 0 && this.deadlineTimer) {
+      clearTimeout(this.deadlineTimer);
+      this.deadlineTimer = undefined;
+      this.deadlineAt = Infinity;
+    }
+    if (this.drained && this.store.size === 0) {
+      const done = this.drained;
+      this.drained = undefined;
+      done();
+    }
+  }
+}
+
+function closedError(): AureliaError {
+  return new AureliaError(ErrorId.DomusClosed, 'the domus is shut down');
+}

@@ -1,0 +1,234 @@
+// One remote sender session (identity + epoch): dedupe, delivery to tabernae, decisions back.
+import { AureliaError, ErrorId } from '../errors.js';
+import { A2_MESSAGE_TYPE_BASE, type TabernaId } from '../ids.js';
+import {
+  ControlType,
+  FrameFlags,
+  MAX_ACK_IDS_PER_FRAME,
+  type Frame,
+  type FrameBatch,
+  type OutboundFrame,
+} from '../wire/frame.js';
+import { decodeClose, decodeError, encodeAck, encodeError } from '../wire/control.js';
+import { type Decision, type DecisionSink, Delivery, type PeerInfo } from '../taberna/request.js';
+import type { Callis, CallisHandler } from './callis.js';
+import { DedupeWindow } from './dedupe.js';
+import type { MetricsRecorder } from '../reporting/metrics.js';
+
+/** What an inbound session needs from its domus. */
+export interface SessionHost {
+  readonly metrics: MetricsRecorder;
+  /** Routes a delivery to a taberna (or refuses it with UnknownTaberna). */
+  deliver(dst: TabernaId, delivery: Delivery): void;
+  /** How long decided outcomes are remembered for replays (2 × sendTimeoutMs). */
+  dedupeRetentionMs(): number;
+  /** The session's primary callis closed. */
+  onCallisClosed(session: InboundSession, callis: Callis, reason: AureliaError): void;
+  /** A message arrived with the BLOB flag; returns the receiver to attach, or throws. */
+  openBlob?(session: InboundSession, frame: Frame): unknown;
+}
+
+/** Most decided outcomes one session remembers for replays. */
+const MAX_DECIDED = 65_536;
+
+/**
+ * The receiving side of one remote sender session. Messages arrive on the session's current
+ * primary callis; each new message id is delivered once to its taberna, replays are answered from
+ * the dedupe window, and the application's decisions travel back as batched acks or as error
+ * frames. When the callis is replaced after a cut, decisions made meanwhile go out when the sender
+ * replays the message.
+ */
+export class InboundSession implements CallisHandler, DecisionSink {
+  private readonly dedupe: DedupeWindow<Decision>;
+  private callis: Callis | undefined;
+  private acks: number[] = [];
+  readonly peer: PeerInfo;
+  lastActiveAt = Date.now();
+
+  constructor(
+    readonly identity: string,
+    readonly epoch: bigint,
+    address: string,
+    private readonly host: SessionHost,
+  ) {
+    this.peer = Object.freeze({ identity, address, local: false });
+    this.dedupe = new DedupeWindow<Decision>({
+      retentionMs: host.dedupeRetentionMs(),
+      maxDecided: MAX_DECIDED,
+    });
+  }
+
+  /** Session key: identity and epoch. */
+  static key(identity: string, epoch: bigint): string {
+    return `${identity}\u0000${epoch}`;
+  }
+
+  /** The current primary callis, if connected. */
+  get current(): Callis | undefined {
+    return this.callis;
+  }
+
+  /** Messages delivered to tabernae and not yet decided. */
+  get inProgress(): number {
+    return this.dedupe.inProgressCount;
+  }
+
+  /** Makes `callis` the session's primary callis, closing a previous one. */
+  attach(callis: Callis): void {
+    const previous = this.callis;
+    this.callis = callis;
+    this.lastActiveAt = Date.now();
+    if (previous && !previous.closed) {
+      previous.close(
+        new AureliaError(ErrorId.ConnectionLost, `${previous.describe()} replaced by a reconnect`),
+      );
+    }
+    callis.setHandler(this);
+  }
+
+  /** Evicts old outcomes; true when the session holds nothing and has no callis (can be dropped). */
+  expire(now: number): boolean {
+    this.dedupe.expire(now);
+    return this.callis === undefined && this.dedupe.size === 0;
+  }
+
+  /**
+   * Closes the session's callis (shutdown) after writing pending decisions; resolves when the
+   * socket is gone.
+   */
+  close(reason: AureliaError): Promise<void> {
+    const callis = this.callis;
+    if (!callis || callis.closed) return Promise.resolve();
+    this.flushAcksInto(callis);
+    return callis.close(reason, true);
+  }
+
+  // ---- CallisHandler ----
+
+  /** @internal */
+  onFrame(callis: Callis, frame: Frame): void {
+    if (frame.msgType >= A2_MESSAGE_TYPE_BASE) {
+      this.onMessage(frame);
+      return;
+    }
+    switch (frame.msgType) {
+      case ControlType.Close:
+        callis.close(
+          new AureliaError(
+            ErrorId.ConnectionLost,
+            `${callis.describe()} was closed by the peer: ${decodeClose(frame) || 'no reason given'}`,
+          ),
+        );
+        return;
+      case ControlType.Error: {
+        const { message } = decodeError(frame);
+        callis.close(
+          new AureliaError(ErrorId.ConnectionLost, `${callis.describe()} reported: ${message}`),
+        );
+        return;
+      }
+      default:
+        throw new AureliaError(
+          ErrorId.ProtocolViolation,
+          `${callis.describe()}: unexpected frame type ${frame.msgType} on an accepted callis`,
+        );
+    }
+  }
+
+  /** @internal */
+  onWritable(_callis: Callis, batch: FrameBatch): void {
+    if (this.acks.length === 0) return;
+    for (const frame of this.takeAckFrames()) batch.add(frame);
+  }
+
+  /** @internal */
+  onClosed(callis: Callis, reason: AureliaError): void {
+    if (callis !== this.callis) return;
+    this.callis = undefined;
+    // Acks not yet written are recorded in the dedupe window and go out again on replay.
+    this.acks = [];
+    this.lastActiveAt = Date.now();
+    this.host.onCallisClosed(this, callis, reason);
+  }
+
+  // ---- DecisionSink ----
+
+  /** @internal The application (or a timeout) decided message `id`. */
+  decide(id: number, decision: Decision): void {
+    this.dedupe.decide(id, decision, Date.now());
+    this.send(id, decision);
+  }
+
+  private onMessage(frame: Frame): void {
+    const id = frame.peerMsgId;
+    const seen = this.dedupe.observe(id, Date.now());
+    switch (seen.kind) {
+      case 'new': {
+        this.host.metrics.messagesReceived++;
+        let blob: unknown;
+        if ((frame.flags & FrameFlags.Blob) !== 0) {
+          if (!this.host.openBlob) {
+            this.decide(
+              id,
+              refuse(ErrorId.BlobCallisWithoutPrimary, 'this domus does not accept blob streams'),
+            );
+            return;
+          }
+          blob = this.host.openBlob(this, frame);
+        }
+        this.host.deliver(
+          frame.dstTaberna,
+          new Delivery(frame.msgType, frame.payload, this.peer, this, id, blob),
+        );
+        return;
+      }
+      case 'in-progress':
+        return;
+      case 'decided':
+        this.send(id, seen.outcome);
+        return;
+      case 'forgotten':
+        this.send(
+          id,
+          refuse(
+            ErrorId.SendTimeout,
+            `message ${id} was replayed after its outcome was forgotten (older than ${this.dedupe.retentionMs} ms)`,
+          ),
+        );
+        return;
+    }
+  }
+
+  private send(id: number, decision: Decision): void {
+    const callis = this.callis;
+    if (!callis || callis.closed) return;
+    if (decision.accepted) {
+      this.acks.push(id);
+      callis.scheduleFlush();
+    } else {
+      callis.sendControl(
+        encodeError({ errorId: decision.errorId, message: decision.message, peerMsgId: id }),
+      );
+    }
+  }
+
+  private flushAcksInto(callis: Callis): void {
+    for (const frame of this.takeAckFrames()) callis.sendControl(frame);
+  }
+
+  /** Every pending ack as frames of at most `MAX_ACK_IDS_PER_FRAME` ids; empties the list. */
+  private takeAckFrames(): OutboundFrame[] {
+    const acks = this.acks;
+    this.acks = [];
+    if (acks.length <= MAX_ACK_IDS_PER_FRAME) return acks.length > 0 ? [encodeAck(acks)] : [];
+    const frames: OutboundFrame[] = [];
+    for (let i = 0; i < acks.length; i += MAX_ACK_IDS_PER_FRAME) {
+      frames.push(encodeAck(acks.slice(i, i + MAX_ACK_IDS_PER_FRAME)));
+    }
+    return frames;
+  }
+}
+
+function refuse(errorId: ErrorId, message: string): Decision {
+  return { accepted: false, errorId, message };
+}
