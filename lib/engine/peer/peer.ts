@@ -250,7 +250,10 @@ export class OutboundPeer implements CallisHandler {
     if (callis.closed) {
       // It closed between the hello and now (a peer going away at once).
       this.onDialFailed(
-        new AureliaError(ErrorId.ConnectionLost, `${callis.describe()} closed right after the hello`),
+        new AureliaError(
+          ErrorId.ConnectionLost,
+          `${callis.describe()} closed right after the hello`,
+        ),
       );
       return;
     }
