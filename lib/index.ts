@@ -109,3 +109,5 @@ export {
   type PeerSessionRestartedEvent,
   type ShutdownEvent,
 } from './engine/reporting/reporting.js';
+export { BlobSender } from './engine/blob/sender.js';
+export { BlobReceiver } from './engine/blob/receiver.js';

@@ -19,7 +19,8 @@ import { listenerHello } from './peer/handshake.js';
 import { OutboundPeer, type PeerHost, type SendContext } from './peer/peer.js';
 import { InboundSession, type SessionHost } from './peer/session.js';
 import { DeadlineHeap } from './peer/deadline-heap.js';
-import { encodeHelloResponse } from './wire/control.js';
+import { type HelloBlobWindow, encodeHelloResponse } from './wire/control.js';
+import type { BlobSender } from './blob/sender.js';
 import { FrameFlags } from './wire/frame.js';
 import { TabernaRegistry } from './taberna/registry.js';
 import type { Taberna, TabernaOptions } from './taberna/taberna.js';
@@ -46,8 +47,12 @@ export interface DispatchMessage {
   readonly timeoutMs?: number;
 }
 
-/** Result of a successful send: the remote application accepted the message. */
-export type SendOutcome = { readonly kind: 'message' };
+/**
+ * Result of a successful send: the remote application accepted the message; for a `BLOB` send,
+ * `sender` is the stream to write the blob into.
+ */
+export type SendOutcome =
+  { readonly kind: 'message' } | { readonly kind: 'blob'; readonly sender: BlobSender };
 
 /** How often sessions age out remembered outcomes and idle sessions are dropped. */
 const HOUSEKEEPING_INTERVAL_MS = 1000;
@@ -121,6 +126,8 @@ export class Domus {
   private housekeeping: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
   private closed = false;
+  private blobOutboundReserved = 0;
+  private blobInboundReserved = 0;
 
   /** @internal Use `DomusBuilder.build()`. */
   constructor(
@@ -224,14 +231,58 @@ export class Domus {
         `message type ${msgType} is below the A3 range (${A3_MESSAGE_TYPE_BASE}); use a3MessageType()`,
       );
     }
-    if (opts.blob) {
+    if (!opts.blob) {
+      await this.dispatch({ priority: MessagePriorityClass.A3, msgType, payload, to });
+      return MESSAGE_OUTCOME;
+    }
+    if (this.registry.has(to)) {
       throw new AureliaError(
         ErrorId.BlobCallisWithoutPrimary,
-        'blob streams are not available on this domus',
+        `taberna ${to} is on this domus; blob streams travel between domus only`,
       );
     }
-    await this.dispatch({ priority: MessagePriorityClass.A3, msgType, payload, to });
-    return MESSAGE_OUTCOME;
+    const release = this.reserveBlob('outbound');
+    let sender: unknown;
+    try {
+      sender = await this.route(
+        { priority: MessagePriorityClass.A3, msgType, payload, to, flags: FrameFlags.Blob },
+        release,
+      );
+    } catch (err) {
+      release();
+      throw err;
+    }
+    return { kind: 'blob', sender: sender as BlobSender };
+  }
+
+  /**
+   * Reserves one stream's worth of blob buffer (chunk size × ack window of the larger transport
+   * window) against `blobOutboundBufferBytes` / `blobInboundBufferBytes`; throws
+   * `BlobBufferFull` when it does not fit. Returns an idempotent release.
+   */
+  private reserveBlob(direction: 'outbound' | 'inbound'): () => void {
+    const c = this.config.value;
+    const bytes = Math.max(
+      c.tcpBlobWindow.chunkSize * c.tcpBlobWindow.ackWindow,
+      c.socketBlobWindow.chunkSize * c.socketBlobWindow.ackWindow,
+    );
+    const limit = direction === 'outbound' ? c.blobOutboundBufferBytes : c.blobInboundBufferBytes;
+    const used = direction === 'outbound' ? this.blobOutboundReserved : this.blobInboundReserved;
+    if (used + bytes > limit) {
+      throw new AureliaError(
+        ErrorId.BlobBufferFull,
+        `a new ${direction} blob stream needs ${bytes} bytes of buffer; ${used} of ${limit} (blob${direction === 'outbound' ? 'Outbound' : 'Inbound'}BufferBytes) are taken`,
+      );
+    }
+    if (direction === 'outbound') this.blobOutboundReserved += bytes;
+    else this.blobInboundReserved += bytes;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (direction === 'outbound') this.blobOutboundReserved -= bytes;
+      else this.blobInboundReserved -= bytes;
+    };
   }
 
   /**
@@ -240,7 +291,15 @@ export class Domus {
    * and, with `expectedIdentity`, whoever answers there must prove that identity
    * (`AddressMismatch` otherwise).
    */
-  async dispatch(message: DispatchMessage): Promise<void> {
+  dispatch(message: DispatchMessage): Promise<void> {
+    // Without the BLOB flag a send resolves with nothing.
+    return this.route({
+      ...message,
+      flags: (message.flags ?? 0) & ~FrameFlags.Blob,
+    }) as Promise<void>;
+  }
+
+  private async route(message: DispatchMessage, blobRelease?: () => void): Promise<unknown> {
     if (this.closed) throw closedError();
     const config = this.config.value;
     const { payload, to } = message;
@@ -267,7 +326,7 @@ export class Domus {
       this.peers.set(addr.key, peer);
     }
     const target = peer;
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<unknown>((resolve, reject) => {
       target.submit(
         {
           priority: message.priority,
@@ -280,6 +339,7 @@ export class Domus {
         },
         { resolve, reject, startedAt },
         message.expectedIdentity,
+        blobRelease,
       );
     });
   }
@@ -381,6 +441,8 @@ export class Domus {
       reconnectBackoffMs: () => config.value.reconnectBackoffMs,
       maxPayloadLen: () => config.value.maxPayloadLen,
       keepaliveIntervalMs: () => config.value.keepaliveIntervalMs,
+      blobProposal: () =>
+        addr.kind === 'tcp' ? config.value.tcpBlobWindow : config.value.socketBlobWindow,
       dial: async (signal, timeoutMs, expectedIdentity) => {
         try {
           return await dial(addr, {
@@ -456,20 +518,23 @@ export class Domus {
       callis.close(closedError(), true);
       return;
     }
-    if (hello.blobWindow) {
-      this.releaseInbound(conn.identity);
-      this.metrics.protocolViolations++;
-      callis.abort(
-        new AureliaError(
-          ErrorId.BlobCallisWithoutPrimary,
-          'this domus does not accept blob callis',
-        ),
-      );
-      return;
-    }
     const key = InboundSession.key(conn.identity, hello.sessionEpoch);
     let session = this.sessions.get(key);
+    if (hello.blobWindow) {
+      this.acceptBlobCallis(callis, session, hello.blobWindow, conn.transport);
+      return;
+    }
     if (!session) {
+      for (const old of this.sessions.values()) {
+        if (old.identity === conn.identity) {
+          old.failBlobs(
+            new AureliaError(
+              ErrorId.PeerRestarted,
+              `${conn.identity} restarted; blob streams of its previous session were lost`,
+            ),
+          );
+        }
+      }
       session = new InboundSession(
         conn.identity,
         hello.sessionEpoch,
@@ -490,6 +555,47 @@ export class Domus {
     });
   }
 
+  /** A blob hello: joins the sender's existing session with the agreed window. */
+  private acceptBlobCallis(
+    callis: Callis,
+    session: InboundSession | undefined,
+    proposed: HelloBlobWindow,
+    transport: 'tcp' | 'socket',
+  ): void {
+    const identity = callis.identity;
+    if (!session) {
+      this.releaseInbound(identity);
+      this.metrics.protocolViolations++;
+      callis.abort(
+        new AureliaError(
+          ErrorId.BlobCallisWithoutPrimary,
+          `${callis.describe()} opened a blob callis for a session with no primary callis`,
+        ),
+      );
+      return;
+    }
+    const own =
+      transport === 'tcp' ? this.config.value.tcpBlobWindow : this.config.value.socketBlobWindow;
+    const agreed = {
+      chunkSize: Math.min(proposed.chunkSize, own.chunkSize),
+      ackWindow: Math.min(proposed.ackWindow, own.ackWindow),
+    };
+    callis.sendControl(
+      encodeHelloResponse({ sessionEpoch: this.sessionEpoch, blobWindow: agreed }),
+    );
+    session.attachBlob(callis, agreed);
+    const address = callis.connection.remoteAddress;
+    this.callisUp(identity, address, 'blob');
+    this.reporting.emit({
+      type: 'BlobCallisConnected',
+      at: Date.now(),
+      identity,
+      address,
+      direction: 'inbound',
+      blobWindow: agreed,
+    });
+  }
+
   private releaseInbound(identity: string): void {
     const open = (this.inboundCallis.get(identity) ?? 1) - 1;
     if (open <= 0) this.inboundCallis.delete(identity);
@@ -505,6 +611,28 @@ export class Domus {
     metrics: this.metrics,
     deliver: (dst, delivery) => this.registry.deliver(dst, delivery),
     dedupeRetentionMs: () => 2 * this.config.value.sendTimeoutMs,
+    admitBlob: () => {
+      const c = this.config.value;
+      return {
+        ackWindow: Math.max(c.tcpBlobWindow.ackWindow, c.socketBlobWindow.ackWindow),
+        release: this.reserveBlob('inbound'),
+      };
+    },
+    onBlobCallisClosed: (session, callis, reason) => {
+      this.releaseInbound(session.identity);
+      if (reason.kind === ErrorId.ProtocolViolation || isBlobViolation(reason.kind)) {
+        this.metrics.protocolViolations++;
+      }
+      this.callisDown(session.identity, callis.connection.remoteAddress, 'blob');
+      this.reporting.emit({
+        type: 'BlobCallisDisconnected',
+        at: Date.now(),
+        identity: session.identity,
+        address: callis.connection.remoteAddress,
+        direction: 'inbound',
+        reason: reason.message,
+      });
+    },
     onCallisClosed: (session, callis, reason) => {
       this.releaseInbound(session.identity);
       if (reason.kind === ErrorId.ProtocolViolation) this.metrics.protocolViolations++;
@@ -588,9 +716,11 @@ export class Domus {
 
   private tidy(): void {
     const now = Date.now();
+    const blobIdleMs = 2 * this.config.value.sendTimeoutMs;
     for (const [key, session] of this.sessions) {
-      if (session.expire(now)) this.sessions.delete(key);
+      if (session.expire(now, blobIdleMs)) this.sessions.delete(key);
     }
+    for (const peer of this.peers.values()) peer.expireIdleBlobs(now, blobIdleMs);
     for (const [key, peer] of this.peers) {
       if (peer.idle) {
         this.peers.delete(key);
@@ -725,6 +855,15 @@ function withDeadline<T>(promise: Promise<T>, deadline: number, to: TabernaId): 
 /** The message's first words with numbers removed: a key grouping repeats of one problem. */
 function firstWords(message: string): string {
   return message.replace(/\d+/g, '#').slice(0, 80);
+}
+
+function isBlobViolation(kind: ErrorId): boolean {
+  return (
+    kind === ErrorId.BlobAckWindowExceeded ||
+    kind === ErrorId.BlobStreamNotFound ||
+    kind === ErrorId.BlobStreamOutOfOrder ||
+    kind === ErrorId.BlobStreamMissingChunk
+  );
 }
 
 function randomEpoch(): bigint {

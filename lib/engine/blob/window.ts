@@ -154,9 +154,11 @@ export class BlobReceiveWindow {
   private expected = 0n; // next chunk id to receive
   private consumedThrough = 0n; // chunks below this were taken by the application
   private ackedThrough = 0n; // chunks below this were acknowledged to the sender
+  private ackDue = false; // the current ack must be (re)sent even if it is not new
   private lastSeen = false;
 
-  constructor(readonly ackWindow: number) {
+  /** `ackWindow` may grow later (a reconnect agreed a larger window); it never shrinks. */
+  constructor(public ackWindow: number) {
     if (!Number.isInteger(ackWindow) || ackWindow < 1) {
       throw new AureliaError(ErrorId.InvalidConfig, `ackWindow must be ≥ 1, got ${ackWindow}`);
     }
@@ -183,7 +185,11 @@ export class BlobReceiveWindow {
    * sender exceeded the window.
    */
   receive(chunkId: bigint, last: boolean): ChunkVerdict {
-    if (chunkId < this.expected) return 'duplicate';
+    if (chunkId < this.expected) {
+      // A replay: the sender missed our ack, so it must go out again.
+      this.ackDue = true;
+      return 'duplicate';
+    }
     if (this.lastSeen) {
       throw new AureliaError(
         ErrorId.BlobStreamOutOfOrder,
@@ -224,14 +230,17 @@ export class BlobReceiveWindow {
    * there is nothing new. Marks it sent.
    */
   takeAck(): bigint | undefined {
-    if (this.consumedThrough <= this.ackedThrough) return undefined;
+    if (this.consumedThrough <= this.ackedThrough && !this.ackDue) return undefined;
+    this.ackDue = false;
     this.ackedThrough = this.consumedThrough;
     return this.ackedThrough;
   }
 
-  /** After a reconnect the sender replays from our last ack: re-acknowledge what was consumed. */
-  resendAck(): bigint {
-    this.ackedThrough = this.consumedThrough;
-    return this.ackedThrough;
+  /**
+   * After a reconnect the sender replays from the last ack it saw, which may be older than ours:
+   * the next `takeAck` repeats what was consumed.
+   */
+  resendAck(): void {
+    this.ackDue = true;
   }
 }

@@ -60,6 +60,7 @@ export class Callis {
   private readonly control: OutboundFrame[] = [];
   private readonly batch = new FrameBatch();
   private handler: CallisHandler | undefined;
+  private held: Frame[] | undefined;
   private flushScheduled = false;
   private blocked = false;
   private closing = false;
@@ -113,12 +114,36 @@ export class Callis {
     return this.blocked;
   }
 
-  /** Sets who receives frames and is asked for messages; frames wait until one is set. */
+  /**
+   * Sets who receives frames and is asked for messages; frames wait until one is set. Frames
+   * held by `holdFrames` are handed to the new handler first, in order.
+   */
   setHandler(handler: CallisHandler): void {
     const first = this.handler === undefined;
     this.handler = handler;
     if (first && !this.closed) this.connection.socket.on('data', this.onData);
+    const held = this.held;
+    this.held = undefined;
+    if (held) {
+      for (const frame of held) {
+        if (this.closedReason) break;
+        try {
+          handler.onFrame(this, frame);
+        } catch (err) {
+          this.abort(asProtocolError(err, this.describe()));
+          break;
+        }
+      }
+    }
     if (this.control.length > 0) this.scheduleFlush();
+  }
+
+  /**
+   * Queues frames that arrive from now on until the next `setHandler`: the hello exchange ends
+   * with this, so frames the peer sent right after its hello wait for the real handler.
+   */
+  holdFrames(): void {
+    this.held ??= [];
   }
 
   /** Applies a new maximum payload length to frames not yet started. */
@@ -211,12 +236,7 @@ export class Callis {
     try {
       this.decoder.push(chunk);
     } catch (err) {
-      const failure = AureliaError.is(err)
-        ? err
-        : new AureliaError(ErrorId.ProtocolViolation, `${this.describe()}: ${String(err)}`, {
-            cause: err,
-          });
-      this.abort(failure);
+      this.abort(asProtocolError(err, this.describe()));
     }
   }
 
@@ -224,6 +244,10 @@ export class Callis {
     if (this.closedReason) return;
     this.counters.framesIn++;
     if (frame.msgType === ControlType.Keepalive) return;
+    if (this.held) {
+      this.held.push(frame);
+      return;
+    }
     if (!this.handler) {
       throw new AureliaError(ErrorId.ProtocolViolation, `${this.describe()}: frame before hello`);
     }
@@ -306,3 +330,9 @@ export class Callis {
 }
 
 function ignore(): void {}
+
+function asProtocolError(err: unknown, where: string): AureliaError {
+  return AureliaError.is(err)
+    ? err
+    : new AureliaError(ErrorId.ProtocolViolation, `${where}: ${String(err)}`, { cause: err });
+}

@@ -53,7 +53,10 @@ function awaitFirstFrame(
         }
         try {
           if (frame.msgType === expected) {
-            finish(undefined, decodeHello(frame));
+            const hello = decodeHello(frame);
+            // What follows in the same read belongs to the owner's handler, set after this.
+            callis.holdFrames();
+            finish(undefined, hello);
           } else if (frame.msgType === ControlType.Error) {
             const { errorId, message } = decodeError(frame);
             finish(

@@ -13,10 +13,14 @@ import { dialerHello } from './handshake.js';
 import { OutboundStore, type OutboundItem, type OutboundLane } from './outbound-store.js';
 import type { MetricsRecorder } from '../reporting/metrics.js';
 import type { DomusReportingEvent } from '../reporting/reporting.js';
+import { FrameFlags } from '../wire/frame.js';
+import type { HelloBlobWindow } from '../wire/control.js';
+import { OutboundBlobLink } from '../blob/sender.js';
 
 /** How a send is settled once its outcome is known. */
 export interface SendContext {
-  resolve(): void;
+  /** Settles the send; a blob send resolves with its `BlobSender`. */
+  resolve(value?: unknown): void;
   reject(err: AureliaError): void;
   /** `performance.now()` at send, for the round-trip histogram. */
   readonly startedAt: number;
@@ -29,6 +33,8 @@ export interface PeerHost extends CallisSettings {
   sendQueueSize(): number;
   callisConnectTimeoutMs(): number;
   reconnectBackoffMs(): readonly number[];
+  /** The blob window this domus proposes to this address's transport. */
+  blobProposal(): HelloBlobWindow;
   /** Dials the address and completes A0 (TLS, identity, and the expected identity if given). */
   dial(
     signal: AbortSignal,
@@ -41,6 +47,9 @@ export interface PeerHost extends CallisSettings {
   callisUp(identity: string, address: string, kind: 'primary' | 'blob'): void;
   callisDown(identity: string, address: string, kind: 'primary' | 'blob'): void;
 }
+
+/** Frees a blob send's buffer reservation (idempotent). */
+export type BlobRelease = () => void;
 
 /** A message to send, as the domus hands it over. */
 export interface OutboundMessage {
@@ -81,6 +90,8 @@ export class OutboundPeer implements CallisHandler {
   private deadlineAt = Infinity;
   private draining = false;
   private drained: (() => void) | undefined;
+  private blobs: OutboundBlobLink | undefined;
+  private readonly blobReleases = new Map<SendContext, BlobRelease>();
 
   constructor(
     /** The dialed address, canonical (`DomusAddr.key`). */
@@ -101,7 +112,12 @@ export class OutboundPeer implements CallisHandler {
 
   /** True when the peer holds nothing and has no connection: it can be forgotten. */
   get idle(): boolean {
-    return this.state === 'idle' && this.store.size === 0;
+    return this.state === 'idle' && this.store.size === 0 && (this.blobs?.size ?? 0) === 0;
+  }
+
+  /** Fails blob streams that made no progress for `idleMs`. */
+  expireIdleBlobs(now: number, idleMs: number): void {
+    this.blobs?.expireIdle(now, idleMs);
   }
 
   /** True once closed (read through a getter so narrowing across awaits stays honest). */
@@ -128,7 +144,12 @@ export class OutboundPeer implements CallisHandler {
    * Admits a message and starts connecting if needed. Throws `LocalQueueFull` at once when its
    * lane is full; otherwise `context` is settled exactly once later.
    */
-  submit(message: OutboundMessage, context: SendContext, expectedIdentity?: string): void {
+  submit(
+    message: OutboundMessage,
+    context: SendContext,
+    expectedIdentity?: string,
+    blobRelease?: BlobRelease,
+  ): void {
     if (this.state === 'closed' || this.draining) {
       throw new AureliaError(ErrorId.DomusClosed, 'the domus is shutting down');
     }
@@ -152,6 +173,7 @@ export class OutboundPeer implements CallisHandler {
       }
       throw err;
     }
+    if (blobRelease) this.blobReleases.set(context, blobRelease);
     this.armDeadline(message.deadline);
     if (this.state === 'up') this.callis?.scheduleFlush();
     else if (this.state === 'idle') void this.connect();
@@ -184,12 +206,13 @@ export class OutboundPeer implements CallisHandler {
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     this.reconnectTimer = undefined;
     this.deadlineTimer = undefined;
+    const blobsGone = this.blobs?.close() ?? Promise.resolve();
     const callis = this.callis;
     this.callis = undefined;
-    if (!callis) return Promise.resolve();
+    if (!callis) return blobsGone;
     const gone = callis.close(closedError(), true);
     this.onCallisGone(callis, closedError());
-    return gone;
+    return Promise.all([gone, blobsGone]).then(() => undefined);
   }
 
   /**
@@ -281,6 +304,12 @@ export class OutboundPeer implements CallisHandler {
         `${identity} at ${this.address} restarted; the message may not have been delivered`,
       );
       for (const item of failed) this.fail(item, err);
+      this.blobs?.failAll(
+        new AureliaError(
+          ErrorId.PeerRestarted,
+          `${identity} at ${this.address} restarted; its blob streams were lost`,
+        ),
+      );
       host.emit({
         type: 'PeerSessionRestarted',
         at: Date.now(),
@@ -417,11 +446,13 @@ export class OutboundPeer implements CallisHandler {
       const context = result.item.context;
       if (error) {
         this.host.metrics.sendsFailed++;
+        this.releaseBlob(context);
         context.reject(error);
       } else {
         this.host.metrics.sendsAccepted++;
         this.host.metrics.recordSendLatency(performance.now() - context.startedAt);
-        context.resolve();
+        if ((result.item.flags & FrameFlags.Blob) !== 0) this.openBlob(result.item.id, context);
+        else context.resolve();
       }
       this.checkDrained();
     } else if (result.kind === 'unknown') {
@@ -469,7 +500,52 @@ export class OutboundPeer implements CallisHandler {
 
   private fail(item: OutboundItem<SendContext>, err: AureliaError): void {
     this.host.metrics.sendsFailed++;
+    this.releaseBlob(item.context);
     item.context.reject(err);
+  }
+
+  private releaseBlob(context: SendContext): void {
+    const release = this.blobReleases.get(context);
+    if (!release) return;
+    this.blobReleases.delete(context);
+    release();
+  }
+
+  /** The remote accepted a blob request: its stream starts on the blob callis. */
+  private openBlob(requestMsgId: number, context: SendContext): void {
+    const release = this.blobReleases.get(context) ?? (() => {});
+    this.blobReleases.delete(context);
+    try {
+      context.resolve(this.blobLink().open(requestMsgId, release));
+    } catch (err) {
+      context.reject(
+        AureliaError.is(err) ? err : new AureliaError(ErrorId.ConnectionLost, String(err)),
+      );
+    }
+  }
+
+  private blobLink(): OutboundBlobLink {
+    if (!this.blobs) {
+      const host = this.host;
+      this.blobs = new OutboundBlobLink({
+        sessionEpoch: host.sessionEpoch,
+        metrics: host.metrics,
+        address: this.address,
+        maxPayloadLen: () => host.maxPayloadLen(),
+        keepaliveIntervalMs: () => host.keepaliveIntervalMs(),
+        callisConnectTimeoutMs: () => host.callisConnectTimeoutMs(),
+        reconnectBackoffMs: () => host.reconnectBackoffMs(),
+        proposal: () => host.blobProposal(),
+        dial: (signal, timeoutMs, expected) => host.dial(signal, timeoutMs, expected),
+        peerIdentity: () => this.identity,
+        remoteEpoch: () => this.remoteEpoch,
+        emit: (event) => host.emit(event),
+        error: (err) => host.error(err),
+        callisUp: (identity, address, kind) => host.callisUp(identity, address, kind),
+        callisDown: (identity, address, kind) => host.callisDown(identity, address, kind),
+      });
+    }
+    return this.blobs;
   }
 
   private failAll(err: AureliaError): void {

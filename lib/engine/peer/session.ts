@@ -14,6 +14,8 @@ import { type Decision, type DecisionSink, Delivery, type PeerInfo } from '../ta
 import type { Callis, CallisHandler } from './callis.js';
 import { DedupeWindow } from './dedupe.js';
 import type { MetricsRecorder } from '../reporting/metrics.js';
+import { InboundBlobLink } from '../blob/receiver.js';
+import type { HelloBlobWindow } from '../wire/control.js';
 
 /** What an inbound session needs from its domus. */
 export interface SessionHost {
@@ -24,8 +26,13 @@ export interface SessionHost {
   dedupeRetentionMs(): number;
   /** The session's primary callis closed. */
   onCallisClosed(session: InboundSession, callis: Callis, reason: AureliaError): void;
-  /** A message arrived with the BLOB flag; returns the receiver to attach, or throws. */
-  openBlob?(session: InboundSession, frame: Frame): unknown;
+  /** The session's blob callis closed. */
+  onBlobCallisClosed(session: InboundSession, callis: Callis, reason: AureliaError): void;
+  /**
+   * A message arrived with the BLOB flag: reserves its buffer and returns the window its stream
+   * may use and the release, or throws (`BlobBufferFull`, ...) to refuse the message.
+   */
+  admitBlob(session: InboundSession): { ackWindow: number; release: () => void };
 }
 
 /** Most decided outcomes one session remembers for replays. */
@@ -42,6 +49,7 @@ export class InboundSession implements CallisHandler, DecisionSink {
   private readonly dedupe: DedupeWindow<Decision>;
   private callis: Callis | undefined;
   private acks: number[] = [];
+  private blobs: InboundBlobLink | undefined;
   readonly peer: PeerInfo;
   lastActiveAt = Date.now();
 
@@ -87,9 +95,27 @@ export class InboundSession implements CallisHandler, DecisionSink {
   }
 
   /** Evicts old outcomes; true when the session holds nothing and has no callis (can be dropped). */
-  expire(now: number): boolean {
+  expire(now: number, blobIdleMs: number): boolean {
     this.dedupe.expire(now);
-    return this.callis === undefined && this.dedupe.size === 0;
+    this.blobs?.expireIdle(now, blobIdleMs);
+    return (
+      this.callis === undefined &&
+      this.dedupe.size === 0 &&
+      (this.blobs === undefined || (this.blobs.size === 0 && this.blobs.current === undefined))
+    );
+  }
+
+  /** Makes `callis` this session's blob callis, with the window agreed on it. */
+  attachBlob(callis: Callis, agreed: HelloBlobWindow): void {
+    this.blobLink().attach(callis, agreed);
+  }
+
+  private blobLink(): InboundBlobLink {
+    this.blobs ??= new InboundBlobLink({
+      metrics: this.host.metrics,
+      onCallisClosed: (callis, reason) => this.host.onBlobCallisClosed(this, callis, reason),
+    });
+    return this.blobs;
   }
 
   /**
@@ -97,10 +123,16 @@ export class InboundSession implements CallisHandler, DecisionSink {
    * socket is gone.
    */
   close(reason: AureliaError): Promise<void> {
+    const blobsGone = this.blobs?.close(reason) ?? Promise.resolve();
     const callis = this.callis;
-    if (!callis || callis.closed) return Promise.resolve();
+    if (!callis || callis.closed) return blobsGone;
     this.flushAcksInto(callis);
-    return callis.close(reason, true);
+    return Promise.all([callis.close(reason, true), blobsGone]).then(() => undefined);
+  }
+
+  /** The sender restarted: streams of this (old) session can never complete. */
+  failBlobs(err: AureliaError): void {
+    this.blobs?.failAll(err);
   }
 
   // ---- CallisHandler ----
@@ -156,6 +188,7 @@ export class InboundSession implements CallisHandler, DecisionSink {
   /** @internal The application (or a timeout) decided message `id`. */
   decide(id: number, decision: Decision): void {
     this.dedupe.decide(id, decision, Date.now());
+    if (!decision.accepted) this.blobs?.discard(id);
     this.send(id, decision);
   }
 
@@ -167,14 +200,17 @@ export class InboundSession implements CallisHandler, DecisionSink {
         this.host.metrics.messagesReceived++;
         let blob: unknown;
         if ((frame.flags & FrameFlags.Blob) !== 0) {
-          if (!this.host.openBlob) {
-            this.decide(
-              id,
-              refuse(ErrorId.BlobCallisWithoutPrimary, 'this domus does not accept blob streams'),
-            );
+          let admitted;
+          try {
+            admitted = this.host.admitBlob(this);
+          } catch (err) {
+            const failure = AureliaError.is(err)
+              ? err
+              : new AureliaError(ErrorId.BlobBufferFull, String(err));
+            this.decide(id, refuse(failure.kind, failure.message));
             return;
           }
-          blob = this.host.openBlob(this, frame);
+          blob = this.blobLink().open(id, admitted.ackWindow, admitted.release);
         }
         this.host.deliver(
           frame.dstTaberna,

@@ -89,6 +89,19 @@ describe('BlobReceiveWindow', () => {
     expect(r.takeAck()).toBe(2n);
   });
 
+  it('repeats its ack after a replayed chunk or a reconnect, even when nothing is new', () => {
+    const r = new BlobReceiveWindow(4);
+    r.receive(0n, false);
+    r.consume();
+    expect(r.takeAck()).toBe(1n);
+    expect(r.takeAck()).toBeUndefined();
+    expect(r.receive(0n, false)).toBe('duplicate');
+    expect(r.takeAck()).toBe(1n);
+    r.resendAck();
+    expect(r.takeAck()).toBe(1n);
+    expect(r.takeAck()).toBeUndefined();
+  });
+
   it('refuses a sender that exceeds the window', () => {
     const r = new BlobReceiveWindow(2);
     r.receive(0n, false);
@@ -172,7 +185,8 @@ describe('blob windows together', () => {
               }
               case 'reconnect':
                 wire = [];
-                acks = [receiver.resendAck()];
+                receiver.resendAck();
+                acks = [receiver.takeAck()!];
                 sender.rewind();
                 return;
             }
