@@ -111,3 +111,63 @@ export {
 } from './engine/reporting/reporting.js';
 export { BlobSender } from './engine/blob/sender.js';
 export { BlobReceiver } from './engine/blob/receiver.js';
+// A2 services: request/reply (what Nest send() is built on).
+export {
+  CANCEL_MESSAGE_TYPE,
+  REPLY_MESSAGE_TYPE,
+  REPLY_TABERNA_ID,
+  REQUEST_MESSAGE_TYPE,
+  RESERVED_TABERNA_ID_BASE,
+  RequestReplyCodec,
+  type RequestReplyInbound,
+} from './engine/services/request-reply-wire.js';
+export {
+  REPLY_WINDOW,
+  RemoteRequestError,
+  ReplyChannel,
+  RequestReplyClient,
+  RequestReplyResponder,
+  RequestReplyServer,
+  type RequestHandler,
+  type RequestOptions,
+  type RequestReplyServerOptions,
+  type ServedRequest,
+} from './engine/services/request-reply.js';
+// NestJS integration.
+export {
+  AureliaModule,
+  type AureliaModuleAsyncOptions,
+  type AureliaModuleRootOptions,
+} from './nest/aurelia.module.js';
+export {
+  AURELIA_TRANSPORT,
+  AureliaServer,
+  type AureliaEventsMap,
+  type AureliaServerStatus,
+} from './nest/aurelia.server.js';
+export {
+  ClientAurelia,
+  type AureliaClientStatus,
+  type ClientAureliaOptions,
+} from './nest/client-aurelia.js';
+export { AureliaContext, type AureliaContextArgs } from './nest/context.js';
+export {
+  InjectAureliaErrors,
+  InjectAureliaEvents,
+  InjectAureliaMetrics,
+  TabernaHandler,
+} from './nest/decorators.js';
+export {
+  type AureliaClientSerialization,
+  type AureliaModuleOptions,
+  type AureliaRoute,
+  type AureliaServerSerialization,
+} from './nest/options.js';
+export {
+  PATTERN_HASH_PREFIX,
+  normalizePattern,
+  tabernaIdForPattern,
+  tabernaIdForRoute,
+  type AureliaPattern,
+} from './nest/pattern.js';
+export { AURELIA_ERRORS, AURELIA_EVENTS, AURELIA_METRICS } from './nest/tokens.js';

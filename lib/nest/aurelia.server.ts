@@ -1,0 +1,398 @@
+// The Nest transport strategy: every handler pattern becomes a taberna on the domus.
+import 'reflect-metadata';
+import {
+  type CustomTransportStrategy,
+  type IncomingEvent,
+  type IncomingRequest,
+  type MessageHandler,
+  Server,
+  type WritePacket,
+} from '@nestjs/microservices';
+import { NO_MESSAGE_HANDLER } from '@nestjs/microservices/constants.js';
+import { Observable, type Subscription, isObservable, takeUntil } from 'rxjs';
+import { AureliaError, ErrorId } from '../engine/errors.js';
+import { Aurelia } from '../engine/aurelia.js';
+import { JsonCodec } from '../engine/codec.js';
+import type { Domus } from '../engine/domus.js';
+import type { TabernaId } from '../engine/ids.js';
+import type { TabernaRequest } from '../engine/taberna/request.js';
+import type { Taberna } from '../engine/taberna/taberna.js';
+import {
+  type ReplyChannel,
+  RequestReplyResponder,
+} from '../engine/services/request-reply-responder.js';
+import { requestTabernaOptions } from '../engine/services/request-reply.js';
+import {
+  type RequestFrame,
+  RequestReplyCodec,
+  type RequestReplyInbound,
+} from '../engine/services/request-reply-wire.js';
+import type { DomusReportingEvent } from '../engine/reporting/reporting.js';
+import { PacketBodyCodec, asAurelia } from './body.js';
+import { AureliaContext } from './context.js';
+import { messageOf, rejectionReason } from './errors.js';
+import type { AureliaModuleOptions, ResolvedAureliaOptions } from './options.js';
+import { tabernaIdForRoute } from './pattern.js';
+import { buildDomus, resolveOnce } from './runtime.js';
+import { TABERNA_ID_EXTRA } from './tokens.js';
+
+/** Transport id of Aurelia handlers: `@MessagePattern('x', AURELIA_TRANSPORT)` binds to it only. */
+export const AURELIA_TRANSPORT = Symbol('AURELIA_TRANSPORT');
+
+/** States `AureliaServer.status` reports. */
+export type AureliaServerStatus = 'listening' | 'closed';
+
+/** Callbacks `AureliaServer.on` takes: one per reporting event type. */
+export type AureliaEventsMap = {
+  [K in DomusReportingEvent['type']]: (event: Extract<DomusReportingEvent, { type: K }>) => void;
+};
+
+/** A handler's taberna and what it serves. */
+interface Served {
+  readonly taberna: Taberna<RequestReplyInbound<unknown>>;
+  readonly pattern: string;
+  readonly done: Promise<void>;
+}
+
+/**
+ * The Aurelia transport strategy. Each `@MessagePattern` / `@EventPattern` handler becomes a
+ * taberna whose id is set by `@TabernaHandler` or is the stable hash of the normalized pattern
+ * (`tabernaIdForRoute`). Events are accepted when the handler (and everything it returned)
+ * finished, and rejected with the handler's error otherwise; messages are answered over the A2
+ * request/reply service, one reply per value of the handler's Observable.
+ *
+ * Construct it with a `Domus` (borrowed: e.g. the `AureliaModule`'s, via `app.get(AureliaServer)`)
+ * or with module options (standalone microservice: it builds its own domus in `listen` and shuts
+ * it down in `close`).
+ */
+export class AureliaServer
+  extends Server<AureliaEventsMap, AureliaServerStatus>
+  implements CustomTransportStrategy
+{
+  override readonly transportId = AURELIA_TRANSPORT;
+  override readonly propagatesEventHandlerErrors = true;
+  private readonly body: PacketBodyCodec;
+  private readonly served = new Map<TabernaId, Served>();
+  private readonly subscriptions = new Set<Subscription>();
+  private readonly pendingListeners: Array<[string, (event: never) => void]> = [];
+  private responder: RequestReplyResponder | undefined;
+  private domus: Domus | undefined;
+  private owned: Aurelia | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    source: Domus | AureliaModuleOptions | ResolvedAureliaOptions,
+    options: Partial<Pick<ResolvedAureliaOptions, 'codec' | 'server'>> = {},
+  ) {
+    super();
+    const isDomus = typeof (source as Domus).dispatch === 'function';
+    const resolved = isDomus ? undefined : resolveOnce(source as AureliaModuleOptions);
+    this.source = isDomus ? (source as Domus) : resolved!;
+    const serialization = options.server ?? resolved?.server ?? {};
+    this.body = new PacketBodyCodec(options.codec ?? resolved?.codec ?? new JsonCodec<unknown>());
+    this.initializeSerializer(serialization);
+    this.initializeDeserializer(serialization);
+  }
+
+  private readonly source: Domus | ResolvedAureliaOptions;
+
+  /**
+   * Registers one taberna per handler and starts serving; calls `callback()` when every taberna
+   * is registered, or `callback(err)` with an `AureliaError`: `TabernaAlreadyRegistered` (two
+   * handlers, or another registration, on one id — the message names the patterns),
+   * `InvalidConfig` (building the owned domus failed), `DomusClosed`.
+   */
+  async listen(callback: (err?: unknown) => void): Promise<void> {
+    try {
+      const domus = await this.ensureDomus();
+      this.responder = new RequestReplyResponder(domus);
+      const ids = this.plan();
+      for (const [id, pattern] of ids) {
+        const taberna = await domus.taberna(
+          id,
+          new RequestReplyCodec(this.body.codec),
+          requestTabernaOptions(),
+        );
+        this.served.set(id, { taberna, pattern, done: this.serve(taberna, pattern) });
+      }
+      for (const [event, listener] of this.pendingListeners.splice(0))
+        this.subscribe(event, listener);
+      this._status$.next('listening');
+    } catch (err) {
+      await this.close();
+      callback(err);
+      return;
+    }
+    callback();
+  }
+
+  /**
+   * Stops serving: open requests end (their callers' `send()` errors with
+   * `RemoteTabernaRejected`: the service is closed), handler streams are unsubscribed, the
+   * tabernae are deregistered (later calls get `UnknownTaberna`), and an owned domus is shut
+   * down. Idempotent.
+   */
+  close(): Promise<void> {
+    if (!this.closing) this.closing = this.doClose();
+    return this.closing;
+  }
+
+  /**
+   * Calls `callback` with every reporting event of `type` (`'PeerConnected'`,
+   * `'PeerSessionRestarted'`, …) until the server closes.
+   */
+  on<K extends keyof AureliaEventsMap>(event: K, callback: AureliaEventsMap[K]): void {
+    const listener = callback as (event: never) => void;
+    if (this.domus) this.subscribe(event, listener);
+    else this.pendingListeners.push([event, listener]);
+  }
+
+  /** The domus serving the handlers. Throws `AureliaError(InvalidConfig)` before `listen`. */
+  unwrap<T = Domus>(): T {
+    if (!this.domus) {
+      throw new AureliaError(
+        ErrorId.InvalidConfig,
+        'AureliaServer has no domus yet; call listen() (app.startAllMicroservices()) first',
+      );
+    }
+    return this.domus as T;
+  }
+
+  /** The taberna id each handler pattern listens on (after `listen`). */
+  get tabernae(): ReadonlyMap<string, TabernaId> {
+    const out = new Map<string, TabernaId>();
+    for (const [id, served] of this.served) out.set(served.pattern, id);
+    return out;
+  }
+
+  /**
+   * Runs an event handler and waits for everything it returned, so the caller hears about a
+   * failure (Nest's base transport only starts it).
+   */
+  override async handleEvent(
+    pattern: string,
+    packet: IncomingEvent,
+    context: AureliaContext,
+  ): Promise<void> {
+    const handler = this.getHandlerByPattern(pattern);
+    if (!handler) throw { status: 'error', message: `no event handler for '${pattern}'` };
+    await new Promise<void>((resolve, reject) => {
+      const started = this.runWithProcessingHooks(context, async (runEndHook) => {
+        const result: unknown = await handler(packet.data, context);
+        if (!isObservable(result)) {
+          runEndHook();
+          resolve();
+          return;
+        }
+        result.subscribe({
+          error: (err: unknown) => {
+            runEndHook();
+            reject(err);
+          },
+          complete: () => {
+            runEndHook();
+            resolve();
+          },
+        });
+      }) as unknown;
+      if (started instanceof Promise) started.catch(reject);
+    });
+  }
+
+  private async ensureDomus(): Promise<Domus> {
+    if (this.domus) return this.domus;
+    if (this.closing) throw new AureliaError(ErrorId.DomusClosed, 'AureliaServer is closed');
+    if (typeof (this.source as Domus).dispatch === 'function') {
+      this.domus = this.source as Domus;
+    } else {
+      this.owned = new Aurelia();
+      this.domus = await buildDomus(this.owned, this.source as ResolvedAureliaOptions);
+    }
+    return this.domus;
+  }
+
+  /** Maps every handler to its taberna id; two patterns on one id fail here, naming both. */
+  private plan(): Map<TabernaId, string> {
+    const ids = new Map<TabernaId, string>();
+    for (const [pattern, handler] of this.messageHandlers) {
+      const explicit = (handler.extras as Record<string, unknown> | undefined)?.[TABERNA_ID_EXTRA];
+      const id = typeof explicit === 'bigint' ? explicit : tabernaIdForRoute(pattern);
+      const other = ids.get(id);
+      if (other !== undefined) {
+        throw new AureliaError(
+          ErrorId.TabernaAlreadyRegistered,
+          `handlers '${other}' and '${pattern}' both map to taberna ${id}`,
+        );
+      }
+      ids.set(id, pattern);
+    }
+    return ids;
+  }
+
+  private async serve(
+    taberna: Taberna<RequestReplyInbound<unknown>>,
+    pattern: string,
+  ): Promise<void> {
+    try {
+      for await (const request of taberna) {
+        const frame = request.message;
+        switch (frame.kind) {
+          case 'message':
+            void this.onEvent(request, frame.message, pattern, taberna.id);
+            break;
+          case 'request':
+            this.onRequest(request, frame, pattern, taberna.id);
+            break;
+          case 'cancel':
+            this.responder?.cancel(request, frame);
+            break;
+          default:
+            request.reject(`taberna ${taberna.id} does not take replies`);
+        }
+      }
+    } catch {
+      // The domus shut down (DomusClosed): nothing more arrives.
+    }
+  }
+
+  private async onEvent(
+    request: TabernaRequest<unknown>,
+    value: unknown,
+    pattern: string,
+    tabernaId: TabernaId,
+  ): Promise<void> {
+    try {
+      const packet = (await this.deserializer.deserialize(value, {
+        channel: pattern,
+      })) as IncomingEvent;
+      const handler = this.getHandlerByPattern(pattern);
+      if (!handler?.isEventHandler) {
+        request.reject(
+          rejectionReason({
+            status: 'error',
+            message: `'${pattern}' takes messages (send), not events`,
+          }),
+        );
+        return;
+      }
+      const context = new AureliaContext([request.peer, tabernaId, pattern, packet.metadata]);
+      await this.handleEvent(pattern, packet, context);
+      request.accept();
+    } catch (err) {
+      request.reject(rejectionReason(errorPayload(err)));
+    }
+  }
+
+  private onRequest(
+    request: TabernaRequest<unknown>,
+    frame: RequestFrame,
+    pattern: string,
+    tabernaId: TabernaId,
+  ): void {
+    const channel = this.responder?.accept(request, frame, tabernaId);
+    if (!channel) return;
+    this.runRequest(channel, pattern, tabernaId).catch((err: unknown) =>
+      this.respond(channel, '', { err: errorPayload(err) }),
+    );
+  }
+
+  private async runRequest(
+    channel: ReplyChannel,
+    pattern: string,
+    tabernaId: TabernaId,
+  ): Promise<void> {
+    const value = this.body.decode(channel.body);
+    const packet = (await this.deserializer.deserialize(value, {
+      channel: pattern,
+    })) as IncomingRequest;
+    const id = typeof packet.id === 'string' ? packet.id : String(channel.correlationId);
+    const handler: MessageHandler | null = this.getHandlerByPattern(pattern);
+    if (!handler || handler.isEventHandler) {
+      const message = handler
+        ? `'${pattern}' takes events (emit), not messages`
+        : NO_MESSAGE_HANDLER;
+      await this.respond(channel, id, { err: { status: 'error', message } });
+      return;
+    }
+    const context = new AureliaContext([channel.peer, tabernaId, pattern, packet.metadata]);
+    const aborted = abortedBy(channel.signal);
+    const started = this.handleRequest(
+      context,
+      async () =>
+        this.transformToObservable(await handler(packet.data, context)).pipe(takeUntil(aborted)),
+      (reply) => this.respond(channel, id, reply),
+    ) as unknown;
+    if (started instanceof Promise) await started;
+  }
+
+  /** Sends one of Nest's write packets: a value, the error, or the completion. */
+  private async respond(channel: ReplyChannel, id: string, packet: WritePacket): Promise<unknown> {
+    if (channel.ended) return false;
+    try {
+      if (packet.err !== undefined) {
+        const body = await this.encode({ id, err: packet.err });
+        return await channel.fail(body, rejectionReason(packet.err));
+      }
+      if (!packet.isDisposed) {
+        return await channel.next(await this.encode({ id, response: packet.response }));
+      }
+      // Nest merges a final value into the completion: it travels as the LAST reply.
+      if (packet.response !== undefined) {
+        return await channel.complete(await this.encode({ id, response: packet.response }));
+      }
+      return await channel.complete();
+    } catch (err) {
+      // The reply could not be encoded: the caller hears why instead of waiting for its deadline.
+      const failure = asAurelia(err, ErrorId.EncodeFailure, 'the reply could not be serialized');
+      const body = await this.encode({
+        id,
+        err: { status: 'error', message: failure.message },
+      }).catch(() => Buffer.alloc(0));
+      return channel.fail(body, failure.message);
+    }
+  }
+
+  private async encode(packet: WritePacket & { id: string }): Promise<Buffer> {
+    return this.body.encode(await this.serializer.serialize(packet));
+  }
+
+  private subscribe(type: string, listener: (event: never) => void): void {
+    const domus = this.domus;
+    if (!domus) return;
+    const subscription = domus.reporting.events$.subscribe((event) => {
+      if (event.type === type) listener(event as never);
+    });
+    this.subscriptions.add(subscription);
+  }
+
+  private async doClose(): Promise<void> {
+    this.responder?.close();
+    for (const served of this.served.values()) served.taberna.close();
+    await Promise.all([...this.served.values()].map((s) => s.done));
+    this.served.clear();
+    for (const s of this.subscriptions) s.unsubscribe();
+    this.subscriptions.clear();
+    if (this.owned) await this.owned.shutdown();
+    this._status$.next('closed');
+  }
+}
+
+/** Nest's error payload for anything a handler path threw (already shaped, or raw). */
+function errorPayload(err: unknown): unknown {
+  if (err instanceof AureliaError) return { status: 'error', message: err.toString() };
+  if (err instanceof Error) return { status: 'error', message: messageOf(err) };
+  return err;
+}
+
+/** An Observable that emits once when `signal` aborts (completing handler streams early). */
+function abortedBy(signal: AbortSignal): Observable<void> {
+  return new Observable<void>((subscriber) => {
+    if (signal.aborted) {
+      subscriber.next();
+      return undefined;
+    }
+    const onAbort = (): void => subscriber.next();
+    signal.addEventListener('abort', onAbort, { once: true });
+    return () => signal.removeEventListener('abort', onAbort);
+  });
+}

@@ -1,0 +1,260 @@
+// The Nest client proxy: send() over A2 request/reply, emit() as one accepted message.
+import 'reflect-metadata';
+import { ClientProxy, type ReadPacket, type WritePacket } from '@nestjs/microservices';
+import type { Subscription } from 'rxjs';
+import { AureliaError, ErrorId } from '../engine/errors.js';
+import { Aurelia } from '../engine/aurelia.js';
+import { DomusAddr } from '../engine/addr.js';
+import { JsonCodec } from '../engine/codec.js';
+import type { Domus } from '../engine/domus.js';
+import { MessagePriorityClass, A3_MESSAGE_TYPE_BASE } from '../engine/ids.js';
+import { RemoteRequestError, RequestReplyClient } from '../engine/services/request-reply-client.js';
+import { PacketBodyCodec, asAurelia } from './body.js';
+import { emitError } from './errors.js';
+import type { AureliaEventsMap } from './aurelia.server.js';
+import type { AureliaModuleOptions, ResolvedAureliaOptions } from './options.js';
+import { normalizePattern, tabernaIdForPattern } from './pattern.js';
+import { buildDomus, resolveOnce } from './runtime.js';
+
+/**
+ * States `ClientAurelia.status` reports: `connecting` while the domus is being built, `ready`
+ * once it runs with no peer link yet, `connected` while at least one peer link is up,
+ * `disconnected` when the last link dropped (sends still wait for reconnects within their
+ * deadline), `closed` after `close()`.
+ */
+export type AureliaClientStatus = 'connecting' | 'ready' | 'connected' | 'disconnected' | 'closed';
+
+/** Options of a `ClientAurelia` built on an existing domus. */
+export type ClientAureliaOptions = Partial<
+  Pick<ResolvedAureliaOptions, 'codec' | 'client' | 'requestTimeoutMs' | 'replyAddress'>
+>;
+
+/**
+ * Nest `ClientProxy` over Aurelia. `send(pattern, data)` calls the `@MessagePattern` handler
+ * serving `pattern` (its taberna id is the pattern's hash, or the bigint you pass as pattern)
+ * and returns the Observable of its replies: it completes when the handler finished, errors with
+ * the handler's error payload (as Nest's built-in transports do), or with an `AureliaError`
+ * (`SendTimeout` at the deadline, `PeerRestarted`, `UnknownTaberna`, …). `emit(pattern, data)`
+ * completes once the remote handler finished and errors with `RemoteTabernaRejected` (the
+ * handler's payload as `cause`) when it threw. Nothing is lost silently and nothing waits past
+ * its deadline.
+ *
+ * Construct it with a `Domus` (borrowed, e.g. the `AureliaModule`'s) or with module options (it
+ * builds its own domus in `connect` and shuts it down in `close`).
+ */
+export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientStatus> {
+  private readonly source: Domus | ResolvedAureliaOptions;
+  private readonly body: PacketBodyCodec;
+  private readonly requestTimeoutMs: number | undefined;
+  private readonly replyAddress: DomusAddr | undefined;
+  private readonly subscriptions = new Set<Subscription>();
+  private readonly pendingListeners: Array<[string, (event: never) => void]> = [];
+  private connecting: Promise<RequestReplyClient> | undefined;
+  private domus: Domus | undefined;
+  private requests: RequestReplyClient | undefined;
+  private owned: Aurelia | undefined;
+  private closed = false;
+  private hadLinks = false;
+
+  constructor(
+    source: Domus | AureliaModuleOptions | ResolvedAureliaOptions,
+    options: ClientAureliaOptions = {},
+  ) {
+    super();
+    const isDomus = typeof (source as Domus).dispatch === 'function';
+    const resolved = isDomus ? undefined : resolveOnce(source as AureliaModuleOptions);
+    this.source = isDomus ? (source as Domus) : resolved!;
+    this.body = new PacketBodyCodec(options.codec ?? resolved?.codec ?? new JsonCodec<unknown>());
+    this.requestTimeoutMs = options.requestTimeoutMs ?? resolved?.requestTimeoutMs;
+    this.replyAddress = options.replyAddress ?? resolved?.replyAddress;
+    const serialization = options.client ?? resolved?.client ?? {};
+    this.initializeSerializer(serialization);
+    this.initializeDeserializer(serialization);
+  }
+
+  /**
+   * Gets the domus ready (building it for an owned one) and its request/reply service. Resolves
+   * with the domus; rejects with `InvalidConfig` (options, files, bind), `TabernaAlreadyRegistered`
+   * (the reply taberna id is taken) or `DomusClosed` (after `close`). Safe to call repeatedly.
+   */
+  async connect(): Promise<Domus> {
+    if (this.closed) throw new AureliaError(ErrorId.DomusClosed, 'this ClientAurelia is closed');
+    if (!this.connecting) {
+      this._status$.next('connecting');
+      this.connecting = this.start();
+      this.connecting.catch(() => {
+        this.connecting = undefined;
+      });
+    }
+    await this.connecting;
+    return this.domus!;
+  }
+
+  /** Stops reporting; shuts an owned domus down (calls in flight fail with `DomusClosed`). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of this.subscriptions) s.unsubscribe();
+    this.subscriptions.clear();
+    await this.connecting?.catch(() => undefined);
+    if (this.owned) await this.owned.shutdown();
+    this._status$.next('closed');
+  }
+
+  /** The domus this client sends from. Throws `InvalidConfig` before `connect`. */
+  unwrap<T = Domus>(): T {
+    if (!this.domus) {
+      throw new AureliaError(
+        ErrorId.InvalidConfig,
+        'ClientAurelia is not connected; call connect()',
+      );
+    }
+    return this.domus as T;
+  }
+
+  /** Calls `callback` with every reporting event of `type` until the client closes. */
+  override on<K extends keyof AureliaEventsMap>(event: K, callback: AureliaEventsMap[K]): void {
+    const listener = callback as (event: never) => void;
+    if (this.domus) this.subscribe(event, listener);
+    else this.pendingListeners.push([event, listener]);
+  }
+
+  private async start(): Promise<RequestReplyClient> {
+    let domus: Domus;
+    if (typeof (this.source as Domus).dispatch === 'function') {
+      domus = this.source as Domus;
+    } else {
+      this.owned = new Aurelia();
+      domus = await buildDomus(this.owned, this.source as ResolvedAureliaOptions);
+    }
+    const requests = await RequestReplyClient.for(domus);
+    this.domus = domus;
+    this.requests = requests;
+    this.watchLinks(domus);
+    for (const [event, listener] of this.pendingListeners.splice(0))
+      this.subscribe(event, listener);
+    return requests;
+  }
+
+  protected publish(packet: ReadPacket, callback: (packet: WritePacket) => void): () => void {
+    let subscription: Subscription | undefined;
+    let cancelled = false;
+    // Deliveries go through one chain so an async deserializer cannot reorder them.
+    let tail: Promise<void> = Promise.resolve();
+    const deliver = (make: () => Promise<WritePacket> | WritePacket): void => {
+      tail = tail.then(async () => {
+        if (cancelled) return;
+        let out: WritePacket;
+        try {
+          out = await make();
+        } catch (err) {
+          out = { err: asAurelia(err, ErrorId.DecodeFailure, 'the reply could not be read') };
+        }
+        if (!cancelled) callback(out);
+        if (out.err !== undefined || out.isDisposed) {
+          cancelled = true;
+          // An unreadable reply ends the call here; the handler is told to stop.
+          subscription?.unsubscribe();
+        }
+      });
+    };
+    const start = async (): Promise<void> => {
+      const requests = this.requests!;
+      const to = tabernaIdForPattern(packet.pattern);
+      const withId = this.assignPacketId({ ...packet, pattern: patternText(packet.pattern) });
+      const body = this.body.encode(await this.serializer.serialize(withId));
+      if (cancelled) return;
+      subscription = requests
+        .request(to, body, { timeoutMs: this.requestTimeoutMs, replyAddress: this.replyAddress })
+        .subscribe({
+          next: (reply) => deliver(() => this.readReply(reply)),
+          error: (err: unknown) => deliver(() => this.readFailure(err)),
+          complete: () => deliver(() => ({ isDisposed: true })),
+        });
+    };
+    start().catch((err: unknown) => deliver(() => ({ err })));
+    return () => {
+      cancelled = true;
+      subscription?.unsubscribe();
+    };
+  }
+
+  protected async dispatchEvent<T = unknown>(packet: ReadPacket): Promise<T> {
+    const domus = this.domus!;
+    const pattern = patternText(packet.pattern);
+    const to = tabernaIdForPattern(packet.pattern);
+    const value: unknown = await this.serializer.serialize({ ...packet, pattern });
+    let encoded;
+    try {
+      encoded = this.body.codec.encodeApp(value);
+    } catch (err) {
+      throw asAurelia(err, ErrorId.EncodeFailure, 'the event could not be encoded');
+    }
+    if (encoded.msgType < A3_MESSAGE_TYPE_BASE) {
+      throw new AureliaError(
+        ErrorId.EncodeFailure,
+        `the codec's message type ${encoded.msgType} is below the A3 range (${A3_MESSAGE_TYPE_BASE})`,
+      );
+    }
+    try {
+      await domus.dispatch({
+        priority: MessagePriorityClass.A3,
+        msgType: encoded.msgType,
+        payload: encoded.payload,
+        to,
+        timeoutMs: this.requestTimeoutMs,
+      });
+    } catch (err) {
+      throw emitError(err, pattern);
+    }
+    return undefined as T;
+  }
+
+  private async readReply(reply: Buffer): Promise<WritePacket> {
+    const packet = (await this.deserializer.deserialize(this.body.decode(reply))) as WritePacket;
+    if (packet.err !== undefined) return { err: packet.err };
+    return { response: packet.response, isDisposed: packet.isDisposed };
+  }
+
+  private async readFailure(err: unknown): Promise<WritePacket> {
+    if (err instanceof RemoteRequestError && err.body !== undefined && err.body.length > 0) {
+      try {
+        const packet = (await this.deserializer.deserialize(
+          this.body.decode(err.body),
+        )) as WritePacket;
+        if (packet.err !== undefined) return { err: packet.err };
+      } catch {
+        // Unreadable error body: report the rejection itself.
+      }
+    }
+    return { err };
+  }
+
+  private watchLinks(domus: Domus): void {
+    const update = (): void => {
+      if (this.closed) return;
+      const links = domus.reporting.connectedPeers().length;
+      this._status$.next(links > 0 ? 'connected' : this.hadLinks ? 'disconnected' : 'ready');
+      if (links > 0) this.hadLinks = true;
+    };
+    update();
+    const subscription = domus.reporting.events$.subscribe((event) => {
+      if (event.type === 'PeerConnected' || event.type === 'PeerDisconnected') update();
+    });
+    this.subscriptions.add(subscription);
+  }
+
+  private subscribe(type: string, listener: (event: never) => void): void {
+    const domus = this.domus;
+    if (!domus || this.closed) return;
+    const subscription = domus.reporting.events$.subscribe((event) => {
+      if (event.type === type) listener(event as never);
+    });
+    this.subscriptions.add(subscription);
+  }
+}
+
+/** The pattern as text in packets: Nest's normalized form, or the explicit id's digits. */
+function patternText(pattern: unknown): string {
+  return typeof pattern === 'bigint' ? pattern.toString() : normalizePattern(pattern);
+}

@@ -1,0 +1,65 @@
+// How handler errors travel: Nest's error payloads as rejection reasons and back.
+import { AureliaError, ErrorId } from '../engine/errors.js';
+
+const MAX_REASON_BYTES = 1024;
+
+/**
+ * The rejection reason for an event whose handler failed with Nest's error `payload` (what the
+ * exception filters produced, e.g. `{ status: 'error', message: 'Internal server error' }`): its
+ * JSON when that fits the 1024 bytes a rejection carries, else `{ status, message }` with the
+ * message shortened to fit.
+ */
+export function rejectionReason(payload: unknown): string {
+  const json = safeJson(payload);
+  if (json !== undefined && Buffer.byteLength(json) <= MAX_REASON_BYTES) return json;
+  let message = messageOf(payload);
+  for (;;) {
+    const text = JSON.stringify({ status: 'error', message });
+    if (Buffer.byteLength(text) <= MAX_REASON_BYTES) return text;
+    message = message.slice(0, Math.max(0, message.length - Math.ceil(message.length / 8) - 1));
+  }
+}
+
+/**
+ * The error `emit()` reports for a rejected event: `RemoteTabernaRejected` naming the pattern and
+ * the handler's message, with the handler's error payload as `cause` when the reason carried one.
+ * Other errors pass through unchanged.
+ */
+export function emitError(err: unknown, pattern: string): unknown {
+  if (!AureliaError.is(err, ErrorId.RemoteTabernaRejected)) return err;
+  const payload = parseJson(err.message);
+  if (payload === undefined) return err;
+  return new AureliaError(
+    ErrorId.RemoteTabernaRejected,
+    `the handler of '${pattern}' failed: ${messageOf(payload)}`,
+    { cause: payload },
+  );
+}
+
+/** A readable message for an error payload of any shape. */
+export function messageOf(payload: unknown): string {
+  if (payload instanceof Error) return payload.message;
+  if (typeof payload === 'string') return payload;
+  if (typeof payload === 'object' && payload !== null) {
+    const message = (payload as { message?: unknown }).message;
+    if (typeof message === 'string') return message;
+  }
+  return safeJson(payload) ?? String(payload);
+}
+
+function safeJson(value: unknown): string | undefined {
+  try {
+    return JSON.stringify(value);
+  } catch {
+    return undefined;
+  }
+}
+
+function parseJson(text: string): unknown {
+  if (!text.startsWith('{') && !text.startsWith('"')) return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,267 @@
+// Options of AureliaModule and their validation at bootstrap (every problem names its option).
+import type {
+  ConsumerDeserializer,
+  ConsumerSerializer,
+  ProducerDeserializer,
+  ProducerSerializer,
+} from '@nestjs/microservices';
+import { inspect } from 'node:util';
+import { AureliaError, ErrorId } from '../engine/errors.js';
+import { DomusAddr } from '../engine/addr.js';
+import { type Pkcs8AuthConfig, type Pkcs8AuthFiles } from '../engine/auth.js';
+import { JsonCodec, type MessageCodec } from '../engine/codec.js';
+import { type DomusConfig, defaultDomusConfig, mergeDomusConfig } from '../engine/config.js';
+import { A3_MESSAGE_TYPE_BASE } from '../engine/ids.js';
+import type { RouteResolver } from '../engine/resolver.js';
+import { REQUEST_TIMEOUT_MAX_MS } from '../engine/services/request-reply-wire.js';
+import { type AureliaPattern, tabernaIdForPattern } from './pattern.js';
+
+/** One static route: a pattern (or explicit taberna id) and the address of the domus serving it. */
+export interface AureliaRoute {
+  /** A Nest pattern (hashed to its taberna id) or an explicit taberna id (a bigint). */
+  readonly pattern: AureliaPattern;
+  /** Where it is served: `tls://host:port`, `unix:///path` or a `DomusAddr`. */
+  readonly address: string | DomusAddr;
+}
+
+/** Serializer and deserializer of one side, as Nest's built-in transports take them. */
+export interface AureliaClientSerialization {
+  readonly serializer?: ProducerSerializer;
+  readonly deserializer?: ProducerDeserializer;
+}
+
+/** Serializer and deserializer of the server side. */
+export interface AureliaServerSerialization {
+  readonly serializer?: ConsumerSerializer;
+  readonly deserializer?: ConsumerDeserializer;
+}
+
+/** Options of `AureliaModule.forRoot` (and the value `forRootAsync`'s factory returns). */
+export interface AureliaModuleOptions {
+  /** Address this domus listens on: `tls://0.0.0.0:7000`, `unix:///run/a.sock` or a `DomusAddr`. */
+  readonly listen: string | DomusAddr;
+  /** Certificate material: PEM files `{ ca, cert, key }` or a `Pkcs8AuthConfig`. */
+  readonly auth: Pkcs8AuthFiles | Pkcs8AuthConfig;
+  /**
+   * Static routes: `{ 'orders.create': 'tls://10.0.0.5:7000' }` (keys are string patterns) or an
+   * array of `AureliaRoute` (any pattern, or a bigint taberna id). Exclusive with `resolver`.
+   */
+  readonly routes?: Readonly<Record<string, string | DomusAddr>> | readonly AureliaRoute[];
+  /** A custom resolver (for example DNS SRV). Exclusive with `routes`. */
+  readonly resolver?: RouteResolver;
+  /** Overrides of the domus configuration; validated like `DomusConfigBuilder.build()`. */
+  readonly config?: Partial<DomusConfig>;
+  /**
+   * Encodes the serialized Nest packets; default `new JsonCodec()`. Its message type must be in
+   * the A3 range.
+   */
+  readonly codec?: MessageCodec<unknown>;
+  /** Deadline of `send()` calls in ms (1..300000); default the config's `sendTimeoutMs`. */
+  readonly requestTimeoutMs?: number;
+  /**
+   * Address handlers send replies to; default the listener's bound address. Set it when
+   * listening on a wildcard (`0.0.0.0`) or behind a proxy.
+   */
+  readonly replyAddress?: string | DomusAddr;
+  /** Sampling interval of the `AURELIA_METRICS` Observable, 10..3600000 ms; default 10000. */
+  readonly metricsIntervalMs?: number;
+  /** Serializer/deserializer of `ClientAurelia` (Nest's defaults otherwise). */
+  readonly client?: AureliaClientSerialization;
+  /** Serializer/deserializer of `AureliaServer` (Nest's defaults otherwise). */
+  readonly server?: AureliaServerSerialization;
+}
+
+/** Options after validation, as the providers use them. */
+export interface ResolvedAureliaOptions {
+  readonly listen: DomusAddr;
+  readonly auth: Pkcs8AuthFiles | Pkcs8AuthConfig;
+  readonly routes: readonly (readonly [bigint, DomusAddr])[];
+  readonly resolver: RouteResolver | undefined;
+  readonly config: DomusConfig;
+  readonly codec: MessageCodec<unknown>;
+  readonly requestTimeoutMs: number | undefined;
+  readonly replyAddress: DomusAddr | undefined;
+  readonly metricsIntervalMs: number;
+  readonly client: AureliaClientSerialization;
+  readonly server: AureliaServerSerialization;
+}
+
+const KNOWN = new Set([
+  'listen',
+  'auth',
+  'routes',
+  'resolver',
+  'config',
+  'codec',
+  'requestTimeoutMs',
+  'replyAddress',
+  'metricsIntervalMs',
+  'client',
+  'server',
+  'isGlobal',
+]);
+
+/**
+ * Validates module options. Throws `AureliaError(InvalidConfig)` whose message starts with
+ * `AureliaModule option '<name>'` for the first problem found (unknown option, missing
+ * `listen`/`auth`, unparsable address, bad route, `routes` with `resolver`, invalid config field,
+ * codec without `encodeApp`/`decodeApp` or with a non-A3 type, timeout out of range).
+ */
+export function resolveAureliaOptions(options: AureliaModuleOptions): ResolvedAureliaOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw invalid('options', `must be an object, got ${inspect(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!KNOWN.has(key)) throw invalid(key, 'is not an AureliaModule option');
+  }
+  const listen = address('listen', options.listen);
+  const auth = checkAuth(options.auth);
+  if (options.routes !== undefined && options.resolver !== undefined) {
+    throw invalid('routes', 'cannot be combined with resolver; put the routes in the resolver');
+  }
+  const routes = options.routes === undefined ? [] : checkRoutes(options.routes);
+  if (options.resolver !== undefined && typeof options.resolver?.resolve !== 'function') {
+    throw invalid('resolver', 'must implement resolve(tabernaId)');
+  }
+  let config: DomusConfig;
+  try {
+    config = mergeDomusConfig(defaultDomusConfig(), options.config ?? {});
+  } catch (err) {
+    throw invalid('config', err instanceof Error ? err.message : String(err));
+  }
+  const codec = checkCodec(options.codec);
+  const requestTimeoutMs = options.requestTimeoutMs;
+  if (
+    requestTimeoutMs !== undefined &&
+    (!Number.isInteger(requestTimeoutMs) ||
+      requestTimeoutMs < 1 ||
+      requestTimeoutMs > REQUEST_TIMEOUT_MAX_MS)
+  ) {
+    throw invalid(
+      'requestTimeoutMs',
+      `must be an integer in 1..${REQUEST_TIMEOUT_MAX_MS}, got ${inspect(requestTimeoutMs)}`,
+    );
+  }
+  const replyAddress =
+    options.replyAddress === undefined ? undefined : address('replyAddress', options.replyAddress);
+  const metricsIntervalMs = options.metricsIntervalMs ?? 10_000;
+  if (
+    !Number.isInteger(metricsIntervalMs) ||
+    metricsIntervalMs < 10 ||
+    metricsIntervalMs > 3_600_000
+  ) {
+    throw invalid(
+      'metricsIntervalMs',
+      `must be an integer in 10..3600000, got ${inspect(metricsIntervalMs)}`,
+    );
+  }
+  return {
+    listen,
+    auth,
+    routes,
+    resolver: options.resolver,
+    config,
+    codec,
+    requestTimeoutMs,
+    replyAddress,
+    metricsIntervalMs,
+    client: serialization('client', options.client),
+    server: serialization('server', options.server),
+  };
+}
+
+function invalid(option: string, problem: string): AureliaError {
+  return new AureliaError(ErrorId.InvalidConfig, `AureliaModule option '${option}' ${problem}`);
+}
+
+function address(option: string, value: unknown): DomusAddr {
+  if (value instanceof DomusAddr) return value;
+  if (typeof value !== 'string') {
+    throw invalid(option, `must be an address string or a DomusAddr, got ${inspect(value)}`);
+  }
+  try {
+    return DomusAddr.parse(value);
+  } catch (err) {
+    throw invalid(option, err instanceof Error ? err.message : String(err));
+  }
+}
+
+function checkAuth(auth: unknown): Pkcs8AuthFiles | Pkcs8AuthConfig {
+  if (typeof auth !== 'object' || auth === null) {
+    throw invalid('auth', `must be { ca, cert, key } file paths or a Pkcs8AuthConfig`);
+  }
+  const record = auth as Record<string, unknown>;
+  if ('format' in record) {
+    if (record.format !== 'pem' && record.format !== 'der') {
+      throw invalid('auth', `format must be 'pem' or 'der', got ${inspect(record.format)}`);
+    }
+    return auth as Pkcs8AuthConfig;
+  }
+  const isPath = (v: unknown): boolean => typeof v === 'string' && v !== '';
+  const ca = record.ca;
+  if (!(isPath(ca) || (Array.isArray(ca) && ca.length > 0 && ca.every(isPath)))) {
+    throw invalid('auth', `needs CA file path(s) in 'ca'`);
+  }
+  for (const field of ['cert', 'key']) {
+    if (!isPath(record[field])) throw invalid('auth', `needs a file path in '${field}'`);
+  }
+  return auth as Pkcs8AuthFiles;
+}
+
+function checkRoutes(
+  routes: NonNullable<AureliaModuleOptions['routes']>,
+): (readonly [bigint, DomusAddr])[] {
+  if (typeof routes !== 'object' || routes === null) {
+    throw invalid('routes', 'must be an object of pattern → address or an array of routes');
+  }
+  const entries: AureliaRoute[] = Array.isArray(routes)
+    ? (routes as readonly AureliaRoute[]).slice()
+    : Object.entries(routes as Record<string, string | DomusAddr>).map(([pattern, addr]) => ({
+        pattern,
+        address: addr,
+      }));
+  return entries.map((route, i) => {
+    const name = `routes[${i}]`;
+    if (typeof route !== 'object' || route === null) {
+      throw invalid(name, 'must be { pattern, address }');
+    }
+    let id: bigint;
+    try {
+      id = tabernaIdForPattern(route.pattern);
+    } catch (err) {
+      throw invalid(name, err instanceof Error ? err.message : String(err));
+    }
+    return [id, address(`${name}.address`, route.address)] as const;
+  });
+}
+
+function checkCodec(codec: unknown): MessageCodec<unknown> {
+  if (codec === undefined) return new JsonCodec<unknown>();
+  const c = codec as Partial<MessageCodec<unknown>> | null;
+  if (!c || typeof c.encodeApp !== 'function' || typeof c.decodeApp !== 'function') {
+    throw invalid('codec', 'must implement encodeApp(message) and decodeApp(msgType, payload)');
+  }
+  const type = (c as { msgType?: unknown }).msgType;
+  if (typeof type === 'number' && type < A3_MESSAGE_TYPE_BASE) {
+    throw invalid('codec', `message type ${type} is below the A3 range; use a3MessageType()`);
+  }
+  return c as MessageCodec<unknown>;
+}
+
+function serialization<T extends object>(option: string, value: T | undefined): T {
+  if (value === undefined) return {} as T;
+  if (typeof value !== 'object' || value === null) {
+    throw invalid(option, 'must be { serializer?, deserializer? }');
+  }
+  const record = value as Record<string, unknown>;
+  for (const [field, method] of [
+    ['serializer', 'serialize'],
+    ['deserializer', 'deserialize'],
+  ] as const) {
+    const part = record[field] as Record<string, unknown> | undefined;
+    if (part !== undefined && typeof part?.[method] !== 'function') {
+      throw invalid(`${option}.${field}`, `must have a ${method}() method`);
+    }
+  }
+  return value;
+}

@@ -1,0 +1,73 @@
+// How Nest message patterns become taberna ids: normalization and the documented stable hash.
+import 'reflect-metadata';
+import { createHash } from 'node:crypto';
+import { transformPatternToRoute } from '@nestjs/microservices/utils/index.js';
+import { AureliaError, ErrorId } from '../engine/errors.js';
+import { isTabernaId, type TabernaId } from '../engine/ids.js';
+import { RESERVED_TABERNA_ID_BASE } from '../engine/services/request-reply-wire.js';
+
+/** Prefix hashed before the normalized pattern, so the ids are Aurelia's own (version 1). */
+export const PATTERN_HASH_PREFIX = 'aurelia-mesh/nest-pattern/v1\0';
+
+/** A Nest pattern (string, number or object) or an explicit taberna id. */
+export type AureliaPattern = string | number | Record<string, unknown> | bigint;
+
+/**
+ * Nest's normalized form of `pattern` (object keys sorted, as `@MessagePattern` registers it).
+ * Throws `AureliaError(InvalidConfig)` for a pattern Nest cannot normalize (null, undefined,
+ * a boolean, or one too deep or wide).
+ */
+export function normalizePattern(pattern: unknown): string {
+  const route: unknown = transformPatternToRoute(pattern as never);
+  if (typeof route !== 'string' || route === '[MAX_DEPTH_REACHED]' || route === '[TOO_MANY_KEYS]') {
+    throw new AureliaError(
+      ErrorId.InvalidConfig,
+      `pattern ${describe(pattern)} cannot be normalized (use a string, a number or a plain object of at most 20 keys and depth 5)`,
+    );
+  }
+  return route;
+}
+
+/**
+ * The taberna id of a normalized pattern: the first 8 bytes (big-endian) of
+ * SHA-256(`PATTERN_HASH_PREFIX` + normalized pattern, UTF-8). An id that would fall in the
+ * reserved range (the top 256 ids) has its top bit cleared. Stable across processes, versions
+ * and platforms, so services agree on ids without coordination.
+ */
+export function tabernaIdForRoute(route: string): TabernaId {
+  const digest = createHash('sha256')
+    .update(PATTERN_HASH_PREFIX + route, 'utf8')
+    .digest();
+  const id = digest.readBigUInt64BE(0);
+  return id >= RESERVED_TABERNA_ID_BASE ? id - (1n << 63n) : id;
+}
+
+/**
+ * The taberna id a pattern addresses: a bigint is the id itself (checked to be a u64 outside the
+ * reserved range), anything else is normalized and hashed (`tabernaIdForRoute`). Throws
+ * `AureliaError(InvalidConfig)` naming the pattern when it is neither.
+ */
+export function tabernaIdForPattern(pattern: AureliaPattern | unknown): TabernaId {
+  if (typeof pattern === 'bigint') return checkExplicitId(pattern);
+  return tabernaIdForRoute(normalizePattern(pattern));
+}
+
+/**
+ * Checks an explicit taberna id: a u64 below the reserved range. Throws
+ * `AureliaError(InvalidConfig)` otherwise.
+ */
+export function checkExplicitId(id: bigint): TabernaId {
+  if (!isTabernaId(id) || id >= RESERVED_TABERNA_ID_BASE) {
+    throw new AureliaError(
+      ErrorId.InvalidConfig,
+      `taberna id ${id}n is not a u64 below the reserved range (${RESERVED_TABERNA_ID_BASE}n and up)`,
+    );
+  }
+  return id;
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (value === null || value === undefined || typeof value !== 'object') return String(value);
+  return 'object';
+}

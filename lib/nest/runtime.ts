@@ -1,0 +1,54 @@
+// Builds the domus a Nest application uses from validated module options.
+import { Aurelia } from '../engine/aurelia.js';
+import {
+  type Pkcs8AuthConfig,
+  type Pkcs8AuthFiles,
+  Pkcs8AuthConfig as AuthConfig,
+} from '../engine/auth.js';
+import type { Domus } from '../engine/domus.js';
+import { SimpleResolver } from '../engine/resolver.js';
+import {
+  type AureliaModuleOptions,
+  type ResolvedAureliaOptions,
+  resolveAureliaOptions,
+} from './options.js';
+
+/**
+ * Validates `options` (when not already resolved), reads the certificate files if given as
+ * paths, and builds and binds a domus with `aurelia`. Rejects with `AureliaError(InvalidConfig)`
+ * naming the option, file or field at fault, or when the address cannot be bound.
+ */
+export async function buildDomus(
+  aurelia: Aurelia,
+  options: AureliaModuleOptions | ResolvedAureliaOptions,
+): Promise<Domus> {
+  const resolved = resolveOnce(options);
+  const auth = await loadAuth(resolved.auth);
+  const resolver = resolved.resolver ?? new SimpleResolver(resolved.routes);
+  return aurelia.domusBuilder(resolved.config, resolved.listen, auth, resolver).build();
+}
+
+/** True for options that went through `resolveAureliaOptions`. */
+export function isResolved(
+  options: AureliaModuleOptions | ResolvedAureliaOptions,
+): options is ResolvedAureliaOptions {
+  return resolvedOptions.has(options as object);
+}
+
+const resolvedOptions = new WeakSet<object>();
+
+/** `resolveAureliaOptions`, remembering the result so it is not validated twice. */
+export function resolveOnce(
+  options: AureliaModuleOptions | ResolvedAureliaOptions,
+): ResolvedAureliaOptions {
+  if (isResolved(options)) return options;
+  const resolved = resolveAureliaOptions(options);
+  resolvedOptions.add(resolved);
+  return resolved;
+}
+
+function loadAuth(
+  auth: Pkcs8AuthFiles | Pkcs8AuthConfig,
+): Promise<Pkcs8AuthConfig> | Pkcs8AuthConfig {
+  return 'format' in auth ? auth : AuthConfig.fromFiles(auth);
+}

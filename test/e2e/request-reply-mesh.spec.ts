@@ -1,0 +1,275 @@
+import { Observable, lastValueFrom, take, toArray } from 'rxjs';
+import { AureliaError, DomusAddr, ErrorId, type Domus } from '../../lib/index.js';
+import {
+  RemoteRequestError,
+  RequestReplyClient,
+  RequestReplyServer,
+} from '../../lib/engine/services/request-reply.js';
+import {
+  REPLY_TABERNA_ID,
+  RequestReplyCodec,
+} from '../../lib/engine/services/request-reply-wire.js';
+import { FaultProxy } from '../support/proxy.js';
+import { TestMesh, eventually } from '../support/mesh.js';
+
+const ECHO = 101n;
+const text = (b: Buffer): string => b.toString('utf8');
+
+async function failure(source: Observable<unknown>): Promise<AureliaError> {
+  const outcome = await lastValueFrom(source).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  if (!(outcome instanceof AureliaError))
+    throw new Error(`expected an AureliaError, got ${String(outcome)}`);
+  return outcome;
+}
+
+/** Replies with `count` numbered values of the request body, then completes. */
+function counting(count: number) {
+  return (req: { body: Buffer }) =>
+    new Observable<Buffer>((s) => {
+      for (let i = 0; i < count; i++) s.next(Buffer.from(`${text(req.body)}-${i}`));
+      s.complete();
+    });
+}
+
+describe('A2 request/reply between two domus', () => {
+  let mesh: TestMesh;
+  let caller: Domus;
+  let handler: Domus;
+
+  beforeEach(async () => {
+    mesh = await TestMesh.create();
+    caller = await mesh.add('caller');
+    handler = await mesh.add('handler');
+    mesh.route(ECHO, 'handler');
+  });
+  afterEach(() => mesh.close());
+
+  it('streams every reply value in order, then completes', async () => {
+    await RequestReplyServer.serve(handler, ECHO, counting(50));
+    const client = await RequestReplyClient.for(caller);
+    const replies = await lastValueFrom(client.request(ECHO, Buffer.from('v')).pipe(toArray()));
+    expect(replies.map(text)).toEqual(Array.from({ length: 50 }, (_, i) => `v-${i}`));
+    expect(client.inFlight).toBe(0);
+  });
+
+  it('answers a plain value and a promise as one reply', async () => {
+    await RequestReplyServer.serve(handler, ECHO, (req) => Promise.resolve(req.body));
+    await RequestReplyServer.serve(handler, 102n, () => Buffer.from('sync'));
+    mesh.route(102n, 'handler');
+    const client = await RequestReplyClient.for(caller);
+    expect(text(await lastValueFrom(client.request(ECHO, Buffer.from('p'))))).toBe('p');
+    expect(text(await lastValueFrom(client.request(102n, Buffer.alloc(0))))).toBe('sync');
+  });
+
+  it('fails with RemoteRequestError carrying the handler error after the values sent before it', async () => {
+    await RequestReplyServer.serve(
+      handler,
+      ECHO,
+      () =>
+        new Observable<Buffer>((s) => {
+          s.next(Buffer.from('first'));
+          s.error(new Error('boom'));
+        }),
+    );
+    const client = await RequestReplyClient.for(caller);
+    const seen: string[] = [];
+    const err = await failure(
+      new Observable<Buffer>((s) =>
+        client.request(ECHO, Buffer.alloc(0)).subscribe({
+          next: (b) => {
+            seen.push(text(b));
+            s.next(b);
+          },
+          error: (e: unknown) => s.error(e),
+          complete: () => s.complete(),
+        }),
+      ),
+    );
+    expect(seen).toEqual(['first']);
+    expect(err).toBeInstanceOf(RemoteRequestError);
+    expect(err.kind).toBe(ErrorId.RemoteTabernaRejected);
+    expect(text((err as RemoteRequestError).body!)).toBe('boom');
+  });
+
+  it('fails with SendTimeout at the deadline when the handler never finishes', async () => {
+    let aborted: unknown;
+    await RequestReplyServer.serve(handler, ECHO, (_req, signal) => {
+      signal.addEventListener('abort', () => (aborted = signal.reason));
+      return new Observable<Buffer>(() => undefined);
+    });
+    const client = await RequestReplyClient.for(caller);
+    const started = Date.now();
+    const err = await failure(client.request(ECHO, Buffer.alloc(0), { timeoutMs: 300 }));
+    expect(err.kind).toBe(ErrorId.SendTimeout);
+    expect(Date.now() - started).toBeLessThan(2000);
+    await eventually(() => aborted !== undefined, 'the handler to be stopped at the deadline');
+    expect(AureliaError.is(aborted, ErrorId.SendTimeout)).toBe(true);
+  });
+
+  it('stops the handler when the caller unsubscribes', async () => {
+    let stopped = false;
+    await RequestReplyServer.serve(
+      handler,
+      ECHO,
+      () =>
+        new Observable<Buffer>((s) => {
+          let i = 0;
+          const timer = setInterval(() => s.next(Buffer.from(String(i++))), 5);
+          return () => {
+            clearInterval(timer);
+            stopped = true;
+          };
+        }),
+    );
+    const client = await RequestReplyClient.for(caller);
+    const first = await lastValueFrom(
+      client.request(ECHO, Buffer.alloc(0)).pipe(take(3), toArray()),
+    );
+    expect(first.map(text)).toEqual(['0', '1', '2']);
+    await eventually(() => stopped, 'the handler stream to be unsubscribed');
+    expect(client.inFlight).toBe(0);
+  });
+
+  it('fails with UnknownTaberna when nobody serves the id', async () => {
+    mesh.route(999n, 'handler');
+    const client = await RequestReplyClient.for(caller);
+    expect((await failure(client.request(999n, Buffer.alloc(0)))).kind).toBe(
+      ErrorId.UnknownTaberna,
+    );
+  });
+
+  it('refuses an invalid deadline with InvalidConfig', async () => {
+    const client = await RequestReplyClient.for(caller);
+    const err = await failure(client.request(ECHO, Buffer.alloc(0), { timeoutMs: 0 }));
+    expect(err.kind).toBe(ErrorId.InvalidConfig);
+    expect(err.message).toContain('timeoutMs');
+  });
+
+  it('serves a caller on the same domus without the network', async () => {
+    await RequestReplyServer.serve(caller, 103n, counting(3));
+    const client = await RequestReplyClient.for(caller);
+    const replies = await lastValueFrom(client.request(103n, Buffer.from('l')).pipe(toArray()));
+    expect(replies.map(text)).toEqual(['l-0', 'l-1', 'l-2']);
+  });
+
+  it('fails the call when the handler stops serving', async () => {
+    let started = false;
+    const server = await RequestReplyServer.serve(handler, ECHO, () => {
+      started = true;
+      return new Observable<Buffer>(() => undefined);
+    });
+    const client = await RequestReplyClient.for(caller);
+    const pending = failure(client.request(ECHO, Buffer.alloc(0)));
+    await eventually(() => started, 'the handler to start');
+    await server.close();
+    const err = await pending;
+    expect(err.kind).toBe(ErrorId.RemoteTabernaRejected);
+    expect(err.message).toContain('closed');
+  });
+});
+
+describe('A2 request/reply safety', () => {
+  let mesh: TestMesh;
+  afterEach(() => mesh.close());
+
+  it('sends replies only to the identity that asked, whatever reply address it claims', async () => {
+    mesh = await TestMesh.create();
+    const caller = await mesh.add('caller');
+    const handler = await mesh.add('handler');
+    const victim = await mesh.add('victim');
+    mesh.route(ECHO, 'handler');
+    await RequestReplyServer.serve(handler, ECHO, counting(1));
+    const victimClient = await RequestReplyClient.for(victim);
+    const client = await RequestReplyClient.for(caller);
+    const err = await failure(
+      client.request(ECHO, Buffer.from('x'), { replyAddress: victim.localAddr, timeoutMs: 2000 }),
+    );
+    expect(err.kind).toBe(ErrorId.RemoteTabernaRejected);
+    expect(err.message).toContain('could not be delivered');
+    expect(victimClient.inFlight).toBe(0);
+    expect(victim.reporting.snapshot().messagesAccepted).toBe(0);
+  });
+
+  it('refuses to start when an application took the reply taberna id', async () => {
+    mesh = await TestMesh.create();
+    const domus = await mesh.add('squatter');
+    await domus.taberna(REPLY_TABERNA_ID, new RequestReplyCodec());
+    await expect(RequestReplyClient.for(domus)).rejects.toMatchObject({
+      kind: ErrorId.TabernaAlreadyRegistered,
+    });
+  });
+});
+
+describe('A2 request/reply under faults', () => {
+  let mesh: TestMesh;
+  let proxy: FaultProxy | undefined;
+  afterEach(async () => {
+    await proxy?.close();
+    proxy = undefined;
+    await mesh.close();
+  });
+
+  it('finishes a streamed reply across a cut connection without losing or repeating values', async () => {
+    mesh = await TestMesh.create();
+    const caller = await mesh.add('caller');
+    const handler = await mesh.add('handler');
+    const port = handler.localAddr.port as number;
+    proxy = await FaultProxy.start({ host: '127.0.0.1', port });
+    mesh.resolver.insert(ECHO, DomusAddr.tcp('127.0.0.1', proxy.port));
+    let emit: ((b: Buffer) => void) | undefined;
+    let done: (() => void) | undefined;
+    await RequestReplyServer.serve(
+      handler,
+      ECHO,
+      () =>
+        new Observable<Buffer>((s) => {
+          emit = (b) => s.next(b);
+          done = () => s.complete();
+        }),
+    );
+    const client = await RequestReplyClient.for(caller);
+    const all = lastValueFrom(client.request(ECHO, Buffer.alloc(0)).pipe(toArray()));
+    await eventually(() => emit !== undefined, 'the handler to start');
+    emit!(Buffer.from('a'));
+    await eventually(() => proxy!.connections > 0, 'the request connection');
+    proxy.cut();
+    emit!(Buffer.from('b'));
+    done!();
+    expect((await all).map(text)).toEqual(['a', 'b']);
+  });
+
+  it('fails a streaming call with PeerRestarted when the handler domus restarts', async () => {
+    mesh = await TestMesh.create();
+    const caller = await mesh.add('caller');
+    const first = await mesh.add('handler');
+    const port = first.localAddr.port as number;
+    proxy = await FaultProxy.start({ host: '127.0.0.1', port });
+    mesh.resolver.insert(ECHO, DomusAddr.tcp('127.0.0.1', proxy.port));
+    let started = false;
+    await RequestReplyServer.serve(first, ECHO, () => {
+      started = true;
+      return new Observable<Buffer>((s) => s.next(Buffer.from('x')));
+    });
+    const client = await RequestReplyClient.for(caller);
+    const seen: string[] = [];
+    const outcome = new Promise<unknown>((resolve) =>
+      client.request(ECHO, Buffer.alloc(0), { timeoutMs: 5000 }).subscribe({
+        next: (b) => seen.push(text(b)),
+        error: resolve,
+        complete: () => resolve(undefined),
+      }),
+    );
+    await eventually(() => started && seen.length === 1, 'the first reply');
+    // The handler's domus "crashes": its connection drops and a new process answers there.
+    const second = await mesh.add('handler-2');
+    await RequestReplyServer.serve(second, ECHO, counting(1));
+    proxy.retarget({ host: '127.0.0.1', port: second.localAddr.port as number });
+    proxy.cut();
+    const err = await outcome;
+    expect(AureliaError.is(err, ErrorId.PeerRestarted)).toBe(true);
+    expect(seen).toEqual(['x']);
+  });
+});

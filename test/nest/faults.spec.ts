@@ -1,0 +1,160 @@
+import type { INestApplication, INestApplicationContext } from '@nestjs/common';
+import { lastValueFrom } from 'rxjs';
+import { AureliaError, ErrorId, type Domus, type DomusReportingEvent } from '../../lib/index.js';
+import { AureliaServer } from '../../lib/nest/aurelia.server.js';
+import { ClientAurelia } from '../../lib/nest/client-aurelia.js';
+import { eventually, firstMatch } from '../support/mesh.js';
+import { makeTestPki, type TestPki } from '../support/pki.js';
+import { FaultProxy } from '../support/proxy.js';
+import { callerApp, hybridApp, seen, serviceOptions } from './fixtures.js';
+
+const PATTERNS = ['sum', 'ticks', 'forever', 'note'];
+
+describe('Nest calls through a faulty network', () => {
+  let pki: TestPki;
+  let billing: INestApplication;
+  let orders: INestApplicationContext;
+  let client: ClientAurelia;
+  let proxy: FaultProxy;
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown): void => {
+    unhandled.push(reason);
+  };
+
+  beforeAll(() => {
+    process.on('unhandledRejection', onUnhandled);
+  });
+  afterAll(() => {
+    process.off('unhandledRejection', onUnhandled);
+  });
+
+  beforeEach(async () => {
+    pki ??= await makeTestPki();
+    billing = await hybridApp(await serviceOptions(pki, 'billing'));
+    const port = billing.get(AureliaServer).unwrap<Domus>().localAddr.port as number;
+    proxy = await FaultProxy.start({ host: '127.0.0.1', port });
+    const address = `tls://127.0.0.1:${proxy.port}`;
+    orders = await callerApp(
+      await serviceOptions(pki, 'orders', {
+        routes: Object.fromEntries(PATTERNS.map((p) => [p, address])),
+        requestTimeoutMs: 3000,
+      }),
+    );
+    client = orders.get(ClientAurelia);
+  });
+  afterEach(async () => {
+    await orders.close();
+    await billing.close();
+    await proxy.close();
+    expect(unhandled).toEqual([]);
+  });
+
+  it('completes a streamed reply across a cut connection with every value once', async () => {
+    const values: number[] = [];
+    const done = new Promise<void>((resolve, reject) =>
+      client.send<number>('ticks', 15).subscribe({
+        next: (v) => {
+          values.push(v);
+          if (v === 5) proxy.cut();
+        },
+        error: reject,
+        complete: resolve,
+      }),
+    );
+    await done;
+    expect(values).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
+    expect(proxy.accepted).toBeGreaterThanOrEqual(2);
+  });
+
+  it('errors a streaming send() with PeerRestarted when the server restarts mid-stream', async () => {
+    const values: number[] = [];
+    const outcome = new Promise<unknown>((resolve) =>
+      client.send<number>('ticks', 1000).subscribe({
+        next: (v) => values.push(v),
+        error: resolve,
+        complete: () => resolve('completed'),
+      }),
+    );
+    await eventually(() => values.length >= 2, 'the first values');
+    // billing "crashes": its connections drop and a new process answers at the same address.
+    const reborn = await hybridApp(await serviceOptions(pki, 'billing-reborn'));
+    try {
+      proxy.retarget({
+        host: '127.0.0.1',
+        port: reborn.get(AureliaServer).unwrap<Domus>().localAddr.port as number,
+      });
+      proxy.cut();
+      const err = await outcome;
+      expect(AureliaError.is(err, ErrorId.PeerRestarted)).toBe(true);
+      expect(await lastValueFrom(client.send('sum', [3, 4]))).toBe(7);
+    } finally {
+      await reborn.close();
+    }
+  });
+
+  it('errors send() with SendTimeout when the server is gone, instead of hanging', async () => {
+    proxy.refuse();
+    proxy.cut();
+    const quick = new ClientAurelia(client.unwrap<Domus>(), { requestTimeoutMs: 500 });
+    const started = Date.now();
+    const err = await lastValueFrom(quick.send('sum', [1])).then(
+      () => 'answered',
+      (e: unknown) => e,
+    );
+    expect(AureliaError.is(err, ErrorId.SendTimeout)).toBe(true);
+    expect(Date.now() - started).toBeLessThan(1500);
+  });
+
+  it('errors a send() whose handler never answers at its deadline', async () => {
+    const quick = new ClientAurelia(client.unwrap<Domus>(), { requestTimeoutMs: 500 });
+    const err = await lastValueFrom(quick.send('forever', {})).then(
+      () => 'answered',
+      (e: unknown) => e,
+    );
+    expect(AureliaError.is(err, ErrorId.SendTimeout)).toBe(true);
+  });
+
+  it('delivers an emit() made while the server is briefly unreachable after the reconnect', async () => {
+    expect(await lastValueFrom(client.send('sum', [1]))).toBe(1);
+    proxy.refuse();
+    proxy.cut();
+    const dialFailed = firstMatch<DomusReportingEvent>(
+      client.unwrap<Domus>().reporting.events$,
+      (e) => e.type === 'PeerDialFailed',
+      'a failed redial',
+    );
+    let completed = false;
+    const emitted = new Promise<void>((resolve, reject) =>
+      client.emit('note', 'while down').subscribe({
+        error: reject,
+        complete: () => {
+          completed = true;
+          resolve();
+        },
+      }),
+    );
+    await dialFailed;
+    expect(seen.notes.map((n) => n.text)).not.toContain('while down');
+    expect(completed).toBe(false);
+    proxy.forward();
+    await emitted;
+    expect(seen.notes.filter((n) => n.text === 'while down')).toHaveLength(1);
+  });
+
+  it('survives connection resets mid-traffic without crashing or unhandled rejections', async () => {
+    const calls = Array.from({ length: 40 }, (_, i) =>
+      lastValueFrom(client.send<number>('sum', [i, 1])).then(
+        (v) => v,
+        (e: unknown) => e,
+      ),
+    );
+    await eventually(() => proxy.connections > 0, 'traffic through the proxy');
+    proxy.reset();
+    const results = await Promise.all(calls);
+    for (const [i, r] of results.entries()) {
+      if (typeof r === 'number') expect(r).toBe(i + 1);
+      else expect(AureliaError.is(r)).toBe(true);
+    }
+    expect(await lastValueFrom(client.send('sum', [2, 2]))).toBe(4);
+  });
+});

@@ -1,0 +1,136 @@
+import fc from 'fast-check';
+import { AureliaError, DomusAddr, ErrorId, JsonCodec, SimpleResolver } from '../../lib/index.js';
+import { RESERVED_TABERNA_ID_BASE } from '../../lib/engine/services/request-reply-wire.js';
+import { resolveAureliaOptions, type AureliaModuleOptions } from '../../lib/nest/options.js';
+import {
+  PATTERN_HASH_PREFIX,
+  normalizePattern,
+  tabernaIdForPattern,
+  tabernaIdForRoute,
+} from '../../lib/nest/pattern.js';
+import { emitError, rejectionReason } from '../../lib/nest/errors.js';
+
+const auth = { ca: '/etc/mesh/ca.pem', cert: '/etc/mesh/node.pem', key: '/etc/mesh/node.key' };
+const base: AureliaModuleOptions = { listen: 'tls://127.0.0.1:0', auth };
+
+function invalid(options: unknown, ...fragments: string[]): void {
+  let caught: unknown;
+  try {
+    resolveAureliaOptions(options as AureliaModuleOptions);
+  } catch (err) {
+    caught = err;
+  }
+  expect(AureliaError.is(caught, ErrorId.InvalidConfig)).toBe(true);
+  for (const f of fragments) expect((caught as AureliaError).message).toContain(f);
+}
+
+describe('pattern → taberna id', () => {
+  it('is the first 8 bytes of SHA-256 over the documented prefix and the normalized pattern', () => {
+    expect(PATTERN_HASH_PREFIX).toBe('aurelia-mesh/nest-pattern/v1\0');
+    // Fixed vectors: a change here breaks every deployed mesh.
+    expect(tabernaIdForPattern('sum')).toBe(0xa41f570ee2576613n);
+    expect(tabernaIdForPattern({ cmd: 'count' })).toBe(0xed5c1e84b6e6017dn);
+  });
+
+  it('ignores object key order, as Nest’s routing does', () => {
+    fc.assert(
+      fc.property(
+        fc.dictionary(fc.string({ maxLength: 8 }), fc.string({ maxLength: 8 }), { maxKeys: 6 }),
+        (obj) => {
+          const reversed = Object.fromEntries(Object.entries(obj).reverse());
+          expect(tabernaIdForPattern(reversed)).toBe(tabernaIdForPattern(obj));
+        },
+      ),
+    );
+  });
+
+  it('never lands in the reserved range', () => {
+    fc.assert(
+      fc.property(fc.string(), (route) => {
+        expect(tabernaIdForRoute(route)).toBeLessThan(RESERVED_TABERNA_ID_BASE);
+      }),
+    );
+  });
+
+  it('uses a bigint pattern as the id and refuses one in the reserved range', () => {
+    expect(tabernaIdForPattern(42n)).toBe(42n);
+    expect(() => tabernaIdForPattern(RESERVED_TABERNA_ID_BASE)).toThrow(/reserved range/);
+    expect(() => normalizePattern(null)).toThrow(AureliaError);
+  });
+});
+
+describe('AureliaModule options', () => {
+  it('accept the minimal options and fill the defaults', () => {
+    const resolved = resolveAureliaOptions(base);
+    expect(resolved.listen).toEqual(DomusAddr.parse('tls://127.0.0.1:0'));
+    expect(resolved.config.sendTimeoutMs).toBe(30_000);
+    expect(resolved.codec).toBeInstanceOf(JsonCodec);
+    expect(resolved.routes).toEqual([]);
+  });
+
+  it('hash route patterns and keep explicit ids', () => {
+    const resolved = resolveAureliaOptions({
+      ...base,
+      routes: [
+        { pattern: 'sum', address: 'tls://10.0.0.1:7000' },
+        { pattern: 7n, address: DomusAddr.socket('/run/a.sock') },
+      ],
+    });
+    expect(resolved.routes).toEqual([
+      [tabernaIdForPattern('sum'), DomusAddr.parse('tls://10.0.0.1:7000')],
+      [7n, DomusAddr.socket('/run/a.sock')],
+    ]);
+    expect(
+      resolveAureliaOptions({ ...base, routes: { sum: 'tls://10.0.0.1:7000' } }).routes,
+    ).toHaveLength(1);
+  });
+
+  it('name the option at fault', () => {
+    invalid(undefined, 'options');
+    invalid({ ...base, listen: 'http://x:1' }, `'listen'`);
+    invalid({ ...base, listen: undefined }, `'listen'`);
+    invalid({ ...base, auth: { ca: '/a' } }, `'auth'`, 'cert');
+    invalid({ ...base, auth: { format: 'xml' } }, `'auth'`, 'format');
+    invalid({ ...base, routes: [{ pattern: 'a', address: 'nowhere' }] }, `'routes[0].address'`);
+    invalid(
+      { ...base, routes: { a: 'tls://h:1' }, resolver: new SimpleResolver() },
+      `'routes'`,
+      'resolver',
+    );
+    invalid({ ...base, resolver: {} }, `'resolver'`);
+    invalid({ ...base, config: { sendTimeoutMs: 0 } }, `'config'`, 'sendTimeoutMs');
+    invalid({ ...base, codec: { encodeApp: () => undefined } }, `'codec'`);
+    invalid({ ...base, codec: new JsonCodec({ msgType: 5 }) }, `'codec'`, 'A3');
+    invalid({ ...base, requestTimeoutMs: 300_001 }, `'requestTimeoutMs'`, '1..300000');
+    invalid({ ...base, metricsIntervalMs: 1 }, `'metricsIntervalMs'`);
+    invalid({ ...base, client: { serializer: {} } }, `'client.serializer'`);
+    invalid({ ...base, lisen: 'typo' }, `'lisen'`, 'not an AureliaModule option');
+  });
+});
+
+describe('handler errors as rejection reasons', () => {
+  it('carry a Nest error payload whole when it fits, shortened but parseable otherwise', () => {
+    const payload = { status: 'error', message: 'nope', code: 7 };
+    expect(JSON.parse(rejectionReason(payload))).toEqual(payload);
+    fc.assert(
+      fc.property(fc.string({ minLength: 1000, maxLength: 3000 }), (message) => {
+        const reason = rejectionReason({ message });
+        expect(Buffer.byteLength(reason)).toBeLessThanOrEqual(1024);
+        expect(JSON.parse(reason)).toMatchObject({ status: 'error' });
+      }),
+    );
+  });
+
+  it('become RemoteTabernaRejected with the payload as cause at the emitter', () => {
+    const rejected = new AureliaError(
+      ErrorId.RemoteTabernaRejected,
+      rejectionReason({ status: 'error', message: 'no' }),
+    );
+    const err = emitError(rejected, 'note') as AureliaError;
+    expect(err.kind).toBe(ErrorId.RemoteTabernaRejected);
+    expect(err.message).toBe(`the handler of 'note' failed: no`);
+    expect(err.cause).toEqual({ status: 'error', message: 'no' });
+    const timeout = new AureliaError(ErrorId.SendTimeout, 'late');
+    expect(emitError(timeout, 'note')).toBe(timeout);
+  });
+});

@@ -1,0 +1,312 @@
+import { Controller, type INestApplication, type INestApplicationContext } from '@nestjs/common';
+import { MessagePattern } from '@nestjs/microservices';
+import { lastValueFrom, take, toArray } from 'rxjs';
+import { AureliaError, ErrorId, JsonCodec, type Domus } from '../../lib/index.js';
+import { ClientAurelia } from '../../lib/nest/client-aurelia.js';
+import { AureliaServer } from '../../lib/nest/aurelia.server.js';
+import { tabernaIdForPattern } from '../../lib/nest/pattern.js';
+import { TabernaHandler } from '../../lib/nest/decorators.js';
+import { eventually, socketDir } from '../support/mesh.js';
+import { makeTestPki, type TestPki } from '../support/pki.js';
+import { callerApp, hybridApp, seen, serviceOptions, standaloneMicroservice } from './fixtures.js';
+
+async function failure(source: import('rxjs').Observable<unknown>): Promise<unknown> {
+  return lastValueFrom(source).then(
+    (v) => {
+      throw new Error(`expected an error, got ${JSON.stringify(v)}`);
+    },
+    (e: unknown) => e,
+  );
+}
+
+const PATTERNS = [
+  'sum',
+  { cmd: 'count' },
+  'later',
+  'whoami',
+  'fail.rpc',
+  'fail.plain',
+  'fail.midstream',
+  'ticks',
+  'forever',
+  'slow',
+  'note',
+  'note.fail',
+];
+
+describe('Nest over Aurelia: hybrid app serving, module client calling', () => {
+  let pki: TestPki;
+  let billing: INestApplication;
+  let orders: INestApplicationContext;
+  let client: ClientAurelia;
+
+  beforeAll(async () => {
+    pki = await makeTestPki();
+    billing = await hybridApp(await serviceOptions(pki, 'billing'));
+    const address = billing.get(AureliaServer).unwrap<Domus>().localAddr;
+    orders = await callerApp(
+      await serviceOptions(pki, 'orders', {
+        routes: [...PATTERNS.map((pattern) => ({ pattern, address })), { pattern: 4242n, address }],
+      }),
+    );
+    client = orders.get(ClientAurelia);
+  });
+  afterAll(async () => {
+    await orders?.close();
+    await billing?.close();
+  });
+
+  it('answers send() with the handler value', async () => {
+    expect(await lastValueFrom(client.send('sum', [1, 2, 3]))).toBe(6);
+    expect(await lastValueFrom(client.send('later', 'x'))).toBe('later:x');
+  });
+
+  it('streams every value of an Observable handler, then completes', async () => {
+    const values = await lastValueFrom(client.send({ cmd: 'count' }, 5).pipe(toArray()));
+    expect(values).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('gives the handler the caller identity, taberna and pattern in AureliaContext', async () => {
+    const who = await lastValueFrom(client.send('whoami', {}));
+    expect(who).toEqual({
+      identity: 'spiffe://aurelia.local/orders',
+      taberna: tabernaIdForPattern('whoami').toString(),
+      pattern: 'whoami',
+      blob: null,
+    });
+  });
+
+  it('reaches a @TabernaHandler handler by its explicit id', async () => {
+    expect(billing.get(AureliaServer).tabernae.get('explicit')).toBe(4242n);
+    expect(await lastValueFrom(client.send(4242n, {}))).toBe('served on 4242');
+  });
+
+  it('delivers an RpcException payload to the caller as Nest transports do', async () => {
+    expect(await failure(client.send('fail.rpc', {}))).toEqual({
+      code: 'E_LIMIT',
+      message: 'credit limit exceeded',
+    });
+  });
+
+  it('hides an unexpected error behind Nest’s generic payload', async () => {
+    expect(await failure(client.send('fail.plain', {}))).toEqual({
+      status: 'error',
+      message: 'Internal server error',
+    });
+  });
+
+  it('delivers the values sent before a stream error, then the error', async () => {
+    const values: number[] = [];
+    const err = await new Promise<unknown>((resolve) =>
+      client.send<number>('fail.midstream', {}).subscribe({
+        next: (v) => values.push(v),
+        error: resolve,
+        complete: () => resolve('completed'),
+      }),
+    );
+    expect(values).toEqual([1, 2]);
+    expect(err).toEqual({ status: 'error', message: 'stream broke' });
+  });
+
+  it('completes emit() once the event handler ran', async () => {
+    await lastValueFrom(client.emit('note', 'hello'), { defaultValue: undefined });
+    expect(seen.notes).toContainEqual({
+      text: 'hello',
+      from: 'spiffe://aurelia.local/orders',
+      taberna: tabernaIdForPattern('note'),
+    });
+  });
+
+  it('delivers a plain engine send to an event handler as its data', async () => {
+    await client.unwrap<Domus>().send(new JsonCodec(), tabernaIdForPattern('note'), 'from engine');
+    expect(seen.notes.map((n) => n.text)).toContain('from engine');
+  });
+
+  it('errors emit() with RemoteTabernaRejected carrying the handler error', async () => {
+    const err = await failure(client.emit('note.fail', 'x'));
+    expect(AureliaError.is(err, ErrorId.RemoteTabernaRejected)).toBe(true);
+    expect((err as AureliaError).message).toContain('note refused');
+    expect((err as AureliaError).cause).toEqual({ status: 'error', message: 'note refused' });
+  });
+
+  it('errors send() for a pattern nobody routes with UnknownTaberna', async () => {
+    const err = await failure(client.send('nobody.serves.this', {}));
+    expect(AureliaError.is(err, ErrorId.UnknownTaberna)).toBe(true);
+  });
+
+  it('refuses a send() to an event handler and an emit() to a message handler', async () => {
+    expect(await failure(client.send('note', 'x'))).toMatchObject({ status: 'error' });
+    const err = await failure(client.emit('sum', [1]));
+    expect(AureliaError.is(err, ErrorId.RemoteTabernaRejected)).toBe(true);
+  });
+
+  it('stops the handler stream when the caller takes only some values', async () => {
+    const ended = seen.ticksEnded;
+    const values = await lastValueFrom(client.send<number>('ticks', 100).pipe(take(2), toArray()));
+    expect(values).toEqual([1, 2]);
+    await eventually(() => seen.ticksEnded === ended + 1, 'the handler stream to be unsubscribed');
+  });
+
+  it('lets a slow handler delay no other taberna', async () => {
+    seen.slowStarted = false;
+    const slow = lastValueFrom(client.send('slow', {}));
+    await eventually(() => seen.slowStarted, 'the slow handler to start');
+    const started = Date.now();
+    expect(await lastValueFrom(client.send('sum', [2, 2]))).toBe(4);
+    await lastValueFrom(client.emit('note', 'during slow'), { defaultValue: undefined });
+    expect(Date.now() - started).toBeLessThan(1000);
+    seen.releaseSlow!();
+    expect(await slow).toBe('slow done');
+  });
+
+  it('errors send() with SendTimeout at the request deadline', async () => {
+    const quick = new ClientAurelia(client.unwrap<Domus>(), { requestTimeoutMs: 300 });
+    const started = Date.now();
+    const err = await failure(quick.send('forever', {}));
+    expect(AureliaError.is(err, ErrorId.SendTimeout)).toBe(true);
+    expect(Date.now() - started).toBeLessThan(2000);
+    await quick.close();
+  });
+});
+
+describe('Nest over Aurelia: standalone microservice', () => {
+  it('serves send and emit from its own domus and closes it', async () => {
+    const pki = await makeTestPki();
+    const { app, server } = await standaloneMicroservice(await serviceOptions(pki, 'billing'));
+    const address = server.unwrap<Domus>().localAddr;
+    const client = new ClientAurelia(
+      await serviceOptions(pki, 'caller', { routes: { sum: address.toString(), note: address } }),
+    );
+    try {
+      expect(await lastValueFrom(client.send('sum', [5, 5]))).toBe(10);
+      await lastValueFrom(client.emit('note', 'standalone'), { defaultValue: undefined });
+      expect(seen.notes.map((n) => n.text)).toContain('standalone');
+    } finally {
+      await client.close();
+      await app.close();
+    }
+    const err = await failure(client.send('sum', [1]));
+    expect(AureliaError.is(err, ErrorId.DomusClosed)).toBe(true);
+  });
+});
+
+describe('Nest over Aurelia: local calls and Unix sockets', () => {
+  it('serves its own ClientAurelia without a route or the network', async () => {
+    const pki = await makeTestPki();
+    const app = await hybridApp(await serviceOptions(pki, 'solo'));
+    try {
+      const client = app.get(ClientAurelia);
+      expect(await lastValueFrom(client.send({ cmd: 'count' }, 3).pipe(toArray()))).toEqual([
+        1, 2, 3,
+      ]);
+      const who = (await lastValueFrom(client.send('whoami', {}))) as { identity: string };
+      expect(who.identity).toBe('spiffe://aurelia.local/solo');
+      expect(app.get(ClientAurelia).unwrap<Domus>().reporting.snapshot().bytesOut).toBe(0);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('calls a service listening on a Unix socket', async () => {
+    const pki = await makeTestPki();
+    const dir = socketDir();
+    const billing = await hybridApp(
+      await serviceOptions(pki, 'billing', { listen: `unix://${dir.path('billing')}` }),
+    );
+    const caller = await callerApp(
+      await serviceOptions(pki, 'orders', {
+        listen: `unix://${dir.path('orders')}`,
+        routes: { sum: `unix://${dir.path('billing')}` },
+      }),
+    );
+    try {
+      expect(await lastValueFrom(caller.get(ClientAurelia).send('sum', [40, 2]))).toBe(42);
+    } finally {
+      await caller.close();
+      await billing.close();
+      dir.cleanup();
+    }
+  });
+});
+
+describe('Nest over Aurelia: serializers and handler ids', () => {
+  it('honours the client and server serializer/deserializer options', async () => {
+    const pki = await makeTestPki();
+    const { app, server } = await standaloneMicroservice(
+      await serviceOptions(pki, 'billing', {
+        server: {
+          // The wire carries { pattern, data: { envelope } }; the handler sees the bare data.
+          deserializer: {
+            deserialize: (value: { pattern: string; id: string; data: { envelope: unknown } }) => ({
+              ...value,
+              data: value.data.envelope,
+            }),
+          },
+          serializer: {
+            serialize: (packet: { id: string; response?: unknown; err?: unknown }) => ({
+              ...packet,
+              response: packet.response === undefined ? undefined : { sealed: packet.response },
+            }),
+          },
+        },
+      }),
+    );
+    const address = server.unwrap<Domus>().localAddr.toString();
+    const client = new ClientAurelia(
+      await serviceOptions(pki, 'caller', {
+        routes: { sum: address },
+        client: {
+          serializer: {
+            serialize: (packet: { pattern: string; data: unknown }) => ({
+              ...packet,
+              data: { envelope: packet.data },
+            }),
+          },
+          deserializer: {
+            deserialize: (value: {
+              id: string;
+              response?: { sealed: unknown };
+              err?: unknown;
+            }) => ({
+              ...value,
+              response: value.response?.sealed,
+            }),
+          },
+        },
+      }),
+    );
+    try {
+      expect(await lastValueFrom(client.send('sum', [20, 22]))).toBe(42);
+    } finally {
+      await client.close();
+      await app.close();
+    }
+  });
+
+  it('refuses to listen when two handlers map to one taberna id, naming both', async () => {
+    const pki = await makeTestPki();
+    @Controller()
+    class Clash {
+      @TabernaHandler(7n)
+      @MessagePattern('a')
+      a(): number {
+        return 1;
+      }
+
+      @TabernaHandler(7n)
+      @MessagePattern('b')
+      b(): number {
+        return 2;
+      }
+    }
+    const err = await standaloneMicroservice(await serviceOptions(pki, 'clash'), [Clash]).then(
+      async ({ app }) => {
+        await app.close();
+        return undefined;
+      },
+      (e: unknown) => e,
+    );
+    expect(AureliaError.is(err, ErrorId.TabernaAlreadyRegistered)).toBe(true);
+    expect((err as AureliaError).message).toContain(`'a' and 'b'`);
+  });
+});
