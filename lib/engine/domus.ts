@@ -346,11 +346,18 @@ export class Domus {
 
   /**
    * Swaps the authentication material for new handshakes (accepted and dialed); live callis are
-   * untouched. Rejects with `InvalidConfig` (and changes nothing) when the material is invalid.
+   * untouched. Rejects with `InvalidConfig` (and changes nothing) when the material is invalid or
+   * would change the domus's identity.
    */
   async reloadAuth(auth: Pkcs8AuthConfig): Promise<void> {
     if (this.closed) throw closedError();
     const material = loadAuthMaterial(auth);
+    if (material.identity !== this.auth.identity) {
+      throw new AureliaError(
+        ErrorId.InvalidConfig,
+        `reloadAuth cannot change this domus's identity from ${this.auth.identity} to ${material.identity}`,
+      );
+    }
     this.auth = material;
     this.listener.setSecureContext(material.secureContext);
     this.reporting.emit({ type: 'AuthReloaded', at: Date.now(), identity: material.identity });
@@ -441,6 +448,7 @@ export class Domus {
       reconnectBackoffMs: () => config.value.reconnectBackoffMs,
       maxPayloadLen: () => config.value.maxPayloadLen,
       keepaliveIntervalMs: () => config.value.keepaliveIntervalMs,
+      onBackpressure: this.onBackpressure,
       blobProposal: () =>
         addr.kind === 'tcp' ? config.value.tcpBlobWindow : config.value.socketBlobWindow,
       dial: async (signal, timeoutMs, expectedIdentity) => {
@@ -602,9 +610,19 @@ export class Domus {
     else this.inboundCallis.set(identity, open);
   }
 
+  private readonly onBackpressure = (callis: Callis): void => {
+    this.reporting.emit({
+      type: 'BackpressureTriggered',
+      at: Date.now(),
+      identity: callis.identity,
+      address: callis.connection.remoteAddress,
+    });
+  };
+
   private readonly sessionHostSettings = {
     maxPayloadLen: () => this.config.value.maxPayloadLen,
     keepaliveIntervalMs: () => this.config.value.keepaliveIntervalMs,
+    onBackpressure: this.onBackpressure,
   };
 
   private readonly sessionHost: SessionHost = {

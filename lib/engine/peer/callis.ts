@@ -41,6 +41,8 @@ export interface CallisCounters {
 export interface CallisSettings {
   maxPayloadLen(): number;
   keepaliveIntervalMs(): number;
+  /** The socket's buffer filled up: writing pauses until it drains. */
+  onBackpressure?(callis: Callis): void;
 }
 
 /** Bytes gathered into one write before yielding to the event loop. */
@@ -267,8 +269,10 @@ export class Callis {
     const bytes = batch.take();
     this.counters.bytesOut += bytes.length;
     this.lastWrittenAt = Date.now();
-    if (!this.connection.socket.write(bytes)) this.blocked = true;
-    else if (this.handler && bytes.length >= FLUSH_BUDGET_BYTES) this.scheduleFlush();
+    if (!this.connection.socket.write(bytes)) {
+      this.blocked = true;
+      this.settings.onBackpressure?.(this);
+    } else if (this.handler && bytes.length >= FLUSH_BUDGET_BYTES) this.scheduleFlush();
   };
 
   private armTimer(): void {
