@@ -140,7 +140,9 @@ console.log(`node ${process.version}, ${values.mib} MiB per run, both ends in on
 try {
   for (const transport of ['tcp', 'socket']) {
     const raw = await rawRun(transport);
-    console.log(`${transport.padEnd(6)} raw node:tls copy          ${raw.toFixed(0).padStart(6)} MiB/s`);
+    console.log(
+      `${transport.padEnd(6)} raw node:tls copy          ${raw.toFixed(0).padStart(6)} MiB/s`,
+    );
     for (const window of windows) {
       const rate = await aureliaRun(transport, window);
       const label = `${window.chunkSize / 1024} KiB x ${window.ackWindow}`;

@@ -38,4 +38,3 @@ register(`data:text/javascript,${encodeURIComponent(LOADER)}`, {
   parentURL: import.meta.url,
   data: { typescriptUrl: import.meta.resolve('typescript') },
 });
-
