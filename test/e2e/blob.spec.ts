@@ -135,6 +135,72 @@ describe.each(['tcp', 'socket'] as const)('blobs over %s', (transport) => {
   });
 });
 
+/** A deterministic pseudo-random byte stream of `total` bytes, hashed as it is produced. */
+function patternSource(total: number, hash: ReturnType<typeof createHash>): Readable {
+  const block = randomBytes(1024 * 1024);
+  let left = total;
+  let counter = 0;
+  return new Readable({
+    read() {
+      if (left <= 0) {
+        this.push(null);
+        return;
+      }
+      const part = Buffer.from(block.subarray(0, Math.min(block.length, left)));
+      part.writeUInt32BE(counter++, 0); // every mebibyte differs
+      left -= part.length;
+      hash.update(part);
+      this.push(part);
+    },
+  });
+}
+
+describe('large blobs', () => {
+  let mesh: TestMesh;
+  afterEach(() => mesh.close());
+
+  it('streams 1 GiB with a matching SHA-256 while messages keep flowing on the primary callis', async () => {
+    mesh = await TestMesh.create();
+    const alpha = await mesh.add('alpha');
+    const beta = await mesh.add('beta');
+    const files = await beta.taberna(10n, codec);
+    const pings = await beta.taberna(11n, codec);
+    mesh.route(10n, 'beta');
+    mesh.route(11n, 'beta');
+    void (async () => {
+      try {
+        for await (const request of pings) request.accept();
+      } catch {
+        // closed with the domus
+      }
+    })();
+    const total = 1024 * 1024 * 1024;
+    const sentHash = createHash('sha256');
+    const receivedHash = createHash('sha256');
+    const sending = alpha.send(codec, 10n, { name: 'big.bin' }, SendOptions.BLOB);
+    const receiver = await acceptBlob(files);
+    const sender = senderOf(await sending);
+    let received = 0;
+    let blobDone = false;
+    const reading = (async () => {
+      for await (const part of receiver) {
+        received += (part as Buffer).length;
+        receivedHash.update(part as Buffer);
+      }
+      blobDone = true;
+    })();
+    const writing = pipeline(patternSource(total, sentHash), sender);
+    // Messages are not queued behind blob bytes: round trips complete while the blob streams.
+    await eventually(() => received > 64 * 1024 * 1024, 'the blob to be under way', 20_000);
+    for (let n = 0; n < 20; n++) await alpha.send(codec, 11n, { name: `ping ${n}` });
+    expect(blobDone).toBe(false);
+    await writing;
+    await reading;
+    expect(received).toBe(total);
+    expect(receivedHash.digest('hex')).toBe(sentHash.digest('hex'));
+  }, 120_000);
+});
+
 describe('blob flow control and failures', () => {
   let mesh: TestMesh;
   let alpha: Domus;
