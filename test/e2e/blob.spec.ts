@@ -10,6 +10,7 @@ import {
   JsonCodec,
   SendOptions,
   type Domus,
+  type DomusReportingEvent,
   type SendOutcome,
   type Taberna,
 } from '../../lib/index.js';
@@ -390,6 +391,8 @@ describe('blob flow control and failures', () => {
 
   it('leaves nothing behind after a shutdown with open streams', async () => {
     await setup();
+    const events: DomusReportingEvent[] = [];
+    alpha.reporting.events$.subscribe((e) => events.push(e));
     const sending = alpha.send(codec, 10n, { name: 'open' }, SendOptions.BLOB);
     const receiver = await acceptBlob(taberna);
     const sender = senderOf(await sending);
@@ -399,9 +402,18 @@ describe('blob flow control and failures', () => {
     ]);
     receiver.resume();
     sender.write(Buffer.alloc(1000));
+    await eventually(
+      () => alpha.reporting.connectedPeers()[0]?.blobCallis === 1,
+      'the blob callis to connect',
+    );
     await mesh.close();
     const [s, r] = await errors;
     expect(AureliaError.is(s, ErrorId.DomusClosed)).toBe(true);
     expect(r).toBeInstanceOf(Error);
+    expect(events.find((e) => e.type === 'BlobCallisConnected')).toMatchObject({
+      direction: 'outbound',
+      blobWindow: { chunkSize: CHUNK, ackWindow: 8 },
+    });
+    expect(events.map((e) => e.type)).toContain('BlobCallisDisconnected');
   });
 });
