@@ -202,6 +202,42 @@ describe('large blobs', () => {
   }, 120_000);
 });
 
+describe('blob fairness', () => {
+  let mesh: TestMesh;
+  afterEach(() => mesh.close());
+
+  it('lets a small stream finish while a large one to the same peer is still running', async () => {
+    mesh = await TestMesh.create();
+    const alpha = await mesh.add('alpha', { config: blobConfig() });
+    const beta = await mesh.add('beta', { config: blobConfig() });
+    const taberna = await beta.taberna(10n, codec);
+    mesh.route(10n, 'beta');
+    const bigSend = alpha.send(codec, 10n, { name: 'big' }, SendOptions.BLOB);
+    const bigReceiver = await acceptBlob(taberna);
+    const big = senderOf(await bigSend);
+    let bigReceived = 0;
+    let bigDone = false;
+    const bigReading = (async () => {
+      for await (const part of bigReceiver) bigReceived += (part as Buffer).length;
+      bigDone = true;
+    })();
+    const bigWriting = pipeline(patternSource(128 * 1024 * 1024, createHash('sha256')), big);
+    await eventually(() => bigReceived > 4 * 1024 * 1024, 'the large stream to be under way');
+
+    const smallData = randomBytes(1024 * 1024);
+    const smallSend = alpha.send(codec, 10n, { name: 'small' }, SendOptions.BLOB);
+    const smallReceiver = await acceptBlob(taberna);
+    const small = senderOf(await smallSend);
+    const smallReceived = collect(smallReceiver);
+    await pipeline(Readable.from([smallData]), small);
+    expect((await smallReceived).equals(smallData)).toBe(true);
+    expect(bigDone).toBe(false);
+    await bigWriting;
+    await bigReading;
+    expect(bigReceived).toBe(128 * 1024 * 1024);
+  }, 60_000);
+});
+
 describe('blob flow control and failures', () => {
   let mesh: TestMesh;
   let alpha: Domus;
