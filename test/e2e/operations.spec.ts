@@ -133,7 +133,7 @@ describe('reporting events', () => {
     mesh = await TestMesh.create();
     const alpha = await mesh.add('alpha', {
       config: fastConfig((b) =>
-        b.sendQueueSize(16).sendTimeoutMs(1500).callisConnectTimeoutMs(1000),
+        b.sendQueueSize(32).sendTimeoutMs(1500).callisConnectTimeoutMs(1000),
       ),
     });
     const beta = await mesh.add('beta');
@@ -155,15 +155,15 @@ describe('reporting events', () => {
     try {
       mesh.resolver.insert(10n, DomusAddr.tcp('127.0.0.1', proxy.port));
       await alpha.send(codec, 10n, { n: 0 }); // connected
-      proxy.stall();
-      const pad = 'y'.repeat(256 * 1024);
-      const stuck = Array.from({ length: 16 }, (_, n) =>
+      proxy.pause();
+      const pad = 'y'.repeat(512 * 1024);
+      const stuck = Array.from({ length: 32 }, (_, n) =>
         alpha.send(codec, 10n, { n, pad }).then(
           () => 'sent',
           (e: unknown) => e,
         ),
       );
-      expect((await rejection(alpha.send(codec, 10n, { n: 17 }))).kind).toBe(
+      expect((await rejection(alpha.send(codec, 10n, { n: 33 }))).kind).toBe(
         ErrorId.LocalQueueFull,
       );
       await eventually(
@@ -171,7 +171,7 @@ describe('reporting events', () => {
         'BackpressureTriggered',
       );
       expect(events.find((e) => e.type === 'OutboundQueueOverrun')).toMatchObject({
-        capacity: 16,
+        capacity: 32,
       });
       proxy.forward();
       const outcomes = await Promise.all(stuck);

@@ -67,6 +67,11 @@ export class FaultProxy {
     }
   }
 
+  /** Stops reading from clients: their writes back up until `forward()` (real backpressure). */
+  pause(): void {
+    for (const pair of this.pairs) pair.client.pause();
+  }
+
   /** Stops forwarding silently: bytes are read and dropped, nothing is closed. */
   stall(): void {
     this.mode = 'stall';

@@ -47,6 +47,8 @@ export interface CallisSettings {
 
 /** Bytes gathered into one write before yielding to the event loop. */
 const FLUSH_BUDGET_BYTES = 512 * 1024;
+/** Bytes a callis lets queue in its socket before it stops taking messages. */
+const SOCKET_BUFFER_BYTES = 1024 * 1024;
 const HALF_OPEN_FACTOR = 3;
 
 /**
@@ -269,7 +271,11 @@ export class Callis {
     const bytes = batch.take();
     this.counters.bytesOut += bytes.length;
     this.lastWrittenAt = Date.now();
-    if (!this.connection.socket.write(bytes)) {
+    const socket = this.connection.socket;
+    socket.write(bytes);
+    // Keep up to SOCKET_BUFFER_BYTES queued in the socket so the kernel never waits for us; past
+    // that, hold messages until 'drain' (write() has returned false by then, so 'drain' comes).
+    if (socket.writableLength >= SOCKET_BUFFER_BYTES) {
       this.blocked = true;
       this.settings.onBackpressure?.(this);
     } else if (this.handler && bytes.length >= FLUSH_BUDGET_BYTES) this.scheduleFlush();
