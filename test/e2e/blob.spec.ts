@@ -14,6 +14,7 @@ import {
   type SendOutcome,
   type Taberna,
 } from '../../lib/index.js';
+import { rejection } from '../support/expect.js';
 import { FaultProxy } from '../support/proxy.js';
 import { TestMesh, eventually, fastConfig } from '../support/mesh.js';
 
@@ -25,17 +26,6 @@ const CHUNK = 16 * 1024;
 
 function blobConfig(patch: Parameters<typeof fastConfig>[0] = (b) => b) {
   return fastConfig((b) => patch(b.blobWindow({ chunkSize: CHUNK, ackWindow: 8 })));
-}
-
-async function rejection(p: Promise<unknown>): Promise<AureliaError> {
-  const outcome = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!(outcome instanceof AureliaError)) {
-    throw new Error(`expected an AureliaError rejection, got ${String(outcome)}`);
-  }
-  return outcome;
 }
 
 function senderOf(outcome: SendOutcome): BlobSender {

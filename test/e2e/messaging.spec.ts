@@ -10,6 +10,7 @@ import {
   type DomusReportingEvent,
   type Taberna,
 } from '../../lib/index.js';
+import { rejection } from '../support/expect.js';
 import { FaultProxy } from '../support/proxy.js';
 import { TestMesh, eventually, fastConfig, firstMatch } from '../support/mesh.js';
 
@@ -17,17 +18,6 @@ interface Note {
   n: number;
 }
 const codec = new JsonCodec<Note>();
-
-async function rejection(p: Promise<unknown>): Promise<AureliaError> {
-  const outcome = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!(outcome instanceof AureliaError)) {
-    throw new Error(`expected an AureliaError rejection, got ${String(outcome)}`);
-  }
-  return outcome;
-}
 
 /** Accepts every request of `taberna` (until it closes), counting message numbers seen. */
 function acceptAll(taberna: Taberna<Note>, seen: Map<number, number> = new Map()) {

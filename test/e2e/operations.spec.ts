@@ -9,6 +9,7 @@ import {
   type DomusReportingEvent,
   type Taberna,
 } from '../../lib/index.js';
+import { rejection } from '../support/expect.js';
 import { FaultProxy } from '../support/proxy.js';
 import { makeTestPki } from '../support/pki.js';
 import { TestMesh, eventually, fastConfig, firstMatch } from '../support/mesh.js';
@@ -18,17 +19,6 @@ interface Note {
   pad?: string;
 }
 const codec = new JsonCodec<Note>();
-
-async function rejection(p: Promise<unknown>): Promise<AureliaError> {
-  const outcome = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!(outcome instanceof AureliaError)) {
-    throw new Error(`expected an AureliaError rejection, got ${String(outcome)}`);
-  }
-  return outcome;
-}
 
 function acceptAll(taberna: Taberna<Note>, seen: number[] = []) {
   void (async () => {

@@ -6,7 +6,6 @@ import type { MetricsRecorder } from '../reporting/metrics.js';
 import {
   type HelloBlobWindow,
   decodeBlobChunk,
-  decodeClose,
   decodeError,
   encodeBlobComplete,
   encodeError,
@@ -269,12 +268,7 @@ export class InboundBlobLink implements CallisHandler {
         return;
       }
       case ControlType.Close:
-        callis.close(
-          new AureliaError(
-            ErrorId.ConnectionLost,
-            `${callis.describe()} was closed by the peer: ${decodeClose(frame) || 'no reason given'}`,
-          ),
-        );
+        callis.closeByPeer(frame);
         return;
       default:
         throw new AureliaError(

@@ -9,7 +9,6 @@ import {
   type HelloBlobWindow,
   decodeAck,
   decodeBlobComplete,
-  decodeClose,
   decodeError,
   encodeBlobChunkHead,
   encodeError,
@@ -444,12 +443,7 @@ export class OutboundBlobLink {
         return;
       }
       case ControlType.Close:
-        callis.close(
-          new AureliaError(
-            ErrorId.ConnectionLost,
-            `${callis.describe()} was closed by the peer: ${decodeClose(frame) || 'no reason given'}`,
-          ),
-        );
+        callis.closeByPeer(frame);
         return;
       default:
         throw new AureliaError(

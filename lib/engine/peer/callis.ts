@@ -4,7 +4,7 @@ import { AureliaError, ErrorId } from '../errors.js';
 import type { TransportKind } from '../addr.js';
 import { FrameDecoder } from '../wire/decoder.js';
 import { ControlType, FrameBatch, type Frame, type OutboundFrame } from '../wire/frame.js';
-import { encodeClose, encodeError, encodeKeepalive } from '../wire/control.js';
+import { decodeClose, encodeClose, encodeError, encodeKeepalive } from '../wire/control.js';
 
 /** An authenticated byte stream and who is at the other end (produced by the transport layer). */
 export interface CallisConnection {
@@ -198,6 +198,17 @@ export class Callis {
     this.finish(reason);
     this.connection.socket.destroy();
     return gone;
+  }
+
+  /** Handles the peer's `close` frame: closes with `ConnectionLost` carrying the peer's reason. */
+  closeByPeer(frame: Frame): void {
+    const reason = decodeClose(frame) || 'no reason given';
+    void this.close(
+      new AureliaError(
+        ErrorId.ConnectionLost,
+        `${this.describe()} was closed by the peer: ${reason}`,
+      ),
+    );
   }
 
   /** Resolves once the socket is fully closed. */

@@ -2,7 +2,7 @@
 import { AureliaError, ErrorId, isErrorId } from '../errors.js';
 import { MessagePriorityClass, type MessageType, type TabernaId } from '../ids.js';
 import { ControlType, type Frame, type FrameBatch } from '../wire/frame.js';
-import { decodeAck, decodeClose, decodeError } from '../wire/control.js';
+import { decodeAck, decodeError } from '../wire/control.js';
 import {
   Callis,
   type CallisConnection,
@@ -377,12 +377,7 @@ export class OutboundPeer implements CallisHandler {
         return;
       }
       case ControlType.Close:
-        callis.close(
-          new AureliaError(
-            ErrorId.ConnectionLost,
-            `${callis.describe()} was closed by the peer: ${decodeClose(frame) || 'no reason given'}`,
-          ),
-        );
+        callis.closeByPeer(frame);
         return;
       default:
         throw new AureliaError(

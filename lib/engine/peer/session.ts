@@ -9,7 +9,7 @@ import {
   type FrameBatch,
   type OutboundFrame,
 } from '../wire/frame.js';
-import { decodeClose, decodeError, encodeAck, encodeError } from '../wire/control.js';
+import { decodeError, encodeAck, encodeError } from '../wire/control.js';
 import { type Decision, type DecisionSink, Delivery, type PeerInfo } from '../taberna/request.js';
 import type { Callis, CallisHandler } from './callis.js';
 import { DedupeWindow } from './dedupe.js';
@@ -145,12 +145,7 @@ export class InboundSession implements CallisHandler, DecisionSink {
     }
     switch (frame.msgType) {
       case ControlType.Close:
-        callis.close(
-          new AureliaError(
-            ErrorId.ConnectionLost,
-            `${callis.describe()} was closed by the peer: ${decodeClose(frame) || 'no reason given'}`,
-          ),
-        );
+        callis.closeByPeer(frame);
         return;
       case ControlType.Error: {
         const { message } = decodeError(frame);
