@@ -449,6 +449,7 @@ export class Domus {
       maxPayloadLen: () => config.value.maxPayloadLen,
       keepaliveIntervalMs: () => config.value.keepaliveIntervalMs,
       onBackpressure: this.onBackpressure,
+      traffic: this.metrics,
       blobProposal: () =>
         addr.kind === 'tcp' ? config.value.tcpBlobWindow : config.value.socketBlobWindow,
       dial: async (signal, timeoutMs, expectedIdentity) => {
@@ -623,6 +624,7 @@ export class Domus {
     maxPayloadLen: () => this.config.value.maxPayloadLen,
     keepaliveIntervalMs: () => this.config.value.keepaliveIntervalMs,
     onBackpressure: this.onBackpressure,
+    traffic: this.metrics,
   };
 
   private readonly sessionHost: SessionHost = {

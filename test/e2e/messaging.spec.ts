@@ -274,6 +274,8 @@ describe('outbound lanes and deadlines', () => {
     expect(types.at(-1)).toBe('ShutdownComplete');
     const snapshot = alpha.reporting.snapshot();
     expect(snapshot).toMatchObject({ sendsAccepted: 1, currentPeers: 0, peakPeers: 1 });
+    expect(snapshot.bytesOut).toBeGreaterThan(32 + 8); // at least the hello and the message
+    expect(snapshot.bytesIn).toBeGreaterThan(0);
     expect(snapshot.sendLatency.count).toBe(1);
   });
 

@@ -43,6 +43,8 @@ export interface CallisSettings {
   keepaliveIntervalMs(): number;
   /** The socket's buffer filled up: writing pauses until it drains. */
   onBackpressure?(callis: Callis): void;
+  /** Domus-wide byte counters the callis adds its traffic to. */
+  readonly traffic?: { bytesIn: number; bytesOut: number };
 }
 
 /** Bytes gathered into one write before yielding to the event loop. */
@@ -187,6 +189,7 @@ export class Callis {
       const socket = this.connection.socket;
       const bytes = batch.take();
       this.counters.bytesOut += bytes.length;
+      if (this.settings.traffic) this.settings.traffic.bytesOut += bytes.length;
       socket.end(bytes);
       // A peer that never reads must not keep the socket: bound the goodbye.
       const guard = setTimeout(() => socket.destroy(), 1000);
@@ -248,6 +251,7 @@ export class Callis {
   private receive(chunk: Buffer): void {
     this.lastReceivedAt = Date.now();
     this.counters.bytesIn += chunk.length;
+    if (this.settings.traffic) this.settings.traffic.bytesIn += chunk.length;
     try {
       this.decoder.push(chunk);
     } catch (err) {
@@ -281,6 +285,7 @@ export class Callis {
     this.counters.framesOut += batch.frameCount;
     const bytes = batch.take();
     this.counters.bytesOut += bytes.length;
+    if (this.settings.traffic) this.settings.traffic.bytesOut += bytes.length;
     this.lastWrittenAt = Date.now();
     const socket = this.connection.socket;
     socket.write(bytes);

@@ -528,6 +528,7 @@ export class OutboundPeer implements CallisHandler {
         address: this.address,
         maxPayloadLen: () => host.maxPayloadLen(),
         keepaliveIntervalMs: () => host.keepaliveIntervalMs(),
+        traffic: host.traffic,
         callisConnectTimeoutMs: () => host.callisConnectTimeoutMs(),
         reconnectBackoffMs: () => host.reconnectBackoffMs(),
         proposal: () => host.blobProposal(),
