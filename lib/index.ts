@@ -170,4 +170,12 @@ export {
   tabernaIdForRoute,
   type AureliaPattern,
 } from './nest/pattern.js';
+export {
+  AURELIA_LOG_CONTEXT,
+  type AureliaDnsSrvOptions,
+  type AureliaDnsSrvService,
+  type AureliaModuleDiscoveryOptions,
+  type AureliaModuleMetricsOptions,
+  type AureliaPrometheusOptions,
+} from './nest/observability.js';
 export { AURELIA_ERRORS, AURELIA_EVENTS, AURELIA_METRICS } from './nest/tokens.js';

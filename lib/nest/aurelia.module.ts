@@ -12,10 +12,12 @@ import {
 } from '@nestjs/common';
 import { Aurelia } from '../engine/aurelia.js';
 import { Domus } from '../engine/domus.js';
+import type { AureliaMetricsRegistration } from '../engine/reporting/prometheus.js';
 import { DomusReporting } from '../engine/reporting/reporting.js';
 import { AureliaServer } from './aurelia.server.js';
 import { ClientAurelia } from './client-aurelia.js';
 import type { AureliaModuleOptions, ResolvedAureliaOptions } from './options.js';
+import { registerModuleMetrics } from './observability.js';
 import { buildDomus, resolveOnce } from './runtime.js';
 import { AURELIA_ERRORS, AURELIA_EVENTS, AURELIA_METRICS, AURELIA_OPTIONS } from './tokens.js';
 
@@ -37,19 +39,33 @@ export interface AureliaModuleAsyncOptions {
   readonly isGlobal?: boolean;
 }
 
-/** Shuts the domus down (after the client) when the application shuts down. */
+/** Token of the module's Prometheus registration (`undefined` when not enabled). */
+const AURELIA_PROMETHEUS = Symbol('AURELIA_PROMETHEUS');
+
+/**
+ * Shuts the domus down (after the server and the client) when the application shuts down, then
+ * removes its Prometheus series and closes the DNS SRV resolver.
+ */
 @Injectable()
 class AureliaLifecycle implements OnApplicationShutdown {
   constructor(
     @Inject(Aurelia) private readonly aurelia: Aurelia,
     @Inject(ClientAurelia) private readonly client: ClientAurelia,
     @Inject(AureliaServer) private readonly server: AureliaServer,
+    @Inject(AURELIA_OPTIONS) private readonly options: ResolvedAureliaOptions,
+    @Inject(AURELIA_PROMETHEUS)
+    private readonly prometheus: AureliaMetricsRegistration | undefined,
   ) {}
 
   async onApplicationShutdown(): Promise<void> {
-    await this.server.close();
-    await this.client.close();
-    await this.aurelia.shutdown();
+    try {
+      await this.server.close();
+      await this.client.close();
+      await this.aurelia.shutdown();
+    } finally {
+      this.prometheus?.dispose();
+      this.options.discovery?.close();
+    }
   }
 }
 
@@ -58,8 +74,11 @@ class AureliaLifecycle implements OnApplicationShutdown {
  * bootstrap with `AureliaError(InvalidConfig)` naming it), builds and binds one domus, and
  * provides `Aurelia`, `Domus`, `DomusReporting`, `ClientAurelia` (connected), `AureliaServer`
  * (pass it to `app.connectMicroservice({ strategy })`) and the Observables `AURELIA_EVENTS`,
- * `AURELIA_ERRORS`, `AURELIA_METRICS`. The domus shuts down with the application (`app.close()`
- * or, with `enableShutdownHooks()`, a signal).
+ * `AURELIA_ERRORS`, `AURELIA_METRICS`. The domus logs through a Nest `Logger` (context
+ * `'Aurelia'`) unless the `logger` option says otherwise, registers its metrics with prom-client
+ * when `metrics.prometheus` is set, and resolves targets through DNS SRV with `discovery`. The
+ * domus shuts down with the application (`app.close()` or, with `enableShutdownHooks()`, a
+ * signal), its Prometheus series are removed and the DNS resolver is closed.
  */
 @Module({})
 export class AureliaModule {
@@ -138,6 +157,26 @@ export class AureliaModule {
           return client;
         },
         inject: [Domus, AURELIA_OPTIONS, Aurelia],
+      },
+      {
+        // Registered after the client connected (it is injected for that order only), so a
+        // failed bootstrap never leaves series behind for a domus that was shut down.
+        provide: AURELIA_PROMETHEUS,
+        useFactory: async (
+          domus: Domus,
+          options: ResolvedAureliaOptions,
+          aurelia: Aurelia,
+          _client: ClientAurelia,
+        ) => {
+          try {
+            return registerModuleMetrics(domus, options);
+          } catch (err) {
+            // A failed bootstrap must not leave the listener bound.
+            await aurelia.shutdown();
+            throw err;
+          }
+        },
+        inject: [Domus, AURELIA_OPTIONS, Aurelia, ClientAurelia],
       },
       {
         provide: AureliaServer,

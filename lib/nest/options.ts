@@ -1,4 +1,5 @@
 // Options of AureliaModule and their validation at bootstrap (every problem names its option).
+import type { LoggerService } from '@nestjs/common';
 import type {
   ConsumerDeserializer,
   ConsumerSerializer,
@@ -12,8 +13,17 @@ import { type Pkcs8AuthConfig, type Pkcs8AuthFiles } from '../engine/auth.js';
 import { JsonCodec, type MessageCodec } from '../engine/codec.js';
 import { type DomusConfig, defaultDomusConfig, mergeDomusConfig } from '../engine/config.js';
 import { A3_MESSAGE_TYPE_BASE } from '../engine/ids.js';
+import type { AureliaLogger } from '../engine/logger.js';
 import type { RouteResolver } from '../engine/resolver.js';
+import type { DnsSrvResolver } from '../engine/services/dns-srv-resolver.js';
 import { REQUEST_TIMEOUT_MAX_MS } from '../engine/services/request-reply-wire.js';
+import {
+  type AureliaModuleDiscoveryOptions,
+  type AureliaModuleMetricsOptions,
+  type AureliaPrometheusOptions,
+  moduleResolver,
+  resolveOperations,
+} from './observability.js';
 import { type AureliaPattern, tabernaIdForPattern } from './pattern.js';
 
 /** One static route: a pattern (or explicit taberna id) and the address of the domus serving it. */
@@ -44,10 +54,11 @@ export interface AureliaModuleOptions {
   readonly auth: Pkcs8AuthFiles | Pkcs8AuthConfig;
   /**
    * Static routes: `{ 'orders.create': 'tls://10.0.0.5:7000' }` (keys are string patterns) or an
-   * array of `AureliaRoute` (any pattern, or a bigint taberna id). Exclusive with `resolver`.
+   * array of `AureliaRoute` (any pattern, or a bigint taberna id). Exclusive with `resolver`;
+   * with `discovery`, consulted first.
    */
   readonly routes?: Readonly<Record<string, string | DomusAddr>> | readonly AureliaRoute[];
-  /** A custom resolver (for example DNS SRV). Exclusive with `routes`. */
+  /** A custom resolver. Exclusive with `routes` and `discovery`. */
   readonly resolver?: RouteResolver;
   /** Overrides of the domus configuration; validated like `DomusConfigBuilder.build()`. */
   readonly config?: Partial<DomusConfig>;
@@ -69,6 +80,18 @@ export interface AureliaModuleOptions {
   readonly client?: AureliaClientSerialization;
   /** Serializer/deserializer of `AureliaServer` (Nest's defaults otherwise). */
   readonly server?: AureliaServerSerialization;
+  /**
+   * Where the domus logs its lifecycle lines and (rate-limited) background errors: default a
+   * Nest `Logger` with context `'Aurelia'`; any `LoggerService`; `false` for silence.
+   */
+  readonly logger?: AureliaLogger | LoggerService | false;
+  /** `{ prometheus: true | { registry, prefix, labels, … } }` exposes metrics to prom-client. */
+  readonly metrics?: AureliaModuleMetricsOptions;
+  /**
+   * `{ dnsSrv: { services, servers?, … } }` finds targets through DNS SRV records (after the
+   * static `routes`). Exclusive with `resolver`.
+   */
+  readonly discovery?: AureliaModuleDiscoveryOptions;
 }
 
 /** Options after validation, as the providers use them. */
@@ -84,6 +107,12 @@ export interface ResolvedAureliaOptions {
   readonly metricsIntervalMs: number;
   readonly client: AureliaClientSerialization;
   readonly server: AureliaServerSerialization;
+  /** Logger for the domus; `undefined` when silenced. */
+  readonly logger: AureliaLogger | undefined;
+  /** Prometheus settings; `undefined` when not enabled. */
+  readonly prometheus: AureliaPrometheusOptions | undefined;
+  /** The DNS SRV resolver of `discovery` (also inside `resolver`); closed with the module. */
+  readonly discovery: DnsSrvResolver | undefined;
 }
 
 const KNOWN = new Set([
@@ -98,6 +127,9 @@ const KNOWN = new Set([
   'metricsIntervalMs',
   'client',
   'server',
+  'logger',
+  'metrics',
+  'discovery',
   'isGlobal',
 ]);
 
@@ -105,7 +137,9 @@ const KNOWN = new Set([
  * Validates module options. Throws `AureliaError(InvalidConfig)` whose message starts with
  * `AureliaModule option '<name>'` for the first problem found (unknown option, missing
  * `listen`/`auth`, unparsable address, bad route, `routes` with `resolver`, invalid config field,
- * codec without `encodeApp`/`decodeApp` or with a non-A3 type, timeout out of range).
+ * codec without `encodeApp`/`decodeApp` or with a non-A3 type, timeout out of range, logger
+ * without `error`/`warn`/`log`, malformed `metrics`, `discovery` with `resolver` or with a DNS
+ * SRV setting the resolver refuses).
  */
 export function resolveAureliaOptions(options: AureliaModuleOptions): ResolvedAureliaOptions {
   if (typeof options !== 'object' || options === null) {
@@ -118,6 +152,9 @@ export function resolveAureliaOptions(options: AureliaModuleOptions): ResolvedAu
   const auth = checkAuth(options.auth);
   if (options.routes !== undefined && options.resolver !== undefined) {
     throw invalid('routes', 'cannot be combined with resolver; put the routes in the resolver');
+  }
+  if (options.discovery !== undefined && options.resolver !== undefined) {
+    throw invalid('discovery', 'cannot be combined with resolver; use one or the other');
   }
   const routes = options.routes === undefined ? [] : checkRoutes(options.routes);
   if (options.resolver !== undefined && typeof options.resolver?.resolve !== 'function') {
@@ -155,18 +192,22 @@ export function resolveAureliaOptions(options: AureliaModuleOptions): ResolvedAu
       `must be an integer in 10..3600000, got ${inspect(metricsIntervalMs)}`,
     );
   }
+  const client = serialization('client', options.client);
+  const server = serialization('server', options.server);
+  const operations = resolveOperations(options);
   return {
     listen,
     auth,
     routes,
-    resolver: options.resolver,
+    resolver: moduleResolver(routes, options.resolver, operations.discovery),
     config,
     codec,
     requestTimeoutMs,
     replyAddress,
     metricsIntervalMs,
-    client: serialization('client', options.client),
-    server: serialization('server', options.server),
+    client,
+    server,
+    ...operations,
   };
 }
 

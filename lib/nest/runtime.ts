@@ -25,7 +25,9 @@ export async function buildDomus(
   const resolved = resolveOnce(options);
   const auth = await loadAuth(resolved.auth);
   const resolver = resolved.resolver ?? new SimpleResolver(resolved.routes);
-  return aurelia.domusBuilder(resolved.config, resolved.listen, auth, resolver).build();
+  const builder = aurelia.domusBuilder(resolved.config, resolved.listen, auth, resolver);
+  if (resolved.logger !== undefined) builder.logger(resolved.logger);
+  return builder.build();
 }
 
 /** True for options that went through `resolveAureliaOptions`. */

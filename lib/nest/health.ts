@@ -1,0 +1,128 @@
+// The @nestjs/terminus health indicator of the module's domus (its own entry: terminus is optional).
+import 'reflect-metadata';
+import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
+import { type HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
+import type { Subscription } from 'rxjs';
+import { inspect } from 'node:util';
+import { Aurelia } from '../engine/aurelia.js';
+import { Domus } from '../engine/domus.js';
+import { AureliaError, ErrorId } from '../engine/errors.js';
+
+/** What `AureliaHealthIndicator.isHealthy` checks besides the listener. */
+export interface AureliaHealthOptions {
+  /**
+   * Certificate identities (e.g. `spiffe://mesh/billing`) that must each have a live primary
+   * callis with this domus, in either direction. Default: none.
+   */
+  readonly requiredPeers?: readonly string[];
+}
+
+/** Details reported with the indicator's status. */
+export interface AureliaHealthDetails extends Record<string, unknown> {
+  /** This domus's certificate identity. */
+  readonly identity: string;
+  /** The bound listen address (as it was bound, also after shutdown). */
+  readonly address: string;
+  /** Whether the domus is running and its listener bound. */
+  readonly listening: boolean;
+  /** Identities with a live primary callis, sorted. */
+  readonly connectedPeers: readonly string[];
+  /** Required identities without a live primary callis, in the order they were required. */
+  readonly missingPeers: readonly string[];
+  /** Why the status is down (absent when up). */
+  readonly message?: string;
+}
+
+/**
+ * A `@nestjs/terminus` health indicator for the domus of `AureliaModule`. Import it from
+ * `aurelia-mesh/health` (not the main entry, so the package loads without terminus) and list it
+ * in the `providers` of a module that imports `TerminusModule` and sees `AureliaModule`'s
+ * providers:
+ *
+ * ```ts
+ * @Get('health') @HealthCheck()
+ * check() {
+ *   return this.health.check([
+ *     () => this.mesh.isHealthy('mesh', { requiredPeers: ['spiffe://mesh/billing'] }),
+ *   ]);
+ * }
+ * ```
+ */
+@Injectable()
+export class AureliaHealthIndicator implements OnModuleDestroy {
+  #stopping = false;
+  readonly #subscription: Subscription;
+
+  constructor(
+    @Inject(Domus) private readonly domus: Domus,
+    @Inject(Aurelia) private readonly aurelia: Aurelia,
+    @Inject(HealthIndicatorService) private readonly indicators: HealthIndicatorService,
+  ) {
+    // The listener closes as soon as shutdown starts; the runtime forgets the domus only at its end.
+    this.#subscription = domus.reporting.events$.subscribe((event) => {
+      if (event.type === 'ShutdownStarted') this.#stopping = true;
+    });
+  }
+
+  /**
+   * The health of the domus under `key`: `up` while the domus runs (listener bound, no shutdown
+   * started) and every identity in `options.requiredPeers` has a live primary callis
+   * (`DomusReporting.connectedPeers()`); otherwise `down`. Either way the details name the
+   * identity, address, connected and missing peers (`AureliaHealthDetails`). A shutdown is seen
+   * within one event-loop turn of its start. Throws `AureliaError(InvalidConfig)` when
+   * `requiredPeers` is not an array of non-empty strings.
+   */
+  isHealthy<const Key extends string>(
+    key: Key,
+    options: AureliaHealthOptions = {},
+  ): HealthIndicatorResult<Key> {
+    const required = checkRequired(options.requiredPeers);
+    const session = this.indicators.check(key);
+    const listening = !this.#stopping && this.aurelia.running.includes(this.domus);
+    const connectedPeers = listening
+      ? this.domus.reporting
+          .connectedPeers()
+          .filter((peer) => peer.primaryCallis > 0)
+          .map((peer) => peer.identity)
+          .sort()
+      : [];
+    const connected = new Set(connectedPeers);
+    const missingPeers = required.filter((identity) => !connected.has(identity));
+    const details: AureliaHealthDetails = {
+      identity: this.domus.identity,
+      address: this.domus.localAddr.toString(),
+      listening,
+      connectedPeers,
+      missingPeers,
+    };
+    if (!listening) {
+      return session.down({ ...details, message: 'the domus is not running' });
+    }
+    if (missingPeers.length > 0) {
+      return session.down({
+        ...details,
+        message: `no primary callis with ${missingPeers.join(', ')}`,
+      });
+    }
+    return session.up(details);
+  }
+
+  /** Stops watching the domus's events. */
+  onModuleDestroy(): void {
+    this.#subscription.unsubscribe();
+  }
+}
+
+function checkRequired(required: unknown): readonly string[] {
+  if (required === undefined) return [];
+  if (
+    !Array.isArray(required) ||
+    !required.every((identity) => typeof identity === 'string' && identity !== '')
+  ) {
+    throw new AureliaError(
+      ErrorId.InvalidConfig,
+      `requiredPeers must be an array of certificate identities, got ${inspect(required, { depth: 1 })}`,
+    );
+  }
+  return required as readonly string[];
+}

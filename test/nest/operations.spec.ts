@@ -1,0 +1,647 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import {
+  type INestApplication,
+  type LoggerService,
+  ServiceUnavailableException,
+} from '@nestjs/common';
+import { type HealthCheckResult, HealthCheckService, TerminusModule } from '@nestjs/terminus';
+import { Test, type TestingModule } from '@nestjs/testing';
+import dns2 from 'dns2';
+import { readFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import path from 'node:path';
+import fc from 'fast-check';
+import { Registry, register as globalRegister } from 'prom-client';
+import { type Observable, lastValueFrom } from 'rxjs';
+import ts from 'typescript';
+import { AureliaError, Domus, ErrorId, SimpleResolver } from '../../lib/index.js';
+import { AureliaModule } from '../../lib/nest/aurelia.module.js';
+import { ClientAurelia } from '../../lib/nest/client-aurelia.js';
+import { AureliaHealthIndicator } from '../../lib/nest/health.js';
+import type { AureliaModuleOptions } from '../../lib/nest/options.js';
+import { resolveAureliaOptions } from '../../lib/nest/options.js';
+import { tabernaIdForPattern } from '../../lib/nest/pattern.js';
+import { AURELIA_ERRORS } from '../../lib/nest/tokens.js';
+import { firstMatch } from '../support/mesh.js';
+import { makeTestPki, type TestPki } from '../support/pki.js';
+import { callerApp, hybridApp, serviceOptions } from './fixtures.js';
+
+const BILLING = 'spiffe://aurelia.local/billing';
+
+/** One sample line of the Prometheus text format: `name{labels} value`. */
+interface PromSample {
+  readonly name: string;
+  readonly labels: Record<string, string>;
+  readonly value: number;
+}
+
+/** Parses exposition text, failing on any line that is neither a comment nor a sample. */
+function parseExposition(text: string): PromSample[] {
+  const samples: PromSample[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('# HELP ') || line.startsWith('# TYPE ')) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (match === null) throw new Error(`not a Prometheus sample line: ${line}`);
+    const labels: Record<string, string> = {};
+    for (const pair of (match[2] ?? '').match(/[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"/g) ?? []) {
+      const eq = pair.indexOf('=');
+      labels[pair.slice(0, eq)] = JSON.parse(pair.slice(eq + 1)) as string;
+    }
+    const value = Number(match[3]);
+    if (Number.isNaN(value)) throw new Error(`not a number in: ${line}`);
+    samples.push({ name: match[1], labels, value });
+  }
+  return samples;
+}
+
+function sampleValue(
+  samples: readonly PromSample[],
+  name: string,
+  labels: Record<string, string>,
+): number | undefined {
+  return samples.find(
+    (s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v),
+  )?.value;
+}
+
+/** Captures what reaches a Nest LoggerService, with the context Nest's Logger appends. */
+class CapturingLogger implements LoggerService {
+  readonly lines: { level: string; message: string; context: unknown; params: unknown[] }[] = [];
+  log(message: unknown, ...params: unknown[]): void {
+    this.push('log', message, params);
+  }
+  error(message: unknown, ...params: unknown[]): void {
+    this.push('error', message, params);
+  }
+  warn(message: unknown, ...params: unknown[]): void {
+    this.push('warn', message, params);
+  }
+  debug(message: unknown, ...params: unknown[]): void {
+    this.push('debug', message, params);
+  }
+  verbose(message: unknown, ...params: unknown[]): void {
+    this.push('verbose', message, params);
+  }
+  private push(level: string, message: unknown, params: unknown[]): void {
+    const context = params.length > 0 ? params[params.length - 1] : undefined;
+    this.lines.push({ level, message: String(message), context, params });
+  }
+  from(context: string): { level: string; message: string }[] {
+    return this.lines
+      .filter((l) => l.context === context)
+      .map(({ level, message }) => ({ level, message }));
+  }
+}
+
+/** A loopback address nobody listens on (bound, then released). */
+async function deadAddress(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return `tls://127.0.0.1:${port}`;
+}
+
+async function bootstrapError(options: AureliaModuleOptions): Promise<unknown> {
+  return Test.createTestingModule({ imports: [AureliaModule.forRoot(options)] })
+    .compile()
+    .then(
+      async (m) => {
+        await m.close();
+        throw new Error('expected the bootstrap to fail');
+      },
+      (e: unknown) => e,
+    );
+}
+
+/** A DNS server on loopback UDP answering SRV and A records from a zone the test fills. */
+class LoopbackDns {
+  readonly srv = new Map<
+    string,
+    { priority: number; weight: number; port: number; target: string }[]
+  >();
+  readonly a = new Map<string, string>();
+  readonly queries: string[] = [];
+  private readonly server = dns2.createServer({
+    udp: true,
+    handle: (request, send) => {
+      const [question] = request.questions;
+      if (question === undefined) return;
+      const name = question.name.toLowerCase();
+      const response = dns2.Packet.createResponseFromRequest(request);
+      if (question.type === dns2.Packet.TYPE.SRV) {
+        this.queries.push(`SRV ${name}`);
+        const records = this.srv.get(name);
+        if (records === undefined) response.header.rcode = 3;
+        for (const record of records ?? []) {
+          response.answers.push(
+            dns2.Packet.createResourceFromQuestion(question, { ttl: 30, ...record }),
+          );
+        }
+      } else if (question.type === dns2.Packet.TYPE.A) {
+        const address = this.a.get(name);
+        if (address === undefined) response.header.rcode = 3;
+        else {
+          response.answers.push(
+            dns2.Packet.createResourceFromQuestion(question, { ttl: 30, address }),
+          );
+        }
+      }
+      void send(response);
+    },
+  });
+  address = '';
+
+  async start(): Promise<void> {
+    const bound = await this.server.listen({ udp: { port: 0, address: '127.0.0.1' } });
+    this.address = `127.0.0.1:${bound.udp!.port}`;
+  }
+
+  stop(): Promise<void> {
+    return this.server.close();
+  }
+}
+
+describe('AureliaModule operations', () => {
+  let pki: TestPki;
+  let billing: INestApplication;
+  let billingPort: number;
+
+  beforeAll(async () => {
+    pki = await makeTestPki();
+    billing = await hybridApp(await serviceOptions(pki, 'billing', { logger: false }));
+    billingPort = (billing.get(Domus).localAddr as unknown as { port: number }).port;
+  });
+
+  afterAll(async () => {
+    await billing?.close();
+  });
+
+  describe('Prometheus', () => {
+    it('exposes the domus metrics labelled with its identity, and the values follow a send', async () => {
+      const registry = new Registry();
+      const caller = await callerApp(
+        await serviceOptions(pki, 'orders', {
+          logger: false,
+          routes: { sum: billing.get(Domus).localAddr },
+          metrics: { prometheus: { registry, labels: { service: 'orders' } } },
+        }),
+      );
+      try {
+        const domus = { domus: 'spiffe://aurelia.local/orders', service: 'orders' };
+        const before = parseExposition(await registry.metrics());
+        expect(sampleValue(before, 'aurelia_messages_sent_total', domus)).toBe(0);
+        expect(sampleValue(before, 'aurelia_sends_accepted_total', domus)).toBe(0);
+        expect(sampleValue(before, 'aurelia_peers', domus)).toBe(0);
+
+        const client = caller.get(ClientAurelia);
+        await expect(lastValueFrom(client.send<number>('sum', [2, 3]))).resolves.toBe(5);
+
+        const after = parseExposition(await registry.metrics());
+        // One request out, one reply in (accepted), over one dialed callis to billing.
+        expect(sampleValue(after, 'aurelia_messages_sent_total', domus)).toBe(1);
+        expect(sampleValue(after, 'aurelia_messages_received_total', domus)).toBe(1);
+        expect(sampleValue(after, 'aurelia_messages_accepted_total', domus)).toBe(1);
+        expect(sampleValue(after, 'aurelia_dial_attempts_total', domus)).toBe(1);
+        expect(sampleValue(after, 'aurelia_peers', domus)).toBe(1);
+        expect(
+          sampleValue(after, 'aurelia_peer_callis', {
+            ...domus,
+            identity: BILLING,
+            kind: 'primary',
+          }),
+        ).toBe(2); // the callis orders dialed, and the one billing dialed to send the reply
+      } finally {
+        await caller.close();
+      }
+      // Shutting the application down removes the series (and, being the last, the families).
+      expect(registry.getSingleMetric('aurelia_messages_sent_total')).toBeUndefined();
+      expect(await registry.metrics()).not.toContain('aurelia_');
+    });
+
+    it("with prometheus: true registers in prom-client's global registry until shutdown", async () => {
+      const caller = await callerApp(
+        await serviceOptions(pki, 'global', { logger: false, metrics: { prometheus: true } }),
+      );
+      try {
+        const samples = parseExposition(await globalRegister.metrics());
+        expect(
+          sampleValue(samples, 'aurelia_peers', { domus: 'spiffe://aurelia.local/global' }),
+        ).toBe(0);
+      } finally {
+        await caller.close();
+      }
+      expect(globalRegister.getSingleMetric('aurelia_peers')).toBeUndefined();
+    });
+
+    it('refuses malformed metrics options, naming the option', () => {
+      const base = {
+        listen: 'tls://127.0.0.1:0',
+        auth: { ca: 'ca.pem', cert: 'c.pem', key: 'k.pem' },
+      };
+      expect(() => resolveAureliaOptions({ ...base, metrics: { prom: true } as never })).toThrow(
+        /^AureliaModule option 'metrics\.prom' is not an option/,
+      );
+      expect(() =>
+        resolveAureliaOptions({ ...base, metrics: { prometheus: { registry: {} as never } } }),
+      ).toThrow(
+        /^AureliaModule option 'metrics\.prometheus\.registry' must be a prom-client Registry/,
+      );
+      expect(() => resolveAureliaOptions({ ...base, metrics: 'on' as never })).toThrow(
+        /^AureliaModule option 'metrics' must be \{ prometheus \}/,
+      );
+    });
+
+    it('registers nothing unless asked', async () => {
+      const registry = new Registry();
+      const caller = await callerApp(await serviceOptions(pki, 'quiet', { logger: false }));
+      try {
+        expect(registry.getMetricsAsArray()).toHaveLength(0);
+      } finally {
+        await caller.close();
+      }
+    });
+
+    it('fails the bootstrap naming the option when prom-client refuses the registration', async () => {
+      const registry = new Registry();
+      const first = await callerApp(
+        await serviceOptions(pki, 'twin', { logger: false, metrics: { prometheus: { registry } } }),
+      );
+      try {
+        const err = await bootstrapError(
+          await serviceOptions(pki, 'twin', {
+            logger: false,
+            metrics: { prometheus: { registry } },
+          }),
+        );
+        expect(err).toBeInstanceOf(AureliaError);
+        expect((err as AureliaError).kind).toBe(ErrorId.InvalidConfig);
+        expect((err as AureliaError).message).toMatch(
+          /^AureliaModule option 'metrics\.prometheus' .*already registered/,
+        );
+      } finally {
+        await first.close();
+      }
+    });
+  });
+
+  describe('health indicator', () => {
+    async function healthApp(options: AureliaModuleOptions): Promise<TestingModule> {
+      const moduleRef = await Test.createTestingModule({
+        imports: [TerminusModule.forRoot({ logger: false }), AureliaModule.forRoot(options)],
+        providers: [AureliaHealthIndicator],
+      }).compile();
+      await moduleRef.init();
+      return moduleRef;
+    }
+
+    async function downResponse(check: Promise<unknown>): Promise<HealthCheckResult> {
+      const err = await check.then(
+        () => {
+          throw new Error('expected the health check to fail');
+        },
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(ServiceUnavailableException);
+      return (err as ServiceUnavailableException).getResponse() as HealthCheckResult;
+    }
+
+    it('is up while the domus listens and every required peer has a primary callis', async () => {
+      const app = await healthApp(
+        await serviceOptions(pki, 'watcher', {
+          logger: false,
+          routes: { sum: billing.get(Domus).localAddr },
+        }),
+      );
+      try {
+        const health = app.get(HealthCheckService);
+        const mesh = app.get(AureliaHealthIndicator);
+        const domus = app.get(Domus);
+
+        const alone = await health.check([() => mesh.isHealthy('mesh')]);
+        expect(alone.status).toBe('ok');
+        expect(alone.info?.mesh).toMatchObject({
+          status: 'up',
+          identity: 'spiffe://aurelia.local/watcher',
+          address: domus.localAddr.toString(),
+          listening: true,
+          missingPeers: [],
+        });
+
+        const missing = await downResponse(
+          health.check([() => mesh.isHealthy('mesh', { requiredPeers: [BILLING] })]),
+        );
+        expect(missing.status).toBe('error');
+        expect(missing.error?.mesh).toMatchObject({
+          status: 'down',
+          listening: true,
+          missingPeers: [BILLING],
+        });
+        expect(missing.error?.mesh?.message).toContain(BILLING);
+
+        await lastValueFrom(app.get(ClientAurelia).send('sum', [1]));
+        const connected = await health.check([
+          () => mesh.isHealthy('mesh', { requiredPeers: [BILLING] }),
+        ]);
+        expect(connected.info?.mesh).toMatchObject({
+          status: 'up',
+          connectedPeers: [BILLING],
+          missingPeers: [],
+        });
+
+        await domus.shutdown();
+        const stopped = await downResponse(health.check([() => mesh.isHealthy('mesh')]));
+        expect(stopped.error?.mesh).toMatchObject({
+          status: 'down',
+          listening: false,
+          message: 'the domus is not running',
+        });
+      } finally {
+        await app.close();
+      }
+    });
+
+    it('goes down when a required peer drops', async () => {
+      const server = await hybridApp(await serviceOptions(pki, 'ledger', { logger: false }));
+      const ledger = server.get(Domus);
+      const app = await healthApp(
+        await serviceOptions(pki, 'auditor', { logger: false, routes: { sum: ledger.localAddr } }),
+      );
+      try {
+        const mesh = app.get(AureliaHealthIndicator);
+        const required = { requiredPeers: ['spiffe://aurelia.local/ledger'] };
+        await lastValueFrom(app.get(ClientAurelia).send('sum', [1]));
+        expect(mesh.isHealthy('mesh', required).mesh.status).toBe('up');
+
+        const dropped = firstMatch(
+          app.get(Domus).reporting.events$,
+          (e) => e.type === 'PeerDisconnected' && e.identity === 'spiffe://aurelia.local/ledger',
+          'the last callis with ledger closing',
+        );
+        await server.close();
+        await dropped;
+        const result = mesh.isHealthy('mesh', required).mesh;
+        expect(result).toMatchObject({
+          status: 'down',
+          listening: true,
+          missingPeers: ['spiffe://aurelia.local/ledger'],
+        });
+      } finally {
+        await app.close();
+        await server.close();
+      }
+    });
+
+    it('refuses requiredPeers that are not identities', async () => {
+      const app = await healthApp(await serviceOptions(pki, 'strict', { logger: false }));
+      try {
+        const mesh = app.get(AureliaHealthIndicator);
+        expect(() => mesh.isHealthy('mesh', { requiredPeers: [''] })).toThrow(
+          expect.objectContaining({ kind: ErrorId.InvalidConfig }),
+        );
+      } finally {
+        await app.close();
+      }
+    });
+
+    it('keeps @nestjs/terminus out of the main entry, so the package loads without it', () => {
+      const root = path.resolve('lib');
+      const seen = new Set<string>();
+      const external = new Set<string>();
+      const visit = (file: string): void => {
+        if (seen.has(file)) return;
+        seen.add(file);
+        const info = ts.preProcessFile(readFileSync(file, 'utf8'), true, true);
+        for (const { fileName } of info.importedFiles) {
+          if (fileName.startsWith('.')) {
+            visit(path.resolve(path.dirname(file), fileName.replace(/\.js$/, '.ts')));
+          } else {
+            external.add(fileName);
+          }
+        }
+      };
+      visit(path.join(root, 'index.ts'));
+      expect(seen.size).toBeGreaterThan(10);
+      expect([...external].filter((m) => m.startsWith('@nestjs/terminus'))).toEqual([]);
+      expect(seen.has(path.join(root, 'nest', 'health.ts'))).toBe(false);
+    });
+  });
+
+  describe('logging', () => {
+    it("sends lifecycle lines to Nest's logger with context 'Aurelia' by default", async () => {
+      const capture = new CapturingLogger();
+      const moduleRef = await Test.createTestingModule({
+        imports: [AureliaModule.forRoot(await serviceOptions(pki, 'chatty'))],
+      })
+        .setLogger(capture)
+        .compile();
+      await moduleRef.init();
+      const address = moduleRef.get(Domus).localAddr.toString();
+      await moduleRef.close();
+      const lines = capture.from('Aurelia');
+      expect(lines).toContainEqual({
+        level: 'log',
+        message: `domus spiffe://aurelia.local/chatty listening on ${address}`,
+      });
+      expect(lines).toContainEqual({
+        level: 'log',
+        message: 'domus spiffe://aurelia.local/chatty shut down',
+      });
+    });
+
+    it('writes repeated background errors once per interval to the given logger', async () => {
+      const capture = new CapturingLogger();
+      const moduleRef = await Test.createTestingModule({
+        imports: [
+          AureliaModule.forRoot(
+            await serviceOptions(pki, 'dialer', {
+              logger: capture,
+              routes: { note: await deadAddress() },
+            }),
+          ),
+        ],
+      }).compile();
+      await moduleRef.init();
+      try {
+        const errors = moduleRef.get<Observable<AureliaError>>(AURELIA_ERRORS);
+        let failures = 0;
+        const third = firstMatch(errors, () => ++failures >= 3, 'three dial failures');
+        moduleRef
+          .get(ClientAurelia)
+          .emit('note', 'lost')
+          .subscribe({ error: () => undefined });
+        await third;
+        const warnings = capture.lines.filter((l) => l.level === 'warn');
+        expect(warnings).toHaveLength(1);
+        expect(warnings[0].params[0]).toMatchObject({ errorId: expect.any(String) });
+      } finally {
+        await moduleRef.close();
+      }
+      expect(capture.lines.map((l) => l.message)).toContain(
+        'domus spiffe://aurelia.local/dialer shut down',
+      );
+    });
+
+    it('is silent with logger: false', async () => {
+      const capture = new CapturingLogger();
+      const moduleRef = await Test.createTestingModule({
+        imports: [AureliaModule.forRoot(await serviceOptions(pki, 'mute', { logger: false }))],
+      })
+        .setLogger(capture)
+        .compile();
+      await moduleRef.init();
+      await moduleRef.close();
+      expect(capture.from('Aurelia')).toEqual([]);
+    });
+
+    it('refuses a logger without the LoggerService methods', () => {
+      expect(() =>
+        resolveAureliaOptions({
+          listen: 'tls://127.0.0.1:0',
+          auth: { ca: 'ca.pem', cert: 'c.pem', key: 'k.pem' },
+          logger: { log: () => undefined } as never,
+        }),
+      ).toThrow(/^AureliaModule option 'logger' must be false or a logger/);
+    });
+  });
+
+  describe('DNS SRV discovery', () => {
+    let dns: LoopbackDns;
+    beforeAll(async () => {
+      dns = new LoopbackDns();
+      await dns.start();
+      dns.srv.set('_billing._tcp.aurelia.test', [
+        { priority: 10, weight: 1, port: billingPort, target: 'billing.aurelia.test' },
+      ]);
+      dns.a.set('billing.aurelia.test', '127.0.0.1');
+    });
+    afterAll(async () => {
+      await dns?.stop();
+    });
+
+    it('reaches a server found only through an SRV record', async () => {
+      const caller = await callerApp(
+        await serviceOptions(pki, 'finder', {
+          logger: false,
+          discovery: {
+            dnsSrv: { servers: [dns.address], services: { sum: '_billing._tcp.aurelia.test' } },
+          },
+        }),
+      );
+      try {
+        const client = caller.get(ClientAurelia);
+        await expect(lastValueFrom(client.send<number>('sum', [4, 5]))).resolves.toBe(9);
+        expect(dns.queries).toContain('SRV _billing._tcp.aurelia.test');
+        await expect(lastValueFrom(client.send('later', 'x'))).rejects.toMatchObject({
+          kind: ErrorId.UnknownTaberna,
+        });
+      } finally {
+        await caller.close();
+      }
+    });
+
+    it('consults static routes before DNS', async () => {
+      dns.srv.set('_decoy._tcp.aurelia.test', [
+        { priority: 10, weight: 1, port: 1, target: 'billing.aurelia.test' },
+      ]);
+      const caller = await callerApp(
+        await serviceOptions(pki, 'mixed', {
+          logger: false,
+          routes: { later: billing.get(Domus).localAddr },
+          discovery: {
+            dnsSrv: {
+              servers: [dns.address],
+              services: [
+                { pattern: 'sum', service: '_billing._tcp.aurelia.test' },
+                { pattern: 'later', service: '_decoy._tcp.aurelia.test' },
+              ],
+            },
+          },
+        }),
+      );
+      try {
+        const client = caller.get(ClientAurelia);
+        await expect(lastValueFrom(client.send('later', 'x'))).resolves.toBe('later:x');
+        await expect(lastValueFrom(client.send<number>('sum', [1, 1]))).resolves.toBe(2);
+        expect(dns.queries).not.toContain('SRV _decoy._tcp.aurelia.test');
+      } finally {
+        await caller.close();
+      }
+    });
+
+    it('maps every pattern to the taberna id its handler registers', () => {
+      const pattern = fc.oneof(
+        fc.string({ minLength: 1 }),
+        fc.dictionary(fc.string({ minLength: 1 }), fc.oneof(fc.string(), fc.integer()), {
+          minKeys: 1,
+          maxKeys: 4,
+        }),
+      );
+      fc.assert(
+        fc.property(
+          fc.uniqueArray(pattern, {
+            minLength: 1,
+            maxLength: 5,
+            selector: (p) => tabernaIdForPattern(p).toString(),
+          }),
+          (patterns) => {
+            const services = patterns.map((p, i) => ({ pattern: p, service: `_s${i}._tcp.x` }));
+            const resolved = resolveAureliaOptions({
+              listen: 'tls://127.0.0.1:0',
+              auth: { ca: 'ca.pem', cert: 'c.pem', key: 'k.pem' },
+              discovery: { dnsSrv: { services } },
+            });
+            for (const { pattern: p, service } of services) {
+              expect(resolved.discovery?.serviceFor(tabernaIdForPattern(p))).toBe(service);
+            }
+          },
+        ),
+        { numRuns: 50 },
+      );
+    });
+
+    it('refuses discovery settings the resolver cannot use, naming the option', () => {
+      const base = {
+        listen: 'tls://127.0.0.1:0',
+        auth: { ca: 'ca.pem', cert: 'c.pem', key: 'k.pem' },
+      };
+      expect(() =>
+        resolveAureliaOptions({
+          ...base,
+          discovery: { dnsSrv: { services: { sum: 'not a name' } } },
+        }),
+      ).toThrow(
+        /^AureliaModule option 'discovery\.dnsSrv' services\[\d+\] "not a name" is not a DNS name/,
+      );
+      expect(() =>
+        resolveAureliaOptions({
+          ...base,
+          resolver: new SimpleResolver(),
+          discovery: { dnsSrv: { services: { sum: '_a._tcp.x' } } },
+        }),
+      ).toThrow(/^AureliaModule option 'discovery' cannot be combined with resolver/);
+      expect(() =>
+        resolveAureliaOptions({
+          ...base,
+          discovery: {
+            dnsSrv: {
+              services: [
+                { pattern: { a: 1, b: 2 }, service: '_a._tcp.x' },
+                { pattern: { b: 2, a: 1 }, service: '_b._tcp.x' },
+              ],
+            },
+          },
+        }),
+      ).toThrow(/^AureliaModule option 'discovery\.dnsSrv\.services\[1\]' maps taberna \d+ again/);
+      expect(() =>
+        resolveAureliaOptions({ ...base, discovery: { dnsSrv: { services: {} } } }),
+      ).toThrow(/^AureliaModule option 'discovery\.dnsSrv\.services' must map at least one/);
+      expect(() =>
+        resolveAureliaOptions({
+          ...base,
+          discovery: { dnsSrv: { services: { sum: '_a._tcp.x' }, ttl: 5 } as never },
+        }),
+      ).toThrow(/^AureliaModule option 'discovery\.dnsSrv\.ttl' is not an option/);
+    });
+  });
+});
