@@ -6,7 +6,9 @@ import { fileURLToPath } from 'node:url';
 
 import { Command, CommanderError } from 'commander';
 
+import { registerBench } from './bench.js';
 import { registerCertsCommand } from './certs.js';
+import { registerSoakCommand } from './soak.js';
 
 /** Where the command writes: standard output and standard error, or a test's buffers. */
 export interface CliIo {
@@ -25,8 +27,7 @@ export const processIo: CliIo = {
 /**
  * Builds the `aurelia-mesh` program writing to `io`. Commander's own exits are turned into
  * exceptions (`exitOverride`), so `run` decides the exit code. Each subcommand lives in its own
- * module and registers itself here (`certs` now; `demo` and `bench` follow the same shape:
- * `registerXCommand(program, io)`).
+ * module and registers itself here (`certs`, `bench`, `soak`).
  */
 export function createProgram(io: CliIo = processIo): Command {
   const program = new Command('aurelia-mesh')
@@ -43,6 +44,8 @@ export function createProgram(io: CliIo = processIo): Command {
   const version = packageVersion();
   if (version !== undefined) program.version(version, '-V, --version', 'print the version');
   registerCertsCommand(program, io);
+  registerBench(program, io);
+  registerSoakCommand(program, io);
   return program;
 }
 
