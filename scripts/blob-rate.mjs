@@ -3,7 +3,11 @@
 // blob windows, next to a raw node:tls bulk copy over the same transport in the same run.
 // Used to choose DEFAULT_BLOB_WINDOWS; a measurement, not a test.
 //
-// Usage: node scripts/blob-rate.mjs [--mib 256] [--windows 64x16,256x16,256x32,1024x8]
+// Configurations are interleaved round by round and the median of the rounds is reported, so a
+// machine whose load drifts during the run biases no configuration in particular.
+//
+// Usage: node scripts/blob-rate.mjs [--mib 256] [--rounds 3] [--windows 64x16,256x16,1024x8]
+//        [--transports tcp,socket]
 import { Buffer } from 'node:buffer';
 import console from 'node:console';
 import { once } from 'node:events';
@@ -23,6 +27,8 @@ import './register-ts.mjs';
 const { values } = parseArgs({
   options: {
     mib: { type: 'string', default: '256' },
+    rounds: { type: 'string', default: '3' },
+    transports: { type: 'string', default: 'tcp,socket' },
     windows: { type: 'string', default: '64x16,256x8,256x16,256x32,1024x8' },
   },
 });
@@ -62,6 +68,13 @@ function source() {
   });
 }
 
+// Throughput in MiB/s, and CPU milliseconds (user + system, both ends) per MiB moved: the latter
+// hardly depends on what else the machine is doing.
+function figures(seconds, cpu) {
+  const mib = totalBytes / 1024 / 1024;
+  return { rate: mib / seconds, cpu: (cpu.user + cpu.system) / 1000 / mib };
+}
+
 async function aureliaRun(transport, window) {
   const aurelia = new Aurelia();
   const resolver = new SimpleResolver();
@@ -77,6 +90,7 @@ async function aureliaRun(transport, window) {
   resolver.insert(1n, beta.localAddr);
   try {
     const started = performance.now();
+    const cpuStarted = process.cpuUsage();
     const sending = alpha.send(codec, 1n, { file: 'x' }, SendOptions.BLOB);
     const request = await taberna.next(5000);
     const receiver = request.blobReceiver;
@@ -90,7 +104,7 @@ async function aureliaRun(transport, window) {
     await reading;
     const seconds = (performance.now() - started) / 1000;
     if (received !== totalBytes) throw new Error(`received ${received} of ${totalBytes} bytes`);
-    return totalBytes / 1024 / 1024 / seconds;
+    return figures(seconds, process.cpuUsage(cpuStarted));
   } finally {
     await aurelia.shutdown();
   }
@@ -121,6 +135,7 @@ async function rawRun(transport) {
     }),
   );
   const started = performance.now();
+  const cpuStarted = process.cpuUsage();
   const client = tls.connect({
     ...(transport === 'tcp' ? { host: '127.0.0.1', port: server.address().port } : { path: sock }),
     servername: 'localhost',
@@ -133,22 +148,39 @@ async function rawRun(transport) {
   const seconds = (performance.now() - started) / 1000;
   server.close();
   if (received !== totalBytes) throw new Error(`raw copy received ${received} bytes`);
-  return totalBytes / 1024 / 1024 / seconds;
+  return figures(seconds, process.cpuUsage(cpuStarted));
 }
 
-console.log(`node ${process.version}, ${values.mib} MiB per run, both ends in one process`);
+const rounds = Number(values.rounds);
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+console.log(
+  `node ${process.version}, ${values.mib} MiB per run, median of ${rounds} interleaved rounds, both ends in one process`,
+);
 try {
-  for (const transport of ['tcp', 'socket']) {
-    const raw = await rawRun(transport);
-    console.log(
-      `${transport.padEnd(6)} raw node:tls copy          ${raw.toFixed(0).padStart(6)} MiB/s`,
-    );
-    for (const window of windows) {
-      const rate = await aureliaRun(transport, window);
-      const label = `${window.chunkSize / 1024} KiB x ${window.ackWindow}`;
+  for (const transport of values.transports.split(',')) {
+    const raws = [];
+    const rates = windows.map(() => []);
+    for (let round = 0; round < rounds; round++) {
+      raws.push(await rawRun(transport));
+      for (const [i, window] of windows.entries())
+        rates[i].push(await aureliaRun(transport, window));
+    }
+    const line = (label, runs, raw) => {
+      const rate = median(runs.map((r) => r.rate));
+      const cpu = median(runs.map((r) => r.cpu));
+      const rates = runs.map((r) => r.rate);
+      const spread = `${Math.min(...rates).toFixed(0)}–${Math.max(...rates).toFixed(0)}`;
+      const versus = raw
+        ? `${((rate / raw.rate) * 100).toFixed(0).padStart(3)} % of raw, cpu ${(cpu / raw.cpu).toFixed(2)}x`
+        : '';
       console.log(
-        `${transport.padEnd(6)} blob ${label.padEnd(21)} ${rate.toFixed(0).padStart(6)} MiB/s  ${((rate / raw) * 100).toFixed(0).padStart(3)} % of raw`,
+        `${transport.padEnd(6)} ${label.padEnd(24)} ${rate.toFixed(0).padStart(5)} MiB/s (${spread})  ${cpu.toFixed(2)} cpu-ms/MiB  ${versus}`,
       );
+      return { rate, cpu };
+    };
+    const raw = line('raw node:tls copy', raws);
+    for (const [i, window] of windows.entries()) {
+      line(`blob ${window.chunkSize / 1024} KiB x ${window.ackWindow}`, rates[i], raw);
     }
   }
 } finally {
