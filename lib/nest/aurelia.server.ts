@@ -1,5 +1,6 @@
 // The Nest transport strategy: every handler pattern becomes a taberna on the domus.
 import 'reflect-metadata';
+import type { Readable } from 'node:stream';
 import {
   type CustomTransportStrategy,
   type IncomingEvent,
@@ -29,7 +30,7 @@ import {
 } from '../engine/services/request-reply-wire.js';
 import type { DomusReportingEvent } from '../engine/reporting/reporting.js';
 import { PacketBodyCodec, asAurelia } from './body.js';
-import { AureliaContext } from './context.js';
+import { AureliaContext, HandlerBlob } from './context.js';
 import { messageOf, rejectionReason } from './errors.js';
 import type { AureliaModuleOptions, ResolvedAureliaOptions } from './options.js';
 import { tabernaIdForRoute } from './pattern.js';
@@ -236,6 +237,15 @@ export class AureliaServer
     try {
       for await (const request of taberna) {
         const frame = request.message;
+        if (request.blobReceiver !== undefined && frame.kind !== 'message') {
+          request.reject(
+            rejectionReason({
+              status: 'error',
+              message: `'${pattern}' takes blobs only with events (sendBlob), not with a ${frame.kind}`,
+            }),
+          );
+          continue;
+        }
         switch (frame.kind) {
           case 'message':
             void this.onEvent(request, frame.message, pattern, taberna.id);
@@ -255,31 +265,61 @@ export class AureliaServer
     }
   }
 
+  /**
+   * Runs an event handler and decides the request: accepted when the handler takes the blob
+   * (`getBlob()`) or completes, rejected when it throws before. A blob taken and then failed,
+   * dropped unread or ignored is aborted, so the sender never sees a truncated success.
+   */
   private async onEvent(
     request: TabernaRequest<unknown>,
     value: unknown,
     pattern: string,
     tabernaId: TabernaId,
   ): Promise<void> {
+    const blob = request.blobReceiver as Readable | undefined;
+    let view: HandlerBlob | undefined;
+    let settled = false;
+    const dropped = `the handler of '${pattern}' stopped reading the blob before its end`;
+    const takeBlob = (): Readable => {
+      if (!view) {
+        request.accept();
+        view = new HandlerBlob(blob!, () => {
+          if (settled) abortBlob(blob!, dropped);
+        });
+      }
+      return view;
+    };
     try {
       const packet = (await this.deserializer.deserialize(value, {
         channel: pattern,
       })) as IncomingEvent;
       const handler = this.getHandlerByPattern(pattern);
       if (!handler?.isEventHandler) {
-        request.reject(
-          rejectionReason({
-            status: 'error',
-            message: `'${pattern}' takes messages (send), not events`,
-          }),
-        );
+        const message = blob
+          ? `'${pattern}' is a message handler: blobs go to event handlers (@EventPattern)`
+          : `'${pattern}' takes messages (send), not events`;
+        request.reject(rejectionReason({ status: 'error', message }));
         return;
       }
-      const context = new AureliaContext([request.peer, tabernaId, pattern, packet.metadata]);
+      const context = new AureliaContext(
+        [request.peer, tabernaId, pattern, packet.metadata],
+        blob ? takeBlob : undefined,
+      );
       await this.handleEvent(pattern, packet, context);
+      settled = true;
       request.accept();
+      if (blob && !view) {
+        abortBlob(
+          blob,
+          `the handler of '${pattern}' completed without taking the blob (AureliaContext.getBlob())`,
+        );
+      } else if (view?.destroyed) {
+        abortBlob(blob!, dropped);
+      }
     } catch (err) {
-      request.reject(rejectionReason(errorPayload(err)));
+      settled = true;
+      if (view) abortBlob(blob!, rejectionReason(errorPayload(err), BLOB_ABORT_REASON_BYTES));
+      else request.reject(rejectionReason(errorPayload(err)));
     }
   }
 
@@ -382,6 +422,20 @@ function errorPayload(err: unknown): unknown {
   if (err instanceof AureliaError) return { status: 'error', message: err.toString() };
   if (err instanceof Error) return { status: 'error', message: messageOf(err) };
   return err;
+}
+
+/** What an aborted blob stream's error frame carries of the reason. */
+const BLOB_ABORT_REASON_BYTES = 1000;
+
+/**
+ * Aborts a received blob: the sender's stream fails with `RemoteTabernaRejected` and `reason`.
+ * Does nothing to a stream that already ended or failed (the engine decided its outcome).
+ */
+function abortBlob(blob: Readable, reason: string): void {
+  if (blob.destroyed || blob.readableEnded) return;
+  // The handler may have dropped its listeners; the abort must not surface as uncaught.
+  blob.once('error', () => undefined);
+  blob.destroy(new AureliaError(ErrorId.RemoteTabernaRejected, reason));
 }
 
 /** An Observable that emits once when `signal` aborts (completing handler streams early). */

@@ -1,16 +1,20 @@
-// The Nest client proxy: send() over A2 request/reply, emit() as one accepted message.
+// The Nest client proxy: send() over A2 request/reply, emit() as one accepted message, sendBlob().
 import 'reflect-metadata';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { ClientProxy, type ReadPacket, type WritePacket } from '@nestjs/microservices';
-import type { Subscription } from 'rxjs';
+import { Observable, type Subscription } from 'rxjs';
 import { AureliaError, ErrorId } from '../engine/errors.js';
 import { Aurelia } from '../engine/aurelia.js';
 import { DomusAddr } from '../engine/addr.js';
-import { JsonCodec } from '../engine/codec.js';
+import { type EncodedMessage, JsonCodec, type MessageCodec } from '../engine/codec.js';
+import type { BlobSender } from '../engine/blob/sender.js';
 import type { Domus } from '../engine/domus.js';
+import { SendOptions } from '../engine/send-options.js';
 import { MessagePriorityClass, A3_MESSAGE_TYPE_BASE } from '../engine/ids.js';
 import { RemoteRequestError, RequestReplyClient } from '../engine/services/request-reply-client.js';
 import { PacketBodyCodec, asAurelia } from './body.js';
-import { emitError } from './errors.js';
+import { blobSendError, emitError } from './errors.js';
 import type { AureliaEventsMap } from './aurelia.server.js';
 import type { AureliaModuleOptions, ResolvedAureliaOptions } from './options.js';
 import { normalizePattern, tabernaIdForPattern } from './pattern.js';
@@ -36,8 +40,9 @@ export type ClientAureliaOptions = Partial<
  * the handler's error payload (as Nest's built-in transports do), or with an `AureliaError`
  * (`SendTimeout` at the deadline, `PeerRestarted`, `UnknownTaberna`, …). `emit(pattern, data)`
  * completes once the remote handler finished and errors with `RemoteTabernaRejected` (the
- * handler's payload as `cause`) when it threw. Nothing is lost silently and nothing waits past
- * its deadline.
+ * handler's payload as `cause`) when it threw. `sendBlob(pattern, data, source)` delivers `data`
+ * to an `@EventPattern` handler with `source` streamed behind it (see `sendBlob`). Nothing is lost
+ * silently and nothing waits past its deadline.
  *
  * Construct it with a `Domus` (borrowed, e.g. the `AureliaModule`'s) or with module options (it
  * builds its own domus in `connect` and shuts it down in `close`).
@@ -179,23 +184,82 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
     };
   }
 
+  /**
+   * Sends `data` to the `@EventPattern` handler serving `pattern` (serialized like `emit`) and,
+   * once the handler accepted it — by taking the stream with `AureliaContext.getBlob()`, or by
+   * completing — streams `source` to it with `stream.pipeline`, so a receiver that reads slowly
+   * slows `source` down. The returned Observable is cold and runs once: subscribing starts the
+   * transfer; it emits `undefined` and completes when the receiver has read every byte.
+   *
+   * It errors with an `AureliaError`: `RemoteTabernaRejected` when the handler (or a guard, pipe
+   * or filter before it) threw before taking the stream, or threw after taking it (the stream is
+   * aborted; `cause` holds the handler's error payload when it fit the wire), or ignored the
+   * stream; `SendTimeout` when nothing accepted the request within the deadline
+   * (`requestTimeoutMs`, bounded by the domus's `sendTimeoutMs`); `BlobStreamIdleTimeout` when
+   * the stream made no progress for 2 × `sendTimeoutMs`; `ConnectionLost` when `source` failed
+   * (`cause` is its error; the receiver sees an abort, never a truncated success);
+   * `PeerRestarted`, `UnknownTaberna`, `BlobBufferFull`, `DomusClosed`, `EncodeFailure`.
+   * Unsubscribing before completion aborts the stream on both ends. On any failure `source` is
+   * destroyed, as `stream.pipeline` does.
+   */
+  sendBlob(pattern: unknown, data: unknown, source: Readable): Observable<void> {
+    let started = false;
+    return new Observable<void>((subscriber) => {
+      if (started) {
+        subscriber.error(
+          new AureliaError(
+            ErrorId.InvalidConfig,
+            `sendBlob('${patternText(pattern)}') runs once: its source stream was already taken by the first subscription`,
+          ),
+        );
+        return undefined;
+      }
+      started = true;
+      const transfer = new BlobTransfer(patternText(pattern));
+      this.transferBlob(transfer, pattern, data, source).then(
+        () => {
+          transfer.settled = true;
+          subscriber.next();
+          subscriber.complete();
+        },
+        (err: unknown) => {
+          transfer.settled = true;
+          subscriber.error(err);
+        },
+      );
+      return () => transfer.cancel();
+    });
+  }
+
+  private async transferBlob(
+    transfer: BlobTransfer,
+    pattern: unknown,
+    data: unknown,
+    source: Readable,
+  ): Promise<void> {
+    let sender: BlobSender;
+    try {
+      await this.connect();
+      const encoded = await this.encodeEvent({ pattern, data });
+      sender = await transfer.open(this.domus!, tabernaIdForPattern(pattern), encoded, {
+        timeoutMs: this.requestTimeoutMs,
+      });
+    } catch (err) {
+      source.destroy();
+      throw blobSendError(err, transfer.pattern);
+    }
+    try {
+      await pipeline(source, sender);
+    } catch (err) {
+      throw blobSendError(sender.failure ?? err, transfer.pattern);
+    }
+  }
+
   protected async dispatchEvent<T = unknown>(packet: ReadPacket): Promise<T> {
     const domus = this.domus!;
     const pattern = patternText(packet.pattern);
     const to = tabernaIdForPattern(packet.pattern);
-    const value: unknown = await this.serializer.serialize({ ...packet, pattern });
-    let encoded;
-    try {
-      encoded = this.body.codec.encodeApp(value);
-    } catch (err) {
-      throw asAurelia(err, ErrorId.EncodeFailure, 'the event could not be encoded');
-    }
-    if (encoded.msgType < A3_MESSAGE_TYPE_BASE) {
-      throw new AureliaError(
-        ErrorId.EncodeFailure,
-        `the codec's message type ${encoded.msgType} is below the A3 range (${A3_MESSAGE_TYPE_BASE})`,
-      );
-    }
+    const encoded = await this.encodeEvent(packet);
     try {
       await domus.dispatch({
         priority: MessagePriorityClass.A3,
@@ -208,6 +272,27 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
       throw emitError(err, pattern);
     }
     return undefined as T;
+  }
+
+  /** Serializes and encodes an event packet; throws `EncodeFailure` naming the problem. */
+  private async encodeEvent(packet: ReadPacket): Promise<EncodedMessage> {
+    const value: unknown = await this.serializer.serialize({
+      ...packet,
+      pattern: patternText(packet.pattern),
+    });
+    let encoded;
+    try {
+      encoded = this.body.codec.encodeApp(value);
+    } catch (err) {
+      throw asAurelia(err, ErrorId.EncodeFailure, 'the event could not be encoded');
+    }
+    if (encoded.msgType < A3_MESSAGE_TYPE_BASE) {
+      throw new AureliaError(
+        ErrorId.EncodeFailure,
+        `the codec's message type ${encoded.msgType} is below the A3 range (${A3_MESSAGE_TYPE_BASE})`,
+      );
+    }
+    return encoded;
   }
 
   private async readReply(reply: Buffer): Promise<WritePacket> {
@@ -257,4 +342,100 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
 /** The pattern as text in packets: Nest's normalized form, or the explicit id's digits. */
 function patternText(pattern: unknown): string {
   return typeof pattern === 'bigint' ? pattern.toString() : normalizePattern(pattern);
+}
+
+/** A codec that hands the engine a message this client already encoded. */
+const PRE_ENCODED: MessageCodec<EncodedMessage> = {
+  encodeApp: (message) => message,
+  decodeApp: () => {
+    throw new AureliaError(ErrorId.DecodeFailure, 'a pre-encoded message is never decoded');
+  },
+};
+
+/**
+ * One `sendBlob` run: the deadline of its request and the cancellation that may come at any
+ * point (before the remote accepted, while streaming, never after it settled).
+ */
+class BlobTransfer {
+  settled = false;
+  private sender: BlobSender | undefined;
+  private failure: unknown;
+  private reject: ((err: unknown) => void) | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(readonly pattern: string) {}
+
+  /**
+   * Sends the request and resolves with the stream once the remote accepted it. With
+   * `timeoutMs` it rejects with `SendTimeout` after that long; a stream accepted later is
+   * aborted at once, so the handler never waits for bytes that will not come.
+   */
+  open(
+    domus: Domus,
+    to: bigint,
+    encoded: EncodedMessage,
+    { timeoutMs }: { timeoutMs: number | undefined },
+  ): Promise<BlobSender> {
+    return new Promise<BlobSender>((resolve, reject) => {
+      this.reject = reject;
+      if (timeoutMs !== undefined) {
+        this.timer = setTimeout(
+          () =>
+            this.fail(
+              new AureliaError(
+                ErrorId.SendTimeout,
+                `the handler of '${this.pattern}' did not accept the blob request within ${timeoutMs} ms`,
+              ),
+            ),
+          timeoutMs,
+        );
+      }
+      domus.send(PRE_ENCODED, to, encoded, SendOptions.BLOB).then(
+        (outcome) => {
+          if (outcome.kind !== 'blob') {
+            this.fail(new AureliaError(ErrorId.ProtocolViolation, 'a blob send opened no stream'));
+            return;
+          }
+          if (this.failure) {
+            // Too late: the caller already heard why; the handler must not wait for bytes.
+            abort(outcome.sender, this.failure);
+            return;
+          }
+          clearTimeout(this.timer);
+          this.sender = outcome.sender;
+          resolve(outcome.sender);
+        },
+        (err: unknown) => this.fail(err),
+      );
+    });
+  }
+
+  /** The caller unsubscribed: aborts the stream (now, or as soon as the remote accepts). */
+  cancel(): void {
+    if (this.settled) return;
+    const reason = this.abortReason();
+    if (this.sender) abort(this.sender, reason);
+    else this.fail(reason);
+  }
+
+  /** Ends the request phase with `err` (once). */
+  private fail(err: unknown): void {
+    if (this.failure !== undefined || this.sender) return;
+    this.failure = err;
+    clearTimeout(this.timer);
+    this.reject?.(err);
+  }
+
+  private abortReason(): AureliaError {
+    return new AureliaError(
+      ErrorId.ConnectionLost,
+      `the blob for '${this.pattern}' was aborted: the caller unsubscribed`,
+    );
+  }
+}
+
+/** Aborts `sender` (the receiver fails with `reason`) without an unhandled `'error'`. */
+function abort(sender: BlobSender, reason: unknown): void {
+  sender.once('error', () => undefined);
+  sender.destroy(reason instanceof Error ? reason : undefined);
 }

@@ -1,5 +1,6 @@
-// The RPC context Aurelia handlers receive with @Ctx(): who called, on which taberna.
+// The RPC context Aurelia handlers receive with @Ctx(): who called, on which taberna, the blob.
 import 'reflect-metadata';
+import { Readable } from 'node:stream';
 import { BaseRpcContext } from '@nestjs/microservices';
 import type { PacketMetadata } from '@nestjs/microservices';
 import type { TabernaId } from '../engine/ids.js';
@@ -18,7 +19,14 @@ export type AureliaContextArgs = [
  * in guards and interceptors via `context.switchToRpc().getContext<AureliaContext>()`.
  */
 export class AureliaContext extends BaseRpcContext<AureliaContextArgs> {
-  constructor(args: AureliaContextArgs) {
+  /**
+   * `takeBlob` is given for a request carrying a blob: `getBlob()` returns what it returns (the
+   * transport accepts the request on the first call).
+   */
+  constructor(
+    args: AureliaContextArgs,
+    private readonly takeBlob?: () => Readable,
+  ) {
     super(args);
   }
 
@@ -46,10 +54,64 @@ export class AureliaContext extends BaseRpcContext<AureliaContextArgs> {
   }
 
   /**
-   * The blob stream attached to the message. Always `undefined` for now: blob transfer is not
-   * available on the Nest transport yet.
+   * The blob stream the caller's `sendBlob()` attached to this event, or `undefined` for a
+   * request without one. The first call accepts the request (the caller's stream starts), so a
+   * later throw aborts the stream instead of rejecting the event. The stream ends after the last
+   * byte in order and errors when the sender aborts, restarts, or stalls past the blob idle
+   * timeout; reading it slowly slows the sender down.
    */
-  getBlob(): undefined {
-    return undefined;
+  getBlob(): Readable | undefined {
+    return this.takeBlob?.();
   }
+}
+
+/**
+ * The received blob as a handler sees it: the engine's stream, forwarded chunk by chunk with its
+ * backpressure, whose destruction is reported to `onDestroyed` instead of aborting the transfer
+ * on the spot. So a handler that throws out of a `for await` loop aborts the stream with its own
+ * error, decided by the transport once the handler settled.
+ */
+export class HandlerBlob extends Readable {
+  private wanting = false;
+
+  constructor(
+    private readonly source: Readable,
+    private readonly onDestroyed: (err: Error | null) => void,
+  ) {
+    super({ highWaterMark: 64 * 1024 });
+    source.on('readable', this.onReadable);
+    source.on('end', this.onEnd);
+    source.on('error', this.onError);
+  }
+
+  override _read(): void {
+    this.wanting = true;
+    this.pull();
+  }
+
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    this.source.off('readable', this.onReadable);
+    this.source.off('end', this.onEnd);
+    this.source.off('error', this.onError);
+    this.onDestroyed(err);
+    callback(err);
+  }
+
+  private pull(): void {
+    while (this.wanting) {
+      const chunk = this.source.read() as Buffer | null;
+      if (chunk === null) return;
+      this.wanting = this.push(chunk);
+    }
+  }
+
+  private readonly onReadable = (): void => this.pull();
+  private readonly onEnd = (): void => {
+    this.push(null);
+  };
+  private readonly onError = (err: Error): void => {
+    // Like the engine's streams: without an 'error' listener, fail without crashing the process.
+    if (this.listenerCount('error') > 0) this.destroy(err);
+    else this.destroy();
+  };
 }

@@ -7,15 +7,15 @@ const MAX_REASON_BYTES = 1024;
  * The rejection reason for an event whose handler failed with Nest's error `payload` (what the
  * exception filters produced, e.g. `{ status: 'error', message: 'Internal server error' }`): its
  * JSON when that fits the 1024 bytes a rejection carries, else `{ status, message }` with the
- * message shortened to fit.
+ * message shortened to fit. `maxBytes` lowers the limit (a blob abort carries 1000 bytes).
  */
-export function rejectionReason(payload: unknown): string {
+export function rejectionReason(payload: unknown, maxBytes = MAX_REASON_BYTES): string {
   const json = safeJson(payload);
-  if (json !== undefined && Buffer.byteLength(json) <= MAX_REASON_BYTES) return json;
+  if (json !== undefined && Buffer.byteLength(json) <= maxBytes) return json;
   let message = messageOf(payload);
   for (;;) {
     const text = JSON.stringify({ status: 'error', message });
-    if (Buffer.byteLength(text) <= MAX_REASON_BYTES) return text;
+    if (Buffer.byteLength(text) <= maxBytes) return text;
     message = message.slice(0, Math.max(0, message.length - Math.ceil(message.length / 8) - 1));
   }
 }
@@ -33,6 +33,20 @@ export function emitError(err: unknown, pattern: string): unknown {
     ErrorId.RemoteTabernaRejected,
     `the handler of '${pattern}' failed: ${messageOf(payload)}`,
     { cause: payload },
+  );
+}
+
+/**
+ * The error `sendBlob()` reports: a rejection or a handler's abort as `emitError` shapes it,
+ * another `AureliaError` unchanged, and anything else — the source stream's own failure — as
+ * `ConnectionLost` naming the pattern, with the source's error as `cause`.
+ */
+export function blobSendError(err: unknown, pattern: string): AureliaError {
+  if (AureliaError.is(err)) return emitError(err, pattern) as AureliaError;
+  return new AureliaError(
+    ErrorId.ConnectionLost,
+    `the source stream of the blob for '${pattern}' failed, so the stream was aborted: ${messageOf(err)}`,
+    { cause: err },
   );
 }
 

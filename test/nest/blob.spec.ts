@@ -1,0 +1,403 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { PassThrough, Readable } from 'node:stream';
+import {
+  type CanActivate,
+  Controller,
+  type INestApplication,
+  type INestApplicationContext,
+  Injectable,
+  UseGuards,
+  UsePipes,
+  ValidationPipe,
+} from '@nestjs/common';
+import { Ctx, EventPattern, MessagePattern, Payload, RpcException } from '@nestjs/microservices';
+import { IsString, MinLength } from 'class-validator';
+import { type Observable, lastValueFrom } from 'rxjs';
+import { AureliaError, ErrorId, type Domus } from '../../lib/index.js';
+import { AureliaServer } from '../../lib/nest/aurelia.server.js';
+import { ClientAurelia } from '../../lib/nest/client-aurelia.js';
+import { AureliaContext } from '../../lib/nest/context.js';
+import { socketDir } from '../support/mesh.js';
+import { makeTestPki, type TestPki } from '../support/pki.js';
+import { FAST, callerApp, hybridApp, serviceOptions } from './fixtures.js';
+
+const MiB = 1024 * 1024;
+
+/** How a handler's read of one named blob ended. */
+type Outcome =
+  { ok: true; bytes: number; sha256: string } | { ok: false; bytes: number; error: string };
+
+/** Per-name promises the handlers settle, so tests wait on events rather than time. */
+interface Slot {
+  promise: Promise<Outcome>;
+  resolve(outcome: Outcome): void;
+}
+
+class Board {
+  private readonly outcomes = new Map<string, Slot>();
+  private readonly progress = new Map<string, { at: number; reached: () => void }>();
+
+  outcome(name: string): Promise<Outcome> {
+    return this.slot(name).promise;
+  }
+
+  settle(name: string, outcome: Outcome): void {
+    this.slot(name).resolve(outcome);
+  }
+
+  /** Resolves once the handler of `name` has read `bytes`. */
+  reached(name: string, bytes: number): Promise<void> {
+    return new Promise((resolve) => this.progress.set(name, { at: bytes, reached: resolve }));
+  }
+
+  read(name: string, total: number): void {
+    const watch = this.progress.get(name);
+    if (watch && total >= watch.at) {
+      this.progress.delete(name);
+      watch.reached();
+    }
+  }
+
+  private slot(name: string): Slot {
+    let slot = this.outcomes.get(name);
+    if (!slot) {
+      let resolve!: (outcome: Outcome) => void;
+      const promise = new Promise<Outcome>((r) => (resolve = r));
+      slot = { promise, resolve };
+      this.outcomes.set(name, slot);
+    }
+    return slot;
+  }
+}
+
+const board = new Board();
+
+/** Reads a blob to its end (or failure), hashing it and reporting progress. */
+async function consume(name: string, blob: Readable): Promise<Outcome> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  let outcome: Outcome;
+  try {
+    for await (const part of blob) {
+      hash.update(part as Buffer);
+      bytes += (part as Buffer).length;
+      board.read(name, bytes);
+    }
+    outcome = { ok: true, bytes, sha256: hash.digest('hex') };
+  } catch (err) {
+    outcome = { ok: false, bytes, error: String(err) };
+  }
+  board.settle(name, outcome);
+  return outcome;
+}
+
+class FileNote {
+  @IsString()
+  @MinLength(1)
+  name!: string;
+}
+
+@Injectable()
+class DenyAll implements CanActivate {
+  canActivate(): boolean {
+    return false;
+  }
+}
+
+@Controller()
+class FilesController {
+  @EventPattern<string>('file.put')
+  async put(@Payload() note: FileNote, @Ctx() ctx: AureliaContext): Promise<void> {
+    const outcome = await consume(note.name, ctx.getBlob()!);
+    if (!outcome.ok) throw new RpcException(outcome.error);
+  }
+
+  @UseGuards(DenyAll)
+  @EventPattern<string>('file.guarded')
+  guarded(@Ctx() ctx: AureliaContext): Promise<Outcome> {
+    return consume('guarded', ctx.getBlob()!);
+  }
+
+  @EventPattern<string>('file.refuse')
+  refuse(): never {
+    throw new RpcException({ code: 'E_FULL', message: 'disk full' });
+  }
+
+  @EventPattern<string>('file.quota')
+  async quota(@Payload() note: FileNote, @Ctx() ctx: AureliaContext): Promise<void> {
+    let bytes = 0;
+    for await (const part of ctx.getBlob()!) {
+      bytes += (part as Buffer).length;
+      if (bytes >= MiB) throw new RpcException({ code: 'E_QUOTA', message: 'over 1 MiB' });
+    }
+    board.settle(note.name, { ok: true, bytes, sha256: '' });
+  }
+
+  @EventPattern<string>('file.ignore')
+  ignore(@Payload() note: FileNote): void {
+    board.settle(note.name, { ok: true, bytes: 0, sha256: '' });
+  }
+
+  @UsePipes(
+    new ValidationPipe({
+      exceptionFactory: (errors) =>
+        new RpcException({
+          status: 'error',
+          message: 'invalid file note',
+          fields: errors.map((e) => e.property),
+        }),
+    }),
+  )
+  @EventPattern<string>('file.validated')
+  async validated(@Payload() note: FileNote, @Ctx() ctx: AureliaContext): Promise<void> {
+    await consume(note.name, ctx.getBlob()!);
+  }
+
+  @MessagePattern('file.rpc')
+  rpc(): string {
+    return 'replies only';
+  }
+
+  @EventPattern<string>('file.hold')
+  hold(@Payload() note: FileNote, @Ctx() ctx: AureliaContext): void {
+    const blob = ctx.getBlob()!;
+    // Takes the stream and never reads it.
+    blob.on('error', (err) => board.settle(note.name, { ok: false, bytes: 0, error: String(err) }));
+    blob.on('close', () =>
+      board.settle(note.name, { ok: false, bytes: 0, error: 'closed unread' }),
+    );
+  }
+
+  @MessagePattern('ping')
+  ping(): string {
+    return 'pong';
+  }
+}
+
+const PATTERNS = [
+  'file.put',
+  'file.guarded',
+  'file.refuse',
+  'file.quota',
+  'file.ignore',
+  'file.validated',
+  'file.rpc',
+  'file.hold',
+  'ping',
+];
+
+/** Feeds `data` in pieces of `size` bytes. */
+function pieces(data: Buffer, size = 64 * 1024): Readable {
+  const parts: Buffer[] = [];
+  for (let i = 0; i < data.length; i += size) parts.push(data.subarray(i, i + size));
+  return Readable.from(parts);
+}
+
+/** An endless source of 64 KiB pieces (bounded to 1 GiB), for aborts mid-stream. */
+function endless(): Readable {
+  const piece = randomBytes(64 * 1024);
+  let left = 16 * 1024;
+  return new Readable({
+    read() {
+      this.push(left-- > 0 ? piece : null);
+    },
+  });
+}
+
+function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+async function failure(source: Observable<unknown>): Promise<AureliaError> {
+  const err = await lastValueFrom(source).then(
+    () => new Error('expected sendBlob to fail, but it completed'),
+    (e: unknown) => e,
+  );
+  if (!(err instanceof AureliaError)) throw err;
+  return err;
+}
+
+describe.each(['tcp', 'unix'] as const)('sendBlob and getBlob over %s', (transport) => {
+  let pki: TestPki;
+  let files: INestApplication;
+  let caller: INestApplicationContext;
+  let client: ClientAurelia;
+  const dir = socketDir();
+
+  beforeAll(async () => {
+    pki = await makeTestPki();
+    const listen = (name: string): Record<string, string> =>
+      transport === 'unix' ? { listen: `unix://${dir.path(name)}` } : {};
+    files = await hybridApp(await serviceOptions(pki, 'files', listen('files')), [FilesController]);
+    const address = files.get(AureliaServer).unwrap<Domus>().localAddr.toString();
+    caller = await callerApp(
+      await serviceOptions(pki, 'orders', {
+        ...listen('orders'),
+        routes: PATTERNS.map((pattern) => ({ pattern, address })),
+      }),
+    );
+    client = caller.get(ClientAurelia);
+  });
+  afterAll(async () => {
+    await caller?.close();
+    await files?.close();
+    dir.cleanup();
+  });
+
+  it('delivers a few MiB byte-exact (SHA-256) and completes once the handler read them', async () => {
+    const data = randomBytes(4 * MiB + 333);
+    const name = `${transport}-big`;
+    await lastValueFrom(client.sendBlob('file.put', { name }, pieces(data)));
+    expect(await board.outcome(name)).toEqual({
+      ok: true,
+      bytes: data.length,
+      sha256: sha256(data),
+    });
+  });
+
+  it('delivers an empty blob as a stream that just ends', async () => {
+    const name = `${transport}-empty`;
+    await lastValueFrom(client.sendBlob('file.put', { name }, Readable.from([])));
+    expect(await board.outcome(name)).toEqual({
+      ok: true,
+      bytes: 0,
+      sha256: sha256(Buffer.alloc(0)),
+    });
+  });
+
+  it('fails with RemoteTabernaRejected when a guard refuses, and never reads the source', async () => {
+    const source = pieces(randomBytes(256 * 1024));
+    const err = await failure(client.sendBlob('file.guarded', { name: 'guarded' }, source));
+    expect(err.kind).toBe(ErrorId.RemoteTabernaRejected);
+    expect(err.message).toContain('Forbidden resource');
+    expect(source.destroyed).toBe(true);
+  });
+
+  it('fails with RemoteTabernaRejected and the payload when the handler throws before taking the blob', async () => {
+    const err = await failure(
+      client.sendBlob('file.refuse', { name: 'x' }, pieces(randomBytes(1024))),
+    );
+    expect(err.kind).toBe(ErrorId.RemoteTabernaRejected);
+    expect(err.message).toBe("the handler of 'file.refuse' failed: disk full");
+    expect(err.cause).toEqual({ code: 'E_FULL', message: 'disk full' });
+  });
+
+  it('aborts the stream when the handler throws mid-stream, with the handler payload', async () => {
+    const err = await failure(
+      client.sendBlob('file.quota', { name: `${transport}-quota` }, endless()),
+    );
+    expect(err.kind).toBe(ErrorId.RemoteTabernaRejected);
+    expect(err.cause).toEqual({ code: 'E_QUOTA', message: 'over 1 MiB' });
+  });
+
+  it('aborts the remote stream when the source fails mid-stream, never a truncated success', async () => {
+    const name = `${transport}-broken`;
+    const source = new PassThrough();
+    const sending = failure(client.sendBlob('file.put', { name }, source));
+    source.write(randomBytes(MiB));
+    await board.reached(name, MiB);
+    source.destroy(new Error('disk read failed'));
+    const err = await sending;
+    expect(err.kind).toBe(ErrorId.ConnectionLost);
+    expect(err.message).toContain('disk read failed');
+    expect((err.cause as Error).message).toBe('disk read failed');
+    const outcome = await board.outcome(name);
+    expect(outcome.ok).toBe(false);
+    expect(outcome).toMatchObject({ error: expect.stringContaining('disk read failed') });
+  });
+
+  it('aborts the stream on both ends when the caller unsubscribes mid-stream', async () => {
+    const name = `${transport}-unsubscribed`;
+    const source = endless();
+    const events: string[] = [];
+    const subscription = client.sendBlob('file.put', { name }, source).subscribe({
+      complete: () => events.push('complete'),
+      error: () => events.push('error'),
+    });
+    await board.reached(name, 2 * MiB);
+    subscription.unsubscribe();
+    const outcome = await board.outcome(name);
+    expect(outcome.ok).toBe(false);
+    expect(outcome).toMatchObject({ error: expect.stringContaining('the caller unsubscribed') });
+    expect(source.destroyed).toBe(true);
+    expect(events).toEqual([]);
+  });
+
+  it('validates the blob data with ValidationPipe, rejecting before any byte flows', async () => {
+    const err = await failure(
+      client.sendBlob('file.validated', { name: '' }, pieces(randomBytes(1024))),
+    );
+    expect(err.kind).toBe(ErrorId.RemoteTabernaRejected);
+    expect(err.cause).toEqual({
+      status: 'error',
+      message: 'invalid file note',
+      fields: ['name'],
+    });
+    const data = randomBytes(100_000);
+    const name = `${transport}-valid`;
+    await lastValueFrom(client.sendBlob('file.validated', { name }, pieces(data)));
+    expect(await board.outcome(name)).toMatchObject({ ok: true, sha256: sha256(data) });
+  });
+
+  it('aborts a blob the handler completed without taking', async () => {
+    const name = `${transport}-ignored`;
+    const err = await failure(
+      client.sendBlob('file.ignore', { name }, pieces(randomBytes(512 * 1024))),
+    );
+    expect(err.kind).toBe(ErrorId.RemoteTabernaRejected);
+    expect(err.message).toContain('completed without taking the blob');
+    expect(await board.outcome(name)).toEqual({ ok: true, bytes: 0, sha256: '' });
+  });
+
+  it('refuses a blob sent to a @MessagePattern handler', async () => {
+    const err = await failure(client.sendBlob('file.rpc', {}, pieces(randomBytes(1024))));
+    expect(err.kind).toBe(ErrorId.RemoteTabernaRejected);
+    expect(err.message).toContain("'file.rpc' is a message handler");
+  });
+
+  it('runs once: a second subscription errors instead of re-reading the source', async () => {
+    const transfer = client.sendBlob('file.put', { name: `${transport}-once` }, Readable.from([]));
+    await lastValueFrom(transfer);
+    const err = await failure(transfer);
+    expect(err.kind).toBe(ErrorId.InvalidConfig);
+  });
+});
+
+describe('a blob handler that never reads', () => {
+  let files: INestApplication;
+  let caller: INestApplicationContext;
+
+  beforeAll(async () => {
+    const pki = await makeTestPki();
+    const config = {
+      ...FAST,
+      sendTimeoutMs: 750,
+      callisConnectTimeoutMs: 500,
+      acceptTimeoutMs: 500,
+    };
+    files = await hybridApp(await serviceOptions(pki, 'files', { config }), [FilesController]);
+    const address = files.get(AureliaServer).unwrap<Domus>().localAddr.toString();
+    caller = await callerApp(
+      await serviceOptions(pki, 'orders', {
+        config,
+        routes: PATTERNS.map((pattern) => ({ pattern, address })),
+      }),
+    );
+  });
+  afterAll(async () => {
+    await caller?.close();
+    await files?.close();
+  });
+
+  it('stalls the sender, keeps other calls flowing, and ends with BlobStreamIdleTimeout', async () => {
+    const client = caller.get(ClientAurelia);
+    const source = endless();
+    const sending = failure(client.sendBlob('file.hold', { name: 'held' }, source));
+    expect(await lastValueFrom(client.send('ping', {}))).toBe('pong');
+    const err = await sending;
+    expect(err.kind).toBe(ErrorId.BlobStreamIdleTimeout);
+    expect(source.destroyed).toBe(true);
+    expect(source.readableEnded).toBe(false);
+    expect(await board.outcome('held')).toMatchObject({ ok: false });
+  });
+});
