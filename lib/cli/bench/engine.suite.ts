@@ -23,6 +23,7 @@ import {
   type Recorder,
 } from './figures.js';
 import { measureLatency, measureRate } from './measure.js';
+import { measureMetricsCost } from './metrics-cost.js';
 import type { BenchSuite, SuiteContext } from './plan.js';
 import { BULK_CONCURRENT, BULK_SINGLE, heldBytes, recordPeerMemory } from './raw.suite.js';
 import type { BenchTransport } from './report.js';
@@ -31,6 +32,10 @@ import { latencyStats } from './stats.js';
 /** Workload key of memory per registered taberna. */
 export const MEMORY_TABERNA = { id: 'mem-taberna', title: 'memory per taberna' } as const;
 
+/** Workload key of the metric recording cost. */
+export const METRICS_COST = { id: 'metrics-cost', title: 'metrics recording per msg' } as const;
+
+const METRICS_COST_MESSAGES = 200_000;
 const TARGET = 10n;
 const BLOB_TIMEOUT_MS = 180_000;
 const codec = new BufferCodec();
@@ -181,6 +186,8 @@ export const engineSuite: BenchSuite = {
           recordLatency(ctx, who, ROUND_TRIP, stats);
         }
         if (ctx.plan.groups.has('rate')) {
+          const busiest = Math.max(...ctx.plan.inflights);
+          let smallBusiest: number | undefined;
           for (const payload of ctx.plan.payloads) {
             const message = payloadOf(payload);
             for (const inflight of ctx.plan.inflights) {
@@ -191,7 +198,12 @@ export const engineSuite: BenchSuite = {
                 ctx.plan.rateTiming,
               );
               recordRate(ctx, who, payload, inflight, rate, 'accepted sends');
+              if (payload === 64 && inflight === busiest) smallBusiest = rate.median;
             }
+          }
+          if (transport === ctx.plan.transports[0] && smallBusiest !== undefined) {
+            ctx.progress('engine metrics recording cost');
+            recordMetricsCost(ctx, who, smallBusiest, busiest);
           }
         }
         if (ctx.plan.groups.has('bulk')) {
@@ -215,6 +227,38 @@ export const engineSuite: BenchSuite = {
     }
   },
 };
+
+/**
+ * Records what the hot-path metric recording costs per message (`measureMetricsCost`) and its
+ * share of one engine message, taken as the time one 64 B message with `inflight` in flight
+ * occupies the bench's single thread (both domus, sender and receiver) in this run.
+ */
+function recordMetricsCost(
+  ctx: SuiteContext,
+  who: Recorder,
+  messagesPerSecond: number,
+  inflight: number,
+): void {
+  const cost = measureMetricsCost(METRICS_COST_MESSAGES);
+  const messageNs = 1e9 / messagesPerSecond;
+  const base = { workload: METRICS_COST.id, title: METRICS_COST.title, ...who };
+  ctx.record({
+    ...base,
+    metric: 'ns/msg',
+    unit: 'ns',
+    better: 'lower',
+    value: cost.nsPerMessage,
+    note: `best of 5 × ${cost.messages} replays of the counters and latency histogram`,
+  });
+  ctx.record({
+    ...base,
+    metric: 'share',
+    unit: '%',
+    better: 'lower',
+    value: (cost.nsPerMessage / messageNs) * 100,
+    note: `of one 64 B message at ${inflight} in flight (${(messageNs / 1000).toFixed(1)} µs)`,
+  });
+}
 
 async function connectWorkload(ctx: SuiteContext, who: Recorder, mesh: EngineMesh): Promise<void> {
   const samples: number[] = [];

@@ -41,6 +41,7 @@ async function runOver(ctx: SuiteContext, transport: BenchTransport): Promise<vo
     listen: listen('nest-server'),
     auth: serverNode.auth(),
     config: CONFIG,
+    logger: false,
   });
   server.addHandler('bench.request', async () => true);
   server.addHandler('bench.event', async () => window?.received(), true);
@@ -54,6 +55,7 @@ async function runOver(ctx: SuiteContext, transport: BenchTransport): Promise<vo
       listen: listen('nest-client'),
       auth: clientNode.auth(),
       config: CONFIG,
+      logger: false,
       routes: [
         { pattern: 'bench.request', address },
         { pattern: 'bench.event', address },

@@ -9,7 +9,7 @@ export const WORKLOAD_GROUPS = ['latency', 'rate', 'bulk', 'connect', 'memory'] 
 /** One group of workloads. */
 export type WorkloadGroup = (typeof WORKLOAD_GROUPS)[number];
 
-/** Systems `--only-systems` can select (the Aurelia engine is always measured). */
+/** Systems `--systems` can select. */
 export const BENCH_SYSTEMS = [
   'raw',
   'engine',
@@ -80,8 +80,8 @@ export function benchPlan(quick: boolean): BenchPlan {
     return {
       ...all,
       mode: 'quick',
-      rateTiming: { warmupMs: 80, runMs: 100, runs: 3 },
-      latencyTiming: { warmupMs: 150, runMs: 300, runs: 1 },
+      rateTiming: { warmupMs: 60, runMs: 90, runs: 3 },
+      latencyTiming: { warmupMs: 100, runMs: 250, runs: 1 },
       bulkSingleBytes: 64 * MiB,
       bulkConcurrent: { streams: 4, bytes: 16 * MiB },
       connectSamples: 15,

@@ -75,12 +75,17 @@ export async function runBench(options: BenchOptions, output: BenchOutput): Prom
       const ctx: SuiteContext = {
         plan: options.plan,
         fixture,
-        progress: (line) => output.stderr(`  ${line}\n`),
+        progress: (line) =>
+          output.stderr(`  [${((performance.now() - started) / 1000).toFixed(1)} s] ${line}\n`),
         record: (figure) => figures.push(figure),
       };
       output.stderr(`${suite.name}\n`);
+      const suiteStarted = performance.now();
       try {
         await suite.run(ctx);
+        output.stderr(
+          `  ${suite.name} done in ${((performance.now() - suiteStarted) / 1000).toFixed(1)} s\n`,
+        );
       } catch (err) {
         output.stderr(`  ${suite.name} failed: ${describeFailure(err)}\n`);
         figures.push({
