@@ -36,6 +36,10 @@ interface Slot {
 class Board {
   private readonly outcomes = new Map<string, Slot>();
   private readonly progress = new Map<string, { at: number; reached: () => void }>();
+  private readonly gates = new Map<
+    string,
+    { arrived: Promise<void>; open: () => void; wait: () => Promise<void> }
+  >();
 
   outcome(name: string): Promise<Outcome> {
     return this.slot(name).promise;
@@ -43,6 +47,27 @@ class Board {
 
   settle(name: string, outcome: Outcome): void {
     this.slot(name).resolve(outcome);
+  }
+
+  /** A gate a handler waits at until the test opens it; `arrived` resolves when it waits. */
+  gate(name: string): { arrived: Promise<void>; open: () => void; wait: () => Promise<void> } {
+    let gate = this.gates.get(name);
+    if (!gate) {
+      let arrive!: () => void;
+      let open!: () => void;
+      const arrived = new Promise<void>((r) => (arrive = r));
+      const opened = new Promise<void>((r) => (open = r));
+      gate = {
+        arrived,
+        open,
+        wait: () => {
+          arrive();
+          return opened;
+        },
+      };
+      this.gates.set(name, gate);
+    }
+    return gate;
   }
 
   /** Resolves once the handler of `name` has read `bytes`. */
@@ -168,6 +193,12 @@ class FilesController {
     );
   }
 
+  @EventPattern<string>('file.late')
+  async late(@Payload() note: FileNote, @Ctx() ctx: AureliaContext): Promise<void> {
+    await board.gate(note.name).wait();
+    await consume(note.name, ctx.getBlob()!);
+  }
+
   @MessagePattern('ping')
   ping(): string {
     return 'pong';
@@ -183,6 +214,7 @@ const PATTERNS = [
   'file.validated',
   'file.rpc',
   'file.hold',
+  'file.late',
   'ping',
 ];
 
@@ -323,6 +355,45 @@ describe.each(['tcp', 'unix'] as const)('sendBlob and getBlob over %s', (transpo
     expect(events).toEqual([]);
   });
 
+  it('fails with SendTimeout at the deadline and aborts a stream the handler accepts later', async () => {
+    const name = `${transport}-late`;
+    const gate = board.gate(name);
+    const hasty = new ClientAurelia(caller.get(ClientAurelia).unwrap<Domus>(), {
+      requestTimeoutMs: 200,
+    });
+    const source = endless();
+    const err = await failure(hasty.sendBlob('file.late', { name }, source));
+    expect(err.kind).toBe(ErrorId.SendTimeout);
+    expect(err.message).toContain("'file.late'");
+    expect(source.destroyed).toBe(true);
+    await gate.arrived;
+    gate.open();
+    const outcome = await board.outcome(name);
+    expect(outcome).toMatchObject({ ok: false, bytes: 0 });
+    await hasty.close();
+  });
+
+  it('aborts a stream accepted after the caller unsubscribed', async () => {
+    const name = `${transport}-gone`;
+    const gate = board.gate(name);
+    const source = endless();
+    const events: string[] = [];
+    const subscription = client.sendBlob('file.late', { name }, source).subscribe({
+      complete: () => events.push('complete'),
+      error: () => events.push('error'),
+    });
+    await gate.arrived;
+    subscription.unsubscribe();
+    gate.open();
+    expect(await board.outcome(name)).toMatchObject({
+      ok: false,
+      bytes: 0,
+      error: expect.stringContaining('the caller unsubscribed'),
+    });
+    expect(source.destroyed).toBe(true);
+    expect(events).toEqual([]);
+  });
+
   it('validates the blob data with ValidationPipe, rejecting before any byte flows', async () => {
     const err = await failure(
       client.sendBlob('file.validated', { name: '' }, pieces(randomBytes(1024))),
@@ -399,5 +470,19 @@ describe('a blob handler that never reads', () => {
     expect(source.destroyed).toBe(true);
     expect(source.readableEnded).toBe(false);
     expect(await board.outcome('held')).toMatchObject({ ok: false });
+  });
+
+  it('ends a transfer whose source stalls with BlobStreamIdleTimeout on both ends', async () => {
+    const client = caller.get(ClientAurelia);
+    const source = new PassThrough();
+    const sending = failure(client.sendBlob('file.put', { name: 'stalled' }, source));
+    source.write(Buffer.alloc(1000));
+    const err = await sending;
+    expect(err.kind).toBe(ErrorId.BlobStreamIdleTimeout);
+    expect(await board.outcome('stalled')).toMatchObject({
+      ok: false,
+      bytes: 1000,
+      error: expect.stringContaining('BlobStreamIdleTimeout'),
+    });
   });
 });
