@@ -72,40 +72,33 @@ export class AureliaContext extends BaseRpcContext<AureliaContextArgs> {
  * error, decided by the transport once the handler settled.
  */
 export class HandlerBlob extends Readable {
-  private wanting = false;
-
   constructor(
     private readonly source: Readable,
     private readonly onDestroyed: (err: Error | null) => void,
   ) {
     super({ highWaterMark: 64 * 1024 });
-    source.on('readable', this.onReadable);
+    // Flowing with pause/resume hands the engine's buffers on as they are (read() would concat).
+    source.on('data', this.onData);
     source.on('end', this.onEnd);
     source.on('error', this.onError);
   }
 
   override _read(): void {
-    this.wanting = true;
-    this.pull();
+    this.source.resume();
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
-    this.source.off('readable', this.onReadable);
+    this.source.off('data', this.onData);
     this.source.off('end', this.onEnd);
     this.source.off('error', this.onError);
+    this.source.pause();
     this.onDestroyed(err);
     callback(err);
   }
 
-  private pull(): void {
-    while (this.wanting) {
-      const chunk = this.source.read() as Buffer | null;
-      if (chunk === null) return;
-      this.wanting = this.push(chunk);
-    }
-  }
-
-  private readonly onReadable = (): void => this.pull();
+  private readonly onData = (chunk: Buffer): void => {
+    if (!this.push(chunk)) this.source.pause();
+  };
   private readonly onEnd = (): void => {
     this.push(null);
   };

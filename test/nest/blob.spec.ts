@@ -199,6 +199,20 @@ class FilesController {
     await consume(note.name, ctx.getBlob()!);
   }
 
+  @EventPattern<string>('file.background')
+  background(@Payload() note: FileNote, @Ctx() ctx: AureliaContext): void {
+    // Returns at once; the stream is read by work that outlives the handler.
+    void consume(note.name, ctx.getBlob()!);
+  }
+
+  @EventPattern<string>('file.peek')
+  async peek(@Payload() note: FileNote, @Ctx() ctx: AureliaContext): Promise<void> {
+    for await (const part of ctx.getBlob()!) {
+      board.settle(note.name, { ok: true, bytes: (part as Buffer).length, sha256: '' });
+      break;
+    }
+  }
+
   @MessagePattern('ping')
   ping(): string {
     return 'pong';
@@ -215,6 +229,8 @@ const PATTERNS = [
   'file.rpc',
   'file.hold',
   'file.late',
+  'file.background',
+  'file.peek',
   'ping',
 ];
 
@@ -418,6 +434,25 @@ describe.each(['tcp', 'unix'] as const)('sendBlob and getBlob over %s', (transpo
     expect(err.kind).toBe(ErrorId.RemoteTabernaRejected);
     expect(err.message).toContain('completed without taking the blob');
     expect(await board.outcome(name)).toEqual({ ok: true, bytes: 0, sha256: '' });
+  });
+
+  it('completes when work the handler started reads the last byte after the handler returned', async () => {
+    const data = randomBytes(3 * MiB);
+    const name = `${transport}-background`;
+    await lastValueFrom(client.sendBlob('file.background', { name }, pieces(data)));
+    expect(await board.outcome(name)).toEqual({
+      ok: true,
+      bytes: data.length,
+      sha256: sha256(data),
+    });
+  });
+
+  it('aborts a blob the handler stopped reading before its end', async () => {
+    const name = `${transport}-peeked`;
+    const err = await failure(client.sendBlob('file.peek', { name }, endless()));
+    expect(err.kind).toBe(ErrorId.RemoteTabernaRejected);
+    expect(err.message).toContain('stopped reading the blob before its end');
+    expect(await board.outcome(name)).toMatchObject({ ok: true });
   });
 
   it('refuses a blob sent to a @MessagePattern handler', async () => {
