@@ -104,6 +104,29 @@ describe.each(['tcp', 'socket'] as const)('blobs over %s', (transport) => {
     expect(alpha.reporting.connectedPeers()[0]).toMatchObject({ primaryCallis: 1, blobCallis: 1 });
   });
 
+  it('delivers what was written even when the writer reuses its buffer after each callback', async () => {
+    const sending = alpha.send(codec, 10n, { name: 'reuse.bin' }, SendOptions.BLOB);
+    const receiver = await acceptBlob(taberna);
+    const sender = senderOf(await sending);
+    const received = collect(receiver);
+    // One buffer, refilled once the stream released it: 1.5 chunks per write, so chunks span
+    // writes and the stream keeps running long enough to reuse its own chunk buffers.
+    const scratch = Buffer.alloc(CHUNK + CHUNK / 2);
+    const expected = createHash('sha256');
+    for (let round = 0; round < 200; round++) {
+      scratch.fill(round % 251);
+      scratch.writeUInt32BE(round, 0);
+      expected.update(scratch);
+      await new Promise<void>((resolve, reject) =>
+        sender.write(scratch, (err) => (err ? reject(err) : resolve())),
+      );
+    }
+    sender.end();
+    const data = await received;
+    expect(data.length).toBe(200 * scratch.length);
+    expect(createHash('sha256').update(data).digest('hex')).toBe(expected.digest('hex'));
+  });
+
   it('serves 16 concurrent streams to one peer, each intact', async () => {
     const blobs = Array.from({ length: 16 }, () => randomBytes(256 * 1024 + 77));
     const sends = blobs.map((_, i) => alpha.send(codec, 10n, { name: `f${i}` }, SendOptions.BLOB));

@@ -55,8 +55,11 @@ const EMPTY = Buffer.alloc(0);
 export class BlobSender extends Writable {
   /** @internal */ window: BlobSendWindow | undefined;
   private chunkSize = 0;
+  // What the application wrote and the window has not taken yet: consecutive parts (one for
+  // `write`, several for `writev`), read from `part` at `offset`.
   private pending:
-    { data: Buffer; offset: number; callback: (err?: Error | null) => void } | undefined;
+    | { parts: Buffer[]; part: number; offset: number; callback: (err?: Error | null) => void }
+    | undefined;
   private finalCallback: ((err?: Error | null) => void) | undefined;
   private completed = false;
   /** @internal */ lastActivity = Date.now();
@@ -93,7 +96,7 @@ export class BlobSender extends Writable {
   /** @internal The blob callis is up with `agreed`: start or resume the stream. */
   attach(agreed: HelloBlobWindow): void {
     if (!this.window) {
-      this.window = new BlobSendWindow(agreed.ackWindow);
+      this.window = new BlobSendWindow(agreed.ackWindow, this.link.recycleChunk);
       this.chunkSize = agreed.chunkSize;
     } else {
       this.window.rewind();
@@ -126,15 +129,13 @@ export class BlobSender extends Writable {
     _encoding: BufferEncoding,
     callback: (err?: Error | null) => void,
   ): void {
-    // Copied once: the caller may reuse its buffer after the callback, but chunks are retained
-    // until the receiver acknowledges them.
-    this.pending = { data: Buffer.from(chunk), offset: 0, callback };
+    this.pending = { parts: [chunk], part: 0, offset: 0, callback };
     this.lastActivity = Date.now();
     this.pump();
   }
 
   override _writev(chunks: { chunk: Buffer }[], callback: (err?: Error | null) => void): void {
-    this.pending = { data: Buffer.concat(chunks.map((c) => c.chunk)), offset: 0, callback };
+    this.pending = { parts: chunks.map((c) => c.chunk), part: 0, offset: 0, callback };
     this.lastActivity = Date.now();
     this.pump();
   }
@@ -163,13 +164,8 @@ export class BlobSender extends Writable {
     let pushed = false;
     const pending = this.pending;
     if (pending) {
-      while (window.hasRoom && pending.offset < pending.data.length) {
-        const end = Math.min(pending.offset + this.chunkSize, pending.data.length);
-        window.push(pending.data.subarray(pending.offset, end), false);
-        pending.offset = end;
-        pushed = true;
-      }
-      if (pending.offset >= pending.data.length) {
+      while (window.hasRoom && this.takeChunk(pending, window)) pushed = true;
+      if (pending.part >= pending.parts.length) {
         this.pending = undefined;
         pending.callback();
       }
@@ -179,6 +175,38 @@ export class BlobSender extends Writable {
       pushed = true;
     }
     if (pushed) this.link.wake();
+  }
+
+  /**
+   * Moves up to one chunk of `pending` into the window, copied into a buffer of the link's pool:
+   * the application may reuse what it wrote once its callback ran, while chunks are retained
+   * until acknowledged. Returns false when nothing was left to take.
+   */
+  private takeChunk(pending: NonNullable<BlobSender['pending']>, window: BlobSendWindow): boolean {
+    let size = 0;
+    for (let i = pending.part; i < pending.parts.length && size < this.chunkSize; i++) {
+      size += pending.parts[i]!.length - (i === pending.part ? pending.offset : 0);
+    }
+    size = Math.min(size, this.chunkSize);
+    if (size === 0) {
+      pending.part = pending.parts.length;
+      return false;
+    }
+    const data = this.link.chunkBuffer(size, this.chunkSize);
+    let filled = 0;
+    while (filled < size) {
+      const part = pending.parts[pending.part]!;
+      const n = Math.min(size - filled, part.length - pending.offset);
+      part.copy(data, filled, pending.offset, pending.offset + n);
+      filled += n;
+      pending.offset += n;
+      if (pending.offset >= part.length) {
+        pending.part++;
+        pending.offset = 0;
+      }
+    }
+    window.push(data, false);
+    return true;
   }
 
   private finish(): void {
@@ -193,6 +221,9 @@ export class BlobSender extends Writable {
 }
 
 type LinkState = 'idle' | 'connecting' | 'up' | 'backoff' | 'closed';
+
+/** Most bytes of acknowledged chunk buffers a link keeps for reuse. */
+const CHUNK_POOL_BYTES = 8 * 1024 * 1024;
 
 /**
  * The blob callis of one outbound peer: dialed when the first stream opens, with a hello that
@@ -210,8 +241,30 @@ export class OutboundBlobLink {
   private abortController = new AbortController();
   private reconnectTimer: NodeJS.Timeout | undefined;
   private rotation = 0;
+  // Chunk buffers of acknowledged chunks, reused for new chunks of the current chunk size, so a
+  // long stream does not allocate (and collect) a buffer per chunk.
+  private readonly chunkPool: Buffer[] = [];
 
   constructor(private readonly host: OutboundBlobHost) {}
+
+  /** @internal A buffer of `size` bytes for a new chunk (reused when `size` is a full chunk). */
+  chunkBuffer(size: number, chunkSize: number): Buffer {
+    if (size === chunkSize) {
+      const reused = this.chunkPool.pop();
+      if (reused?.length === size) return reused;
+    }
+    return Buffer.allocUnsafeSlow(size);
+  }
+
+  /** @internal Takes back the buffer of an acknowledged chunk (see `BlobSendWindow`). */
+  readonly recycleChunk = (data: Buffer): void => {
+    const chunkSize = this.agreed?.chunkSize;
+    if (data.length !== chunkSize || this.chunkPool.length * chunkSize >= CHUNK_POOL_BYTES) return;
+    if (this.chunkPool.length > 0 && this.chunkPool[0]!.length !== chunkSize) {
+      this.chunkPool.length = 0;
+    }
+    this.chunkPool.push(data);
+  };
 
   /** Streams open on this link. */
   get size(): number {

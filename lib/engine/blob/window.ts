@@ -25,7 +25,17 @@ export class BlobSendWindow {
   private bytes = 0;
   private ended = false;
 
-  constructor(readonly ackWindow: number) {
+  private rewoundBelow = 0n; // chunks below this may have been written on more than one callis
+
+  /**
+   * `recycle`, if given, receives the data of each acknowledged chunk that was written on one
+   * callis only: the receiver has it, so no socket still needs the buffer and it may be reused.
+   * Chunks written again after a `rewind` are never recycled (an older callis may still hold them).
+   */
+  constructor(
+    readonly ackWindow: number,
+    private readonly recycle?: (data: Buffer) => void,
+  ) {
     if (!Number.isInteger(ackWindow) || ackWindow < 1) {
       throw new AureliaError(ErrorId.InvalidConfig, `ackWindow must be ≥ 1, got ${ackWindow}`);
     }
@@ -110,7 +120,11 @@ export class BlobSendWindow {
     }
     const count = Number(nextExpected - this.ackedThrough);
     let released = 0;
-    for (let i = 0; i < count; i++) released += this.retained[this.head + i]!.data.length;
+    for (let i = 0; i < count; i++) {
+      const chunk = this.retained[this.head + i]!;
+      released += chunk.data.length;
+      if (this.recycle && chunk.chunkId >= this.rewoundBelow) this.recycle(chunk.data);
+    }
     this.head += count;
     // After a rewind the ack may cover chunks not yet rewritten: skip them.
     if (this.cursor < this.head) this.cursor = this.head;
@@ -123,6 +137,7 @@ export class BlobSendWindow {
   /** After a reconnect: every retained chunk is written again, oldest first. */
   rewind(): void {
     this.cursor = this.head;
+    this.rewoundBelow = this.writtenThrough;
   }
 
   /** Drops everything held (the stream failed or was aborted). */

@@ -41,6 +41,24 @@ describe('BlobSendWindow', () => {
     );
   });
 
+  it('offers acknowledged chunk buffers for reuse unless they were written again after a rewind', () => {
+    const recycled: string[] = [];
+    const w = new BlobSendWindow(4, (data) => recycled.push(data.toString()));
+    for (const text of ['a', 'b', 'c']) w.push(Buffer.from(text), false);
+    w.takeWritable();
+    w.takeWritable();
+    w.ack(1n);
+    expect(recycled).toEqual(['a']);
+    // 'b' was written on the old callis and may still sit in its socket: never reused.
+    w.rewind();
+    w.takeWritable();
+    w.push(Buffer.from('d'), true);
+    w.takeWritable();
+    w.takeWritable();
+    w.ack(4n);
+    expect(recycled).toEqual(['a', 'c', 'd']);
+  });
+
   it('rewinds to the first unacknowledged chunk after a reconnect', () => {
     const w = new BlobSendWindow(8);
     for (let i = 0; i < 4; i++) w.push(Buffer.from([i]), i === 3);
