@@ -70,8 +70,9 @@ export const RECONNECT_BACKOFF_STEPS_MAX = 16;
 export const RECONNECT_BACKOFF_STEP_MS_MAX = 300_000;
 
 /**
- * Default blob windows per transport. These are provisional and will be re-chosen from
- * throughput measurements; this constant is the single place they live.
+ * Default blob windows per transport, chosen with `scripts/blob-rate.mjs` (throughput and CPU per
+ * MiB next to a raw TLS copy; see docs/CONFIGURATION.md). This constant is the single place they
+ * live.
  */
 export const DEFAULT_BLOB_WINDOWS: Readonly<{
   tcp: BlobWindowConfig;
