@@ -215,7 +215,14 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
         return undefined;
       }
       started = true;
-      const transfer = new BlobTransfer(patternText(pattern));
+      let transfer: BlobTransfer;
+      try {
+        transfer = new BlobTransfer(patternText(pattern));
+      } catch (err) {
+        source.destroy();
+        subscriber.error(err);
+        return undefined;
+      }
       this.transferBlob(transfer, pattern, data, source).then(
         () => {
           transfer.settled = true;
@@ -246,7 +253,12 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
       });
     } catch (err) {
       source.destroy();
-      throw blobSendError(err, transfer.pattern);
+      const failure = asAurelia(
+        err,
+        ErrorId.EncodeFailure,
+        'the blob request could not be serialized',
+      );
+      throw blobSendError(failure, transfer.pattern);
     }
     try {
       await pipeline(source, sender);
@@ -377,6 +389,11 @@ class BlobTransfer {
     { timeoutMs }: { timeoutMs: number | undefined },
   ): Promise<BlobSender> {
     return new Promise<BlobSender>((resolve, reject) => {
+      if (this.failure !== undefined) {
+        // Cancelled while connecting or serializing: nothing is sent.
+        reject(this.failure);
+        return;
+      }
       this.reject = reject;
       if (timeoutMs !== undefined) {
         this.timer = setTimeout(

@@ -461,6 +461,15 @@ describe.each(['tcp', 'unix'] as const)('sendBlob and getBlob over %s', (transpo
     expect(err.message).toContain("'file.rpc' is a message handler");
   });
 
+  it('fails with UnknownTaberna for an unrouted pattern and EncodeFailure for unencodable data', async () => {
+    const unrouted = pieces(randomBytes(1024));
+    const lost = await failure(client.sendBlob('file.nowhere', { name: 'x' }, unrouted));
+    expect(lost.kind).toBe(ErrorId.UnknownTaberna);
+    expect(unrouted.destroyed).toBe(true);
+    const odd = await failure(client.sendBlob('file.put', { size: 1n }, Readable.from([])));
+    expect(odd.kind).toBe(ErrorId.EncodeFailure);
+  });
+
   it('runs once: a second subscription errors instead of re-reading the source', async () => {
     const transfer = client.sendBlob('file.put', { name: `${transport}-once` }, Readable.from([]));
     await lastValueFrom(transfer);
@@ -469,12 +478,13 @@ describe.each(['tcp', 'unix'] as const)('sendBlob and getBlob over %s', (transpo
   });
 });
 
-describe('a blob handler that never reads', () => {
+describe('blobs with short deadlines', () => {
+  let pki: TestPki;
   let files: INestApplication;
   let caller: INestApplicationContext;
 
   beforeAll(async () => {
-    const pki = await makeTestPki();
+    pki = await makeTestPki();
     const config = {
       ...FAST,
       sendTimeoutMs: 750,
@@ -519,5 +529,37 @@ describe('a blob handler that never reads', () => {
       bytes: 1000,
       error: expect.stringContaining('BlobStreamIdleTimeout'),
     });
+  });
+
+  it('fails instead of hanging when the receiving service shuts down mid-stream', async () => {
+    const config = {
+      ...FAST,
+      sendTimeoutMs: 750,
+      callisConnectTimeoutMs: 500,
+      acceptTimeoutMs: 500,
+    };
+    const doomed = await hybridApp(await serviceOptions(pki, 'doomed', { config }), [
+      FilesController,
+    ]);
+    const address = doomed.get(AureliaServer).unwrap<Domus>().localAddr.toString();
+    const sender = await callerApp(
+      await serviceOptions(pki, 'sender', { config, routes: [{ pattern: 'file.put', address }] }),
+    );
+    try {
+      const source = endless();
+      const sending = failure(
+        sender.get(ClientAurelia).sendBlob('file.put', { name: 'doomed' }, source),
+      );
+      await board.reached('doomed', MiB);
+      await doomed.close();
+      const err = await sending;
+      // The stream waits for a reconnect that never comes, bounded by the idle timeout.
+      expect(err.kind).toBe(ErrorId.BlobStreamIdleTimeout);
+      expect(source.destroyed).toBe(true);
+      expect(await board.outcome('doomed')).toMatchObject({ ok: false });
+    } finally {
+      await sender.close();
+      await doomed.close();
+    }
   });
 });
