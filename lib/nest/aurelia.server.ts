@@ -60,7 +60,10 @@ interface Served {
  * taberna whose id is set by `@TabernaHandler` or is the stable hash of the normalized pattern
  * (`tabernaIdForRoute`). Events are accepted when the handler (and everything it returned)
  * finished, and rejected with the handler's error otherwise; messages are answered over the A2
- * request/reply service, one reply per value of the handler's Observable.
+ * request/reply service, one reply per value of the handler's Observable. An event sent with
+ * `sendBlob` is accepted as soon as its handler takes the stream (`AureliaContext.getBlob()`);
+ * a handler that fails after that, drops the stream unread or ignores it aborts the transfer.
+ * Message handlers refuse blobs.
  *
  * Construct it with a `Domus` (borrowed: e.g. the `AureliaModule`'s, via `app.get(AureliaServer)`)
  * or with module options (standalone microservice: it builds its own domus in `listen` and shuts
