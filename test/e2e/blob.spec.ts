@@ -419,6 +419,24 @@ describe('blob flow control and failures', () => {
     }
   });
 
+  it('fails the sender at once with DomusClosed when the receiving domus shuts down', async () => {
+    await setup();
+    const sending = alpha.send(codec, 10n, { name: 'x' }, SendOptions.BLOB);
+    const receiver = await acceptBlob(taberna);
+    receiver.on('error', () => undefined);
+    const sender = senderOf(await sending);
+    const failed = new Promise<Error>((resolve) => sender.once('error', resolve));
+    sender.write(Buffer.alloc(1000));
+    await eventually(
+      () => alpha.reporting.connectedPeers()[0]?.blobCallis === 1,
+      'the blob callis to connect',
+    );
+    await beta.shutdown();
+    // Well before the idle timeout (2 × sendTimeoutMs): the receiver said why the stream ended.
+    const err = await failed;
+    expect(AureliaError.is(err, ErrorId.DomusClosed)).toBe(true);
+  });
+
   it('fails an idle stream after twice the send timeout on both ends', async () => {
     const short = () =>
       blobConfig((b) => b.sendTimeoutMs(500).callisConnectTimeoutMs(400).acceptTimeoutMs(400));

@@ -207,9 +207,20 @@ export class InboundBlobLink implements CallisHandler {
 
   /** Closes the blob callis (shutdown); streams fail with `reason`. */
   close(reason: AureliaError): Promise<void> {
+    const open = [...this.streams.keys()];
     this.failAll(reason);
     const callis = this.callis;
     if (!callis || callis.closed) return Promise.resolve();
+    // Tell the sender why each stream ends, so it fails now instead of waiting to reconnect.
+    for (const requestMsgId of open) {
+      callis.sendControl(
+        encodeError({
+          errorId: reason.kind,
+          message: reason.message.slice(0, 1000),
+          peerMsgId: requestMsgId,
+        }),
+      );
+    }
     return callis.close(reason, true);
   }
 
