@@ -1,0 +1,112 @@
+// billing: charges orders (request/reply) and streams statements, to callers its guard admits.
+import 'reflect-metadata';
+import {
+  type CanActivate,
+  Controller,
+  type ExecutionContext,
+  Injectable,
+  Module,
+  UseGuards,
+} from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
+import { type Observable, from } from 'rxjs';
+import { AureliaContext, AureliaModule } from 'aurelia-mesh';
+import {
+  type ChargeRequest,
+  type ChargeResult,
+  Patterns,
+  type ServiceName,
+  type StatementLine,
+  type StatementRequest,
+  identityOf,
+} from './contracts.js';
+import { meshOptions, readMeshSettings, startService, trace } from './mesh.js';
+import { superviseService } from './supervision.js';
+
+/** The services allowed to call a handler; a handler without it admits nobody. */
+const AllowCallers = Reflector.createDecorator<readonly ServiceName[]>();
+
+/**
+ * Admits a call when the caller's certificate identity — proved by mutual TLS, not claimed in
+ * the message — belongs to a service named by the handler's `@AllowCallers`. A refused caller
+ * gets Nest's `{ status: 'error', message: 'Forbidden resource' }`.
+ */
+@Injectable()
+class CallerGuard implements CanActivate {
+  constructor(private readonly reflector: Reflector) {}
+
+  canActivate(context: ExecutionContext): boolean {
+    const allowed = this.reflector.get(AllowCallers, context.getHandler()) ?? [];
+    const rpc = context.switchToRpc();
+    const caller = rpc.getContext<AureliaContext>().getPeer().identity;
+    if (allowed.some((service) => identityOf(service) === caller)) return true;
+    trace('billing', `refused ${rpc.getContext<AureliaContext>().getPattern()} from ${caller}`);
+    return false;
+  }
+}
+
+/** The charges billing made, in memory. */
+@Injectable()
+class Ledger {
+  private readonly charges: (ChargeRequest & { readonly chargeId: string })[] = [];
+
+  charge(request: ChargeRequest): ChargeResult {
+    const chargeId = `ch_${String(this.charges.length + 1).padStart(4, '0')}`;
+    this.charges.push({ ...request, chargeId });
+    return { orderId: request.orderId, status: 'approved', chargeId };
+  }
+
+  statementOf(customer: string): string[] {
+    const charges = this.charges.filter((c) => c.customer === customer);
+    const total = charges.reduce((sum, c) => sum + c.amountCents, 0);
+    return [
+      `statement for ${customer}`,
+      ...charges.map((c) => `${c.chargeId}  order #${c.orderId}  ${euros(c.amountCents)}`),
+      `total  ${euros(total)}`,
+    ];
+  }
+}
+
+/** The handlers: every one states who may call it. */
+@Controller()
+@UseGuards(CallerGuard)
+class BillingController {
+  constructor(private readonly ledger: Ledger) {}
+
+  /** Request/reply: one `ChargeResult` per call. */
+  @AllowCallers(['orders'])
+  @MessagePattern(Patterns.charge)
+  charge(@Payload() request: ChargeRequest, @Ctx() ctx: AureliaContext): ChargeResult {
+    const result = this.ledger.charge(request);
+    trace(
+      'billing',
+      `charge #${request.orderId} from ${ctx.getPeer().identity}: ${euros(request.amountCents)} ${result.status} as ${result.chargeId}`,
+    );
+    return result;
+  }
+
+  /** A streamed reply: each line of the Observable reaches the caller as its own reply. */
+  @AllowCallers(['orders', 'audit'])
+  @MessagePattern(Patterns.statement)
+  statement(@Payload() request: StatementRequest): Observable<StatementLine> {
+    const lines = this.ledger.statementOf(request.customer);
+    trace('billing', `statement for ${request.customer}: streaming ${lines.length} lines`);
+    return from(lines.map((text, index) => ({ line: index + 1, of: lines.length, text })));
+  }
+}
+
+@Module({
+  imports: [
+    AureliaModule.forRootAsync({ useFactory: () => meshOptions(readMeshSettings(), 'billing') }),
+  ],
+  controllers: [BillingController],
+  providers: [Ledger],
+})
+class BillingModule {}
+
+function euros(cents: number): string {
+  return `${(cents / 100).toFixed(2)} EUR`;
+}
+
+await superviseService('billing', () => startService(BillingModule));

@@ -1,0 +1,266 @@
+// `npm run sample`: makes the dev certificates on first run, starts orders, billing and audit as
+// processes of their own, walks them through the scenario step by step, and stops them.
+import { type ChildProcess, fork } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { SERVICES, type ServiceName } from './contracts.js';
+import { MESH_SETTINGS_ENV, type MeshSettings, since, trace } from './mesh.js';
+import { ensureSamplePki } from './pki.js';
+import { type FromService, type ToService, describeError } from './supervision.js';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+/**
+ * Where the certificates live: `.sample-pki/` at the repository root (this file runs as
+ * dist/sample/main.js), unless `AURELIA_SAMPLE_PKI_DIR` names another directory.
+ */
+const PKI_DIR = path.resolve(
+  process.env.AURELIA_SAMPLE_PKI_DIR ?? path.join(HERE, '..', '..', '.sample-pki'),
+);
+
+/** The whole scenario, start-up included, must finish within this. */
+const RUN_BUDGET_MS = 20_000;
+/** Longest wait for one service to start, or for one step. */
+const WAIT_MS = 10_000;
+/** Longest wait for a service to exit once asked to stop. */
+const STOP_MS = 5_000;
+
+/** One step of the scenario: which service acts, and what the trace shows. */
+interface ScenarioStep {
+  readonly service: ServiceName;
+  readonly step: string;
+  readonly title: string;
+}
+
+const SCENARIO: readonly ScenarioStep[] = [
+  {
+    service: 'orders',
+    step: 'charge',
+    title: 'send() with a reply — orders charges two orders at billing',
+  },
+  {
+    service: 'audit',
+    step: 'charge-as-audit',
+    title: "a guard on the caller's certificate — billing refuses a charge from audit",
+  },
+  {
+    service: 'orders',
+    step: 'record',
+    title: 'emit() accepted — orders adds a record to the audit trail',
+  },
+  {
+    service: 'orders',
+    step: 'record-invalid',
+    title: 'emit() rejected — audit refuses an invalid record',
+  },
+  {
+    service: 'orders',
+    step: 'statement',
+    title: 'a streamed reply — billing returns a statement line by line',
+  },
+  {
+    service: 'orders',
+    step: 'archive',
+    title: 'a file as a blob — orders archives 4 MiB at audit, both sides hash it',
+  },
+  { service: 'orders', step: 'metrics', title: 'reporting — what the orders domus counted' },
+];
+
+/** Callers stop before the services they call, so no call is left waiting on a stopped service. */
+const STOP_ORDER: readonly ServiceName[] = ['orders', 'audit', 'billing'];
+
+/** One service process and the waits on it, each bounded. */
+class ServiceProcess {
+  private readonly child: ChildProcess;
+  private exit: string | undefined;
+  private exitCode: number | null = null;
+  private nextStepId = 1;
+
+  constructor(
+    readonly name: ServiceName,
+    settings: MeshSettings,
+  ) {
+    this.child = fork(path.join(HERE, `${name}.js`), [], {
+      env: { ...process.env, [MESH_SETTINGS_ENV]: JSON.stringify(settings) },
+      // Services write the trace straight to our stdout, so lines stay in the order they happen.
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    this.child.once('exit', (code, signal) => {
+      this.exitCode = code;
+      this.exit = signal === null ? `exited with code ${code}` : `was killed by ${signal}`;
+    });
+    this.child.on('error', (err) => {
+      this.exit ??= `could not be started: ${err.message}`;
+    });
+  }
+
+  /** Resolves once the service listens; rejects if it fails to start, exits, or takes too long. */
+  async ready(timeoutMs: number): Promise<void> {
+    const message = await this.waitFor(
+      (m) => m.kind === 'ready' || m.kind === 'failed',
+      'start',
+      timeoutMs,
+    );
+    if (message.kind === 'failed')
+      throw new Error(`${this.name} failed to start: ${message.error}`);
+  }
+
+  /** Runs one step in the service; rejects with the service's error when the step failed. */
+  async run(step: string, timeoutMs: number): Promise<void> {
+    const id = this.nextStepId++;
+    this.send({ kind: 'run', step, id });
+    const done = await this.waitFor(
+      (m) => m.kind === 'done' && m.id === id,
+      `finish '${step}'`,
+      timeoutMs,
+    );
+    if (done.kind === 'done' && done.error !== undefined) {
+      throw new Error(`${this.name} '${step}': ${done.error}`);
+    }
+  }
+
+  /**
+   * Asks the service to close and waits for its process to end. One still running after
+   * `STOP_MS` has left something open: it is killed and the stop fails.
+   */
+  async stop(): Promise<void> {
+    if (this.exit === undefined) {
+      this.requestStop();
+      const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), STOP_MS);
+      });
+      const late = await Promise.race([exited.then(() => false), timedOut]);
+      clearTimeout(timer);
+      if (late) {
+        this.child.kill('SIGKILL');
+        throw new Error(`${this.name} did not exit within ${STOP_MS} ms of stopping`);
+      }
+    }
+    if (this.exitCode !== 0) throw new Error(`${this.name} ${this.exit ?? 'did not exit'}`);
+  }
+
+  /** Asks the service to close, without waiting (see `stop`). */
+  requestStop(): void {
+    this.send({ kind: 'stop' });
+  }
+
+  private send(message: ToService): void {
+    if (this.child.connected) this.child.send(message);
+  }
+
+  private waitFor(
+    match: (message: FromService) => boolean,
+    what: string,
+    timeoutMs: number,
+  ): Promise<FromService> {
+    return new Promise((resolve, reject) => {
+      if (this.exit !== undefined) {
+        reject(new Error(`${this.name} ${this.exit} before it could ${what}`));
+        return;
+      }
+      const finish = (err: Error | undefined, message?: FromService): void => {
+        clearTimeout(timer);
+        this.child.off('message', onMessage);
+        this.child.off('exit', onExit);
+        if (err) reject(err);
+        else resolve(message!);
+      };
+      const onMessage = (message: FromService): void => {
+        if (match(message)) finish(undefined, message);
+      };
+      const onExit = (): void =>
+        finish(new Error(`${this.name} ${this.exit ?? 'exited'} before it could ${what}`));
+      const timer = setTimeout(
+        () => finish(new Error(`${this.name} did not ${what} within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      this.child.on('message', onMessage);
+      // Registered after the 'exit' listener of the constructor, so `this.exit` is already set.
+      this.child.on('exit', onExit);
+    });
+  }
+}
+
+async function main(): Promise<number> {
+  const startedAt = performance.now();
+  const deadline = startedAt + RUN_BUDGET_MS;
+  const remaining = (): number => Math.max(0, Math.min(WAIT_MS, deadline - performance.now()));
+  const services = new Map<ServiceName, ServiceProcess>();
+  // Ctrl-C or a SIGTERM stops the services and ends the run early, still cleaning up.
+  let interrupted = false;
+  const onSignal = (): void => {
+    interrupted = true;
+    for (const service of services.values()) service.requestStop();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const pki = await ensureSamplePki(PKI_DIR, SERVICES);
+  const where = displayPath(PKI_DIR);
+  trace(
+    'main',
+    pki.created
+      ? `certificates: ${pki.reason}, so made a dev CA and certificates for ${SERVICES.join(', ')} in ${where}`
+      : `certificates: reusing ${where} (valid until ${pki.notAfter.toISOString()})`,
+  );
+
+  // A private directory (mode 0700) for the services' Unix sockets: no ports to collide on.
+  const runDir = await mkdtemp(path.join(os.tmpdir(), 'aurelia-sample-'));
+  const settings: MeshSettings = { pkiDir: PKI_DIR, runDir };
+  if (!interrupted) {
+    for (const name of SERVICES) services.set(name, new ServiceProcess(name, settings));
+  }
+
+  let failure: unknown;
+  try {
+    await Promise.all([...services.values()].map((service) => service.ready(remaining())));
+    trace('main', `${SERVICES.join(', ')} are up, each in its own process (${since(startedAt)})`);
+    for (const [index, { service, step, title }] of SCENARIO.entries()) {
+      if (interrupted) break;
+      trace('main', `step ${index + 1}/${SCENARIO.length}: ${title}`);
+      await services.get(service)!.run(step, remaining());
+    }
+  } catch (err) {
+    failure = err;
+  }
+  for (const name of STOP_ORDER) {
+    try {
+      await services.get(name)?.stop();
+    } catch (err) {
+      failure ??= err;
+    }
+  }
+  await rm(runDir, { recursive: true, force: true });
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+
+  if (interrupted) {
+    trace('main', 'interrupted');
+    return 130;
+  }
+  if (failure !== undefined) {
+    trace('main', `FAILED: ${describeError(failure)}`);
+    return 1;
+  }
+  trace(
+    'main',
+    `done in ${since(startedAt)}: every step behaved as expected, all services stopped`,
+  );
+  return 0;
+}
+
+/** `dir` relative to the working directory when inside it, else absolute. */
+function displayPath(dir: string): string {
+  const relative = path.relative(process.cwd(), dir);
+  const outside = relative === '' || relative.startsWith('..') || path.isAbsolute(relative);
+  return outside ? dir : `${relative}/`;
+}
+
+process.exitCode = await main().catch((err: unknown) => {
+  trace('main', `FAILED: ${describeError(err)}`);
+  return 1;
+});
