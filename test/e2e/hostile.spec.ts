@@ -1,0 +1,473 @@
+// Hostile peers: clients with valid certificates that break the wire protocol, and floods of
+// unauthenticated connections. Each attack must close only the attacker's callis, be counted,
+// and leave the domus serving honest peers.
+import net from 'node:net';
+import {
+  AureliaError,
+  DomusAddr,
+  ErrorId,
+  JsonCodec,
+  a3MessageType,
+  type Domus,
+  type DomusReportingEvent,
+  type Taberna,
+} from '../../lib/index.js';
+import type { AuthenticatedConnection } from '../../lib/engine/transport/connection.js';
+import { FrameDecoder } from '../../lib/engine/wire/decoder.js';
+import {
+  ControlType,
+  FrameFlags,
+  HEADER_LEN,
+  encodeFrames,
+  type Frame,
+  type OutboundFrame,
+} from '../../lib/engine/wire/frame.js';
+import {
+  decodeError,
+  decodeHello,
+  encodeAck,
+  encodeBlobChunk,
+  encodeHello,
+  encodeHelloResponse,
+  type HelloBlobWindow,
+} from '../../lib/engine/wire/control.js';
+import { TestMesh, eventually, fastConfig } from '../support/mesh.js';
+import {
+  Cleanup,
+  EventQueue,
+  closedWithin,
+  dialAs,
+  rawConnect,
+  startListener,
+  within,
+} from '../support/transport.js';
+
+interface Note {
+  n: number;
+}
+const codec = new JsonCodec<Note>();
+const TABERNA = 10n;
+const MAX_PAYLOAD = 4096;
+const BLOB_WINDOW: HelloBlobWindow = { chunkSize: 1024, ackWindow: 4 };
+const APP_TYPE = a3MessageType(0);
+
+/** The fields of a frame header, any of which may be invalid. */
+interface RawHeader {
+  version?: number;
+  flags?: number;
+  msgType: number;
+  peerMsgId?: number;
+  dstTaberna?: bigint;
+  payloadLen: number;
+}
+
+/** A header written byte by byte, bypassing every check an honest encoder makes. */
+function rawHeader(h: RawHeader): Buffer {
+  const out = Buffer.alloc(HEADER_LEN);
+  out.writeUInt16BE(h.version ?? 1, 0);
+  out.writeUInt16BE(h.flags ?? 0, 2);
+  out.writeUInt32BE(h.msgType >>> 0, 4);
+  out.writeUInt32BE(h.peerMsgId ?? 0, 8);
+  out.writeBigUInt64BE(0n, 12);
+  out.writeBigUInt64BE(h.dstTaberna ?? 0n, 20);
+  out.writeUInt32BE(h.payloadLen >>> 0, 28);
+  return out;
+}
+
+/** A well-formed A3 message frame for taberna `dst`. */
+function appMessage(id: number, n: number, flags = FrameFlags.None): OutboundFrame {
+  return {
+    flags,
+    msgType: APP_TYPE,
+    peerMsgId: id,
+    srcTaberna: 0n,
+    dstTaberna: TABERNA,
+    payload: Buffer.from(JSON.stringify({ n })),
+  };
+}
+
+/** Marks the end of what a `HostilePeer` receives. */
+const CLOSED = Symbol('closed');
+
+/**
+ * One end of an authenticated connection driven by the test: writes whatever bytes it is told
+ * and decodes what the domus answers.
+ */
+class HostilePeer {
+  /** Frames from the domus, then `CLOSED` once the connection is gone. */
+  private readonly frames = new EventQueue<Frame | typeof CLOSED>('a frame from the domus');
+  private readonly decoder = new FrameDecoder({
+    maxPayloadLen: 1 << 20,
+    onFrame: (frame) => this.frames.push({ ...frame, payload: Buffer.from(frame.payload) }),
+  });
+
+  constructor(readonly conn: AuthenticatedConnection) {
+    conn.socket.on('data', (chunk: Buffer) => {
+      try {
+        this.decoder.push(chunk);
+      } catch {
+        // What the domus sends is not under test here; a garbled answer just ends the decoding.
+      }
+    });
+    conn.socket.once('close', () => this.frames.push(CLOSED));
+  }
+
+  write(bytes: Buffer | readonly OutboundFrame[]): void {
+    this.conn.socket.write(Buffer.isBuffer(bytes) ? bytes : encodeFrames(bytes));
+  }
+
+  /** Sends a hello and resolves with the domus's hello-response. */
+  async hello(epoch: bigint, blobWindow?: HelloBlobWindow) {
+    this.write([encodeHello({ sessionEpoch: epoch, blobWindow })]);
+    const frame = await this.next();
+    expect(frame.msgType).toBe(ControlType.HelloResponse);
+    return decodeHello(frame);
+  }
+
+  /** The next frame that is not a keepalive; rejects when the connection closes first. */
+  async next(): Promise<Frame> {
+    for (;;) {
+      const frame = await this.frames.next();
+      if (frame === CLOSED) {
+        this.frames.push(CLOSED);
+        throw new Error('the domus closed the connection');
+      }
+      if (frame.msgType !== ControlType.Keepalive) return frame;
+    }
+  }
+
+  /** Resolves when the domus has closed the connection. */
+  closed(ms = 3000): Promise<void> {
+    return closedWithin(this.conn.socket, ms);
+  }
+}
+
+let epochCounter = 1000n;
+const freshEpoch = () => ++epochCounter;
+
+describe('hostile peers with valid certificates', () => {
+  let mesh: TestMesh;
+  let victim: Domus;
+  let honest: Domus;
+  let taberna: Taberna<Note>;
+  let cleanup: Cleanup;
+  let honestEvents: DomusReportingEvent[];
+  let sent = 0;
+
+  beforeAll(async () => {
+    mesh = await TestMesh.create();
+    victim = await mesh.add('victim', {
+      config: fastConfig((b) =>
+        b
+          .maxPayloadLen(MAX_PAYLOAD)
+          .blobWindow(BLOB_WINDOW)
+          .tabernaAcceptQueueSize(64)
+          .maxParallelCallisPerPeer(4),
+      ),
+    });
+    honest = await mesh.add('honest');
+    taberna = await victim.taberna(TABERNA, codec);
+    mesh.route(TABERNA, 'victim');
+    honestEvents = [];
+    honest.reporting.events$.subscribe((e) => honestEvents.push(e));
+    // The taberna accepts everything and leaves blob streams unread, so their windows stay full.
+    void (async () => {
+      try {
+        for await (const request of taberna) request.accept();
+      } catch (err) {
+        if (!AureliaError.is(err, ErrorId.DomusClosed)) throw err;
+      }
+    })();
+    await honest.send(codec, TABERNA, { n: sent++ });
+  });
+  afterAll(() => mesh.close());
+  beforeEach(() => {
+    cleanup = new Cleanup();
+  });
+  afterEach(() => cleanup.run());
+
+  async function attacker(): Promise<HostilePeer> {
+    const conn = await dialAs(cleanup, victim.localAddr, await mesh.pki.node('mallory'));
+    return new HostilePeer(conn);
+  }
+
+  /** Runs `attack`, then checks the callis was closed, counted, and nobody else was affected. */
+  async function expectContained(
+    attack: (peer: HostilePeer) => Promise<void>,
+    counted = true,
+  ): Promise<HostilePeer> {
+    const before = victim.reporting.snapshot().protocolViolations;
+    const disconnectsBefore = honestEvents.filter(
+      (e) => e.type === 'PrimaryCallisDisconnected',
+    ).length;
+    const peer = await attacker();
+    await attack(peer);
+    await peer.closed();
+    if (counted) {
+      await eventually(
+        () => victim.reporting.snapshot().protocolViolations === before + 1,
+        'the protocol violation to be counted',
+        3000,
+      );
+    }
+    await within(honest.send(codec, TABERNA, { n: sent++ }), 3000, 'an honest send afterwards');
+    expect(honestEvents.filter((e) => e.type === 'PrimaryCallisDisconnected').length).toBe(
+      disconnectsBefore,
+    );
+    return peer;
+  }
+
+  const afterHello: [string, () => Buffer | OutboundFrame[]][] = [
+    [
+      'an ack whose payload is not a multiple of four bytes',
+      () =>
+        Buffer.concat([rawHeader({ msgType: ControlType.Ack, payloadLen: 3 }), Buffer.alloc(3)]),
+    ],
+    [
+      'an error frame whose text is not UTF-8',
+      () =>
+        Buffer.concat([
+          rawHeader({ msgType: ControlType.Error, payloadLen: 6 }),
+          Buffer.from([0, 0, 0, 7, 0xc3, 0x28]),
+        ]),
+    ],
+    [
+      'a message announcing 4 GiB (nothing follows)',
+      () => rawHeader({ msgType: APP_TYPE, dstTaberna: TABERNA, payloadLen: 0xffff_ffff }),
+    ],
+    [
+      'a message one byte over maxPayloadLen',
+      () => rawHeader({ msgType: APP_TYPE, dstTaberna: TABERNA, payloadLen: MAX_PAYLOAD + 1 }),
+    ],
+    ['an unknown A1 message type', () => rawHeader({ msgType: 7, payloadLen: 0 })],
+    [
+      'an unknown flag bit',
+      () => rawHeader({ msgType: ControlType.Keepalive, flags: 0x8, payloadLen: 0 }),
+    ],
+    [
+      'a keepalive with a payload',
+      () => rawHeader({ msgType: ControlType.Keepalive, payloadLen: 1 }),
+    ],
+    [
+      'a flood of hellos on an open session',
+      () => Array.from({ length: 50 }, () => encodeHello({ sessionEpoch: freshEpoch() })),
+    ],
+    ['acks for message ids the domus never sent', () => [encodeAck([1, 2, 3, 0xffff_fff0])]],
+    [
+      'a blob chunk on the primary callis',
+      () => [encodeBlobChunk({ requestMsgId: 1, chunkId: 0n, last: true, data: Buffer.alloc(8) })],
+    ],
+  ];
+
+  it.each(afterHello)(
+    'closes only the callis that sends %s, counts a protocol violation and keeps serving',
+    async (_name, bytes) => {
+      await expectContained(async (peer) => {
+        await peer.hello(freshEpoch());
+        peer.write(bytes());
+      });
+    },
+  );
+
+  it('closes a callis whose first frame is not a hello and counts it', async () => {
+    await expectContained(async (peer) => {
+      peer.write([appMessage(1, 1)]);
+    });
+  });
+
+  it('answers an unknown wire version with error(UnsupportedVersion) and closes only that callis', async () => {
+    const peer = await expectContained(async (p) => {
+      await p.hello(freshEpoch());
+      p.write(rawHeader({ version: 2, msgType: APP_TYPE, payloadLen: 0 }));
+    }, false);
+    const frame = await peer.next();
+    expect(frame.msgType).toBe(ControlType.Error);
+    const error = decodeError(frame);
+    expect(error.errorId).toBe(ErrorId.UnsupportedVersion);
+    expect(error.message).toContain('version 2');
+  });
+
+  it('delivers the valid messages that came before the violation, exactly once', async () => {
+    const seenBefore = victim.reporting.snapshot().messagesReceived;
+    await expectContained(async (peer) => {
+      await peer.hello(freshEpoch());
+      peer.write([appMessage(1, 1001), appMessage(2, 1002), appMessage(2, 1002)]);
+      const acks = new Set<number>();
+      while (acks.size < 2) {
+        const frame = await peer.next();
+        expect(frame.msgType).toBe(ControlType.Ack);
+        acks.add(frame.peerMsgId);
+        for (let i = 0; i < frame.payload.length; i += 4) acks.add(frame.payload.readUInt32BE(i));
+      }
+      expect([...acks].sort()).toEqual([1, 2]);
+      peer.write(rawHeader({ msgType: 7, payloadLen: 0 }));
+    });
+    // Two hostile messages plus the honest send made by the check.
+    expect(victim.reporting.snapshot().messagesReceived - seenBefore).toBe(3);
+  });
+
+  it('refuses a blob chunk for a stream the session never opened', async () => {
+    const epoch = freshEpoch();
+    const primary = await attacker();
+    await primary.hello(epoch);
+    await expectContained(async (blob) => {
+      const answer = await blob.hello(epoch, BLOB_WINDOW);
+      expect(answer.blobWindow).toEqual(BLOB_WINDOW);
+      blob.write([
+        encodeBlobChunk({ requestMsgId: 77, chunkId: 0n, last: false, data: Buffer.alloc(16) }),
+      ]);
+    });
+    // The session's primary callis is untouched by its blob callis failing.
+    expect(primary.conn.socket.closed).toBe(false);
+  });
+
+  it('refuses a blob callis for a session that has no primary callis', async () => {
+    await expectContained(async (blob) => {
+      blob.write([encodeHello({ sessionEpoch: freshEpoch(), blobWindow: BLOB_WINDOW })]);
+    });
+  });
+
+  it('fails a stream whose sender overruns the ack window and closes only that blob callis', async () => {
+    const epoch = freshEpoch();
+    const primary = await attacker();
+    await primary.hello(epoch);
+    primary.write([appMessage(1, 2001, FrameFlags.Blob)]);
+    const ack = await primary.next();
+    expect(ack.msgType).toBe(ControlType.Ack);
+    expect(ack.peerMsgId).toBe(1);
+    await expectContained(async (blob) => {
+      await blob.hello(epoch, BLOB_WINDOW);
+      // The receiving application reads nothing, so no chunk is acknowledged: chunk 4 is one too many.
+      blob.write(
+        Array.from({ length: BLOB_WINDOW.ackWindow + 2 }, (_, i) =>
+          encodeBlobChunk({
+            requestMsgId: 1,
+            chunkId: BigInt(i),
+            last: false,
+            data: Buffer.alloc(64),
+          }),
+        ),
+      );
+    });
+    expect(primary.conn.socket.closed).toBe(false);
+  });
+
+  it('refuses callis beyond maxParallelCallisPerPeer from one identity and keeps serving others', async () => {
+    const peers: HostilePeer[] = [];
+    for (let i = 0; i < 12; i++) peers.push(await attacker());
+    const answered = await Promise.allSettled(
+      peers.map((p) => within(p.hello(freshEpoch()), 3000, 'a hello-response')),
+    );
+    const admitted = answered.filter((r) => r.status === 'fulfilled').length;
+    expect(admitted).toBe(4);
+    await within(honest.send(codec, TABERNA, { n: sent++ }), 3000, 'an honest send');
+    for (const p of peers) p.conn.socket.destroy();
+    // Once the hostile callis are gone, the identity may connect again.
+    await eventually(
+      () => !victim.reporting.connectedPeers().some((p) => p.identity.endsWith('/mallory')),
+      'the hostile callis to be released',
+    );
+    const again = await attacker();
+    await again.hello(freshEpoch());
+  });
+});
+
+describe('a hostile listener answering a domus that dialed it', () => {
+  it('closes the callis on acks for ids it never sent and counts a protocol violation', async () => {
+    const cleanup = new Cleanup();
+    const mesh = await TestMesh.create();
+    try {
+      const victim = await mesh.add('victim');
+      const server = await startListener(
+        cleanup,
+        DomusAddr.tcp('127.0.0.1', 0),
+        await mesh.pki.node('mallory'),
+      );
+      mesh.resolver.insert(TABERNA, server.addr);
+      const pending = victim.send(codec, TABERNA, { n: 1 }).catch((err: unknown) => err);
+      const peer = new HostilePeer(await server.connections.next());
+      const hello = await peer.next();
+      expect(hello.msgType).toBe(ControlType.Hello);
+      peer.write([encodeHelloResponse({ sessionEpoch: 42n })]);
+      const message = await peer.next();
+      expect(message.peerMsgId).toBe(1);
+      peer.write([encodeAck([999])]);
+      await peer.closed();
+      await eventually(
+        () => victim.reporting.snapshot().protocolViolations === 1,
+        'the protocol violation to be counted',
+      );
+      await victim.shutdown();
+      expect(AureliaError.is(await pending)).toBe(true);
+    } finally {
+      await cleanup.run();
+      await mesh.close();
+    }
+  });
+});
+
+describe('unauthenticated floods', () => {
+  it('a slowloris flood beyond the handshake limits does not stop authenticated peers', async () => {
+    const cleanup = new Cleanup();
+    const mesh = await TestMesh.create();
+    let drip: NodeJS.Timeout | undefined;
+    try {
+      const victim = await mesh.add('victim', {
+        config: fastConfig((b) =>
+          b
+            .inboundHandshakeLimitTotal(16)
+            .inboundHandshakeLimitPerPeer(4)
+            .tcpHandshakeTimeoutMs(1500),
+        ),
+      });
+      const connected = await mesh.add('connected');
+      const accepted = new Map<number, number>();
+      const taberna = await victim.taberna(TABERNA, codec);
+      void (async () => {
+        try {
+          for await (const r of taberna) {
+            accepted.set(r.message.n, (accepted.get(r.message.n) ?? 0) + 1);
+            r.accept();
+          }
+        } catch (err) {
+          if (!AureliaError.is(err, ErrorId.DomusClosed)) throw err;
+        }
+      })();
+      mesh.route(TABERNA, 'victim');
+      await connected.send(codec, TABERNA, { n: 0 });
+
+      // 40 sockets from another loopback source, each dripping one byte of a TLS record at a time.
+      const addr = victim.localAddr;
+      const flood: net.Socket[] = [];
+      for (let i = 0; i < 40; i++) flood.push(await rawConnect(cleanup, addr, '127.0.0.2'));
+      const record = Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]);
+      let step = 0;
+      drip = setInterval(() => {
+        const byte = record.subarray(step % record.length, (step % record.length) + 1);
+        step++;
+        for (const s of flood) if (!s.destroyed) s.write(byte);
+      }, 50);
+      await eventually(
+        () => victim.reporting.snapshot().handshakesRefused >= 30,
+        'the flood beyond the limits to be refused',
+      );
+
+      // A peer already connected keeps its callis, and a new one from another source gets in.
+      const newcomer = await mesh.add('newcomer');
+      const sends = [];
+      for (let n = 1; n <= 20; n++) {
+        sends.push(connected.send(codec, TABERNA, { n }));
+        sends.push(newcomer.send(codec, TABERNA, { n: 100 + n }));
+      }
+      await within(Promise.all(sends), 4000, 'sends during the flood');
+      expect(accepted.size).toBe(41);
+      for (const count of accepted.values()) expect(count).toBe(1);
+      // The dripping sockets are dropped at their handshake deadline.
+      await Promise.all(flood.map((s) => closedWithin(s, 4000)));
+    } finally {
+      if (drip) clearInterval(drip);
+      await cleanup.run();
+      await mesh.close();
+    }
+  });
+});
