@@ -62,6 +62,7 @@ export function recordRate(
     better: 'higher',
     value: rate.median,
     runs: rate.runs,
+    ...(Number.isFinite(rate.cpuUsPerOp) ? { cpuUsPerOp: rate.cpuUsPerOp } : {}),
     ...(note === undefined ? {} : { note }),
   });
 }

@@ -23,6 +23,12 @@ export interface RateResult {
   readonly median: number;
   /** Each run's rate (operations per second). */
   readonly runs: readonly number[];
+  /**
+   * Process CPU time (user + system, every thread) per operation over the measured runs, in
+   * microseconds: what one operation costs whoever shares the machine, and far less sensitive
+   * than the rate to other processes taking the CPU away.
+   */
+  readonly cpuUsPerOp: number;
 }
 
 /**
@@ -54,20 +60,23 @@ export async function measureRate(
   };
   const loops = Array.from({ length: inflight }, loop);
   const rates: number[] = [];
+  const cpu = new CpuMeter();
   try {
     await delay(timing.warmupMs);
+    cpu.start(completed);
     for (let run = 0; run < timing.runs && running; run++) {
       const startCount = completed;
       const start = performance.now();
       await delay(timing.runMs);
       rates.push(((completed - startCount) * 1000) / (performance.now() - start));
     }
+    cpu.stop(completed);
   } finally {
     running = false;
     await Promise.all(loops);
   }
   if (failure !== undefined) throw failure;
-  return { median: median(rates), runs: rates };
+  return { median: median(rates), runs: rates, cpuUsPerOp: cpu.perOp() };
 }
 
 /**
@@ -135,8 +144,10 @@ export async function measureWindowedRate(
       lastProgress = performance.now();
     }
   }, 50);
+  const cpu = new CpuMeter();
   try {
     await delay(timing.warmupMs);
+    cpu.start(window.delivered);
     for (let run = 0; run < timing.runs; run++) {
       const startCount = window.delivered;
       const start = performance.now();
@@ -149,6 +160,7 @@ export async function measureWindowedRate(
       }
       rates.push(((window.delivered - startCount) * 1000) / (performance.now() - start));
     }
+    cpu.stop(window.delivered);
   } finally {
     running = false;
     clearInterval(watchdog);
@@ -156,7 +168,7 @@ export async function measureWindowedRate(
     for (let i = 0; i < window.limit + 1; i++) window.received();
     await pumping;
   }
-  return { median: median(rates), runs: rates };
+  return { median: median(rates), runs: rates, cpuUsPerOp: cpu.perOp() };
 }
 
 /**
@@ -179,6 +191,29 @@ export async function measureLatency(
     samples.push((performance.now() - start) * 1000);
   }
   return latencyStats(samples);
+}
+
+/** Process CPU time spent between `start` and `stop`, divided by the operations in between. */
+class CpuMeter {
+  private usage: NodeJS.CpuUsage | undefined;
+  private ops = 0;
+  private micros = 0;
+
+  start(count: number): void {
+    this.usage = process.cpuUsage();
+    this.ops = -count;
+  }
+
+  stop(count: number): void {
+    const used = process.cpuUsage(this.usage);
+    this.micros = used.user + used.system;
+    this.ops += count;
+  }
+
+  /** Microseconds per operation; `NaN` when nothing completed. */
+  perOp(): number {
+    return this.ops > 0 ? this.micros / this.ops : Number.NaN;
+  }
 }
 
 let gcFunction: (() => void) | undefined;

@@ -29,6 +29,8 @@ export interface Figure {
   readonly value?: number;
   /** The individual runs a median was taken of. */
   readonly runs?: readonly number[];
+  /** Rates: process CPU time per message over the measured runs (µs), both ends included. */
+  readonly cpuUsPerOp?: number;
   /** Why the figure is missing, or a remark on how it was measured. */
   readonly note?: string;
 }
@@ -109,11 +111,23 @@ export function clip(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }
 
-const HEADERS = ['workload', 'transport', 'system', 'metric', 'value', 'vs ceiling', 'vs best alt'];
+const HEADERS = [
+  'workload',
+  'transport',
+  'system',
+  'metric',
+  'value',
+  'CPU/msg',
+  'vs ceiling',
+  'vs best alt',
+];
+/** Columns aligned to the right (numbers). */
+const RIGHT = new Set([4, 5]);
 
 /**
  * Renders figures as an aligned plain-text table (also valid Markdown): one row per figure, in
- * the given order; skipped figures show `—` and their reason. Aurelia rows carry their ratios.
+ * the given order; skipped figures show `—` and their reason. Rates show their CPU time per
+ * message; Aurelia rows carry their ratios.
  */
 export function renderTable(figures: readonly RatedFigure[]): string {
   const rows = figures.map((f) => [
@@ -124,6 +138,7 @@ export function renderTable(figures: readonly RatedFigure[]): string {
     f.value === undefined
       ? `— (${clip(f.note ?? 'not measured', NOTE_MAX)})`
       : `${formatValue(f.value)} ${f.unit}`,
+    f.cpuUsPerOp === undefined ? '' : `${formatValue(f.cpuUsPerOp)} µs`,
     formatRatio(f.vsCeiling),
     f.vsBestAlternative === undefined
       ? ''
@@ -131,8 +146,8 @@ export function renderTable(figures: readonly RatedFigure[]): string {
   ]);
   const widths = HEADERS.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: readonly string[]): string =>
-    `| ${cells.map((c, i) => (i === 4 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(' | ')} |`;
-  const rule = `|${widths.map((w, i) => (i === 4 ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
+    `| ${cells.map((c, i) => (RIGHT.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(' | ')} |`;
+  const rule = `|${widths.map((w, i) => (RIGHT.has(i) ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
   return [line(HEADERS), rule, ...rows.map(line)].join('\n') + '\n';
 }
 
@@ -142,6 +157,11 @@ export interface TargetCheck {
   readonly what: string;
   /** The measured ratio; absent when a figure is missing. */
   readonly ratio?: number;
+  /**
+   * Rate targets: the same comparison in messages per CPU second (the reference's CPU time per
+   * message ÷ Aurelia's), which other processes on the machine disturb far less than the rate.
+   */
+  readonly cpuRatio?: number;
   /** The bound, e.g. `≥ 3×`. */
   readonly bound: string;
   /** Whether the ratio meets the bound; absent when it could not be computed. */
@@ -174,14 +194,19 @@ export function checkTargets(figures: readonly Figure[]): TargetCheck[] {
     value: number | undefined,
     bound: number,
     atLeast: boolean,
+    cpuRatio?: number,
   ): void => {
     const r = value;
     checks.push({
       what,
       bound: `${atLeast ? '≥' : '≤'} ${bound}×`,
       ...(r === undefined ? {} : { ratio: r, met: atLeast ? r >= bound : r <= bound }),
+      ...(cpuRatio === undefined ? {} : { cpuRatio }),
     });
   };
+  const cpuOf = (workload: string, system: string): number | undefined =>
+    figures.find((f) => f.workload === workload && f.system === system && f.transport === 'tcp')
+      ?.cpuUsPerOp;
   const inflights = [
     ...new Set(
       figures
@@ -198,6 +223,7 @@ export function checkTargets(figures: readonly Figure[]): TargetCheck[] {
       ),
       3,
       true,
+      ratio(cpuOf(`request-64-x${n}`, 'Nest TCP+TLS'), cpuOf(`request-64-x${n}`, 'aurelia engine')),
     );
     check(
       `Nest emit() over Aurelia ÷ Nest TCP+TLS emit(), 64 B, ${n} in flight`,
@@ -207,6 +233,10 @@ export function checkTargets(figures: readonly Figure[]): TargetCheck[] {
       ),
       2,
       true,
+      ratio(
+        cpuOf(`event-64-x${n}`, 'Nest TCP+TLS emit'),
+        cpuOf(`event-64-x${n}`, 'aurelia Nest emit'),
+      ),
     );
   }
   check(
@@ -235,7 +265,8 @@ export function renderTargets(checks: readonly TargetCheck[]): string {
   return checks
     .map((c) => {
       const verdict = c.met === undefined ? 'not measured' : c.met ? 'met' : 'missed';
-      return `- ${c.what}: ${formatRatio(c.ratio) || '—'} (target ${c.bound}) ${verdict}\n`;
+      const cpu = c.cpuRatio === undefined ? '' : `; per CPU second ${formatRatio(c.cpuRatio)}`;
+      return `- ${c.what}: ${formatRatio(c.ratio) || '—'} (target ${c.bound}) ${verdict}${cpu}\n`;
     })
     .join('');
 }
@@ -253,6 +284,11 @@ export interface RunEnvironment {
   readonly mode: 'quick' | 'full';
   /** Wall-clock time of the whole run (s). */
   readonly durationS: number;
+  /**
+   * The machine's one-minute load average when the run started and when it ended: above the
+   * core count, other processes competed for the CPU and the figures are noisier.
+   */
+  readonly loadAverage: readonly [start: number, end: number];
 }
 
 /** The machine-readable result of a run: `version` changes when the shape does. */

@@ -67,6 +67,7 @@ async function loadSuites(
  */
 export async function runBench(options: BenchOptions, output: BenchOutput): Promise<BenchReport> {
   const started = performance.now();
+  const loadAtStart = os.loadavg()[0]!;
   const figures: Figure[] = [];
   const fixture = await BenchFixture.create();
   try {
@@ -106,7 +107,11 @@ export async function runBench(options: BenchOptions, output: BenchOutput): Prom
   }
   const report: BenchReport = {
     version: 1,
-    environment: await environment(options.plan.mode, (performance.now() - started) / 1000),
+    environment: await environment(
+      options.plan.mode,
+      (performance.now() - started) / 1000,
+      loadAtStart,
+    ),
     figures: rateFigures(sortFigures(figures)),
     targets: checkTargets(figures),
   };
@@ -129,7 +134,7 @@ export function printReport(report: BenchReport, output: BenchOutput): void {
   output.stdout(
     `aurelia-mesh bench (${env.mode}) — ${env.date}, node ${env.node}, ${env.cpu} × ${env.cores}, ` +
       `${env.platform}${env.gitCommit ? `, commit ${env.gitCommit.slice(0, 12)}${env.gitDirty ? ' (modified)' : ''}` : ''}, ` +
-      `${env.durationS.toFixed(1)} s\n\n`,
+      `${env.durationS.toFixed(1)} s, load ${env.loadAverage.map((l) => l.toFixed(1)).join(' → ')}\n\n`,
   );
   output.stdout(renderTable(report.figures));
   output.stdout(`\nDESIGN.md targets (over TCP):\n${renderTargets(report.targets)}`);
@@ -155,7 +160,11 @@ function sortFigures(figures: Figure[]): Figure[] {
     .map(({ figure }) => figure);
 }
 
-async function environment(mode: 'quick' | 'full', durationS: number): Promise<RunEnvironment> {
+async function environment(
+  mode: 'quick' | 'full',
+  durationS: number,
+  loadAtStart: number,
+): Promise<RunEnvironment> {
   const cpus = os.cpus();
   return {
     date: new Date().toISOString(),
@@ -166,6 +175,7 @@ async function environment(mode: 'quick' | 'full', durationS: number): Promise<R
     ...(await gitCommit()),
     mode,
     durationS,
+    loadAverage: [loadAtStart, os.loadavg()[0]!],
   };
 }
 

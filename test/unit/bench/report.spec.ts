@@ -18,7 +18,14 @@ const base = {
 } as const;
 
 const figures: Figure[] = [
-  { ...base, transport: 'tcp', system: 'aurelia engine', role: 'aurelia', value: 60_000 },
+  {
+    ...base,
+    transport: 'tcp',
+    system: 'aurelia engine',
+    role: 'aurelia',
+    value: 60_000,
+    cpuUsPerOp: 31.4,
+  },
   { ...base, transport: 'unix', system: 'aurelia engine', role: 'aurelia', value: 90_000 },
   { ...base, transport: 'tcp', system: 'node:tls', role: 'ceiling', value: 120_000 },
   { ...base, transport: 'tcp', system: 'Nest TCP+TLS', role: 'alternative', value: 20_000 },
@@ -125,9 +132,11 @@ describe('benchmark report', () => {
     expect(lines).toHaveLength(2 + figures.length + 1);
     expect(new Set(lines.map((l) => l.length)).size).toBe(1);
     expect(lines[0]).toMatch(/^\| workload +\| transport \| system +\| metric \|/);
+    expect(lines[0]).toContain('| CPU/msg |');
     expect(lines[2]).toContain('60,000 msg/s');
     expect(lines[2]).toContain('0.50×');
     expect(lines[2]).toContain('2.00× Moleculer TCP');
+    expect(lines[2]).toContain('31.4 µs');
     expect(lines.at(-1)).toContain('— (not available: no blobs)');
   });
 
@@ -149,21 +158,21 @@ describe('benchmark report', () => {
       value,
     });
     const checks = checkTargets([
-      at('request-64-x16', 'msg/s', 'aurelia engine', 90_000),
-      at('request-64-x16', 'msg/s', 'Nest TCP+TLS', 20_000),
+      { ...at('request-64-x16', 'msg/s', 'aurelia engine', 90_000), cpuUsPerOp: 10 },
+      { ...at('request-64-x16', 'msg/s', 'Nest TCP+TLS', 20_000), cpuUsPerOp: 40 },
       at('event-64-x16', 'msg/s', 'aurelia Nest emit', 30_000),
       at('event-64-x16', 'msg/s', 'Nest TCP+TLS emit', 20_000),
       at('rtt-64', 'p50', 'aurelia engine', 60),
       at('rtt-64', 'p50', 'node:tls', 50),
     ]);
     expect(checks).toEqual([
-      expect.objectContaining({ ratio: 4.5, bound: '≥ 3×', met: true }),
+      expect.objectContaining({ ratio: 4.5, bound: '≥ 3×', met: true, cpuRatio: 4 }),
       expect.objectContaining({ ratio: 1.5, bound: '≥ 2×', met: false }),
       expect.objectContaining({ ratio: 1.2, bound: '≤ 1.5×', met: true }),
       { what: 'engine blob MiB/s ÷ node:tls copy, one stream', bound: '≥ 0.7×' },
     ]);
     const text = renderTargets(checks);
-    expect(text).toContain('4.50× (target ≥ 3×) met');
+    expect(text).toContain('4.50× (target ≥ 3×) met; per CPU second 4.00×');
     expect(text).toContain('1.50× (target ≥ 2×) missed');
     expect(text).toContain('— (target ≥ 0.7×) not measured');
   });

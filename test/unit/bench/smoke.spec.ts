@@ -1,3 +1,7 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
 import {
   InflightWindow,
   measureRate,
@@ -19,6 +23,7 @@ describe('bench measurement loops', () => {
     expect(rate.runs).toHaveLength(3);
     expect(rate.median).toBeGreaterThan(0);
     expect(rate.runs).toContain(rate.median);
+    expect(rate.cpuUsPerOp).toBeGreaterThan(0);
   });
 
   it('rejects with the operation’s own error and stops every loop', async () => {
@@ -59,10 +64,13 @@ describe('bench measurement loops', () => {
 });
 
 describe('bench run', () => {
-  it('measures the engine round trip next to raw node:tls over TCP and rates it', async () => {
+  it('measures the engine round trip next to raw node:tls over TCP, rates it and writes JSON', async () => {
     const progress: string[] = [];
+    const dir = await mkdtemp(path.join(tmpdir(), 'aur-bench-spec-'));
+    const json = path.join(dir, 'bench.json');
     const report = await runBench(
       {
+        json,
         plan: {
           ...benchPlan(true),
           groups: new Set(['latency']),
@@ -78,6 +86,15 @@ describe('bench run', () => {
     expect(p50[0]!.value).toBeGreaterThan(0);
     expect(p50[0]!.vsCeiling).toBeCloseTo(p50[0]!.value! / p50[1]!.value!);
     expect(report.environment).toMatchObject({ mode: 'quick', node: process.version });
+    expect(report.environment.loadAverage).toHaveLength(2);
     expect(progress.join('')).toContain('engine round trip over tcp');
+    const written = JSON.parse(await readFile(json, 'utf8')) as typeof report;
+    await rm(dir, { recursive: true, force: true });
+    expect(written.environment).toMatchObject({
+      node: process.version,
+      cpu: report.environment.cpu,
+      date: report.environment.date,
+    });
+    expect(written.figures).toHaveLength(report.figures.length);
   });
 });
