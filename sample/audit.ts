@@ -7,14 +7,19 @@ import {
   Controller,
   Injectable,
   Module,
-  type RpcExceptionFilter,
   UseFilters,
   UsePipes,
   ValidationPipe,
 } from '@nestjs/common';
-import { Ctx, EventPattern, Payload, RpcException } from '@nestjs/microservices';
+import {
+  BaseRpcExceptionFilter,
+  Ctx,
+  EventPattern,
+  Payload,
+  RpcException,
+} from '@nestjs/microservices';
 import { IsIn, IsInt, IsNotEmpty, IsPositive, IsString } from 'class-validator';
-import { type Observable, firstValueFrom, throwError } from 'rxjs';
+import { type Observable, firstValueFrom } from 'rxjs';
 import { AureliaContext, AureliaModule, ClientAurelia } from 'aurelia-mesh';
 import {
   type ArchiveFile,
@@ -56,13 +61,13 @@ const validRecord = new ValidationPipe({
 
 /** Writes every refusal to the trace, then lets Nest answer the sender with the error as usual. */
 @Catch(RpcException)
-class RefusalTrace implements RpcExceptionFilter<RpcException> {
-  catch(exception: RpcException, host: ArgumentsHost): Observable<never> {
+class RefusalTrace extends BaseRpcExceptionFilter<RpcException> {
+  override catch(exception: RpcException, host: ArgumentsHost): Observable<unknown> {
     const ctx = host.switchToRpc().getContext<AureliaContext>();
     const error = exception.getError();
     const reason = typeof error === 'string' ? error : (error as { message?: string }).message;
     trace('audit', `refused ${ctx.getPattern()} from ${ctx.getPeer().identity}: ${reason}`);
-    return throwError(() => error);
+    return super.catch(exception, host);
   }
 }
 
@@ -111,6 +116,8 @@ class AuditCalls {
     try {
       await firstValueFrom(this.mesh.send<ChargeResult, ChargeRequest>(Patterns.charge, request));
     } catch (err) {
+      // What Nest answers for a guard that said no; a timeout or transport error is a failure.
+      if (describeError(err) !== 'Forbidden resource') throw err;
       trace('audit', `charge #${request.orderId} → billing: refused (${describeError(err)})`);
       return;
     }

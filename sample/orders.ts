@@ -146,8 +146,9 @@ class Orders {
     await lastValueFrom(this.mesh.sendBlob(Patterns.archive, file, createReadStream(filePath)), {
       defaultValue: undefined,
     });
-    const mib = file.bytes / (1024 * 1024);
-    trace('orders', `archive ${file.name} → audit: accepted (${since(startedAt)}, ${mib} MiB)`);
+    const seconds = (performance.now() - startedAt) / 1000;
+    const rate = (file.bytes / (1024 * 1024) / seconds).toFixed(1);
+    trace('orders', `archive ${file.name} → audit: accepted (${since(startedAt)}, ${rate} MiB/s)`);
   }
 
   /** What the domus counted so far, read from `DomusReporting`. */
