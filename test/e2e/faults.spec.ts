@@ -1,0 +1,382 @@
+// Faults between domus, judged by ledgers kept on both sides: partitions, half-open links, slow
+// and undecided applications, and shutdowns racing thousands of sends.
+import {
+  AureliaError,
+  DomusAddr,
+  ErrorId,
+  JsonCodec,
+  type Domus,
+  type DomusConfig,
+  type LatencySummary,
+  type Taberna,
+} from '../../lib/index.js';
+import { DeliveryLedger, type LedgerReport } from '../../lib/cli/soak/ledger.js';
+import { FaultProxy } from '../support/proxy.js';
+import { TestMesh, eventually, fastConfig, firstMatch } from '../support/mesh.js';
+import { within } from '../support/transport.js';
+
+interface Note {
+  key: string;
+}
+const codec = new JsonCodec<Note>();
+const TABERNA = 10n;
+/** How late past its deadline a send may settle: timers fire late on a loaded CI machine. */
+const LATE_SLACK_MS = 1500;
+
+/**
+ * The receiving application: takes every request of `taberna` and accepts it, recording each
+ * accept that took effect in `ledger`. `pace` runs before each decision (a slow application).
+ */
+function serve(
+  taberna: Taberna<Note>,
+  ledger: DeliveryLedger,
+  pace?: () => Promise<void>,
+): Promise<void> {
+  return (async () => {
+    try {
+      for await (const request of taberna) {
+        if (pace) await pace();
+        if (request.accept()) ledger.accept(request.message.key);
+      }
+    } catch (err) {
+      if (
+        !AureliaError.is(err, ErrorId.DomusClosed) &&
+        !AureliaError.is(err, ErrorId.TabernaShutdown)
+      )
+        throw err;
+    }
+  })();
+}
+
+/** Sends `key` from `from` and records it in `ledger` with its deadline. */
+function tracked(ledger: DeliveryLedger, from: Domus, to: bigint, key: string): Promise<void> {
+  const deadline = Date.now() + from.config.snapshot().sendTimeoutMs;
+  return ledger.track(key, deadline, from.send(codec, to, { key }));
+}
+
+function expectClean(report: LedgerReport): void {
+  expect(report.mismatches).toEqual([]);
+}
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe('partitions through a fault proxy', () => {
+  let mesh: TestMesh;
+  let proxy: FaultProxy;
+  let alpha: Domus;
+  let beta: Domus;
+  let ledger: DeliveryLedger;
+  let served: Promise<void>;
+
+  async function setup(config: DomusConfig): Promise<void> {
+    mesh = await TestMesh.create();
+    alpha = await mesh.add('alpha', { config });
+    beta = await mesh.add('beta', { config });
+    proxy = await FaultProxy.start({ host: '127.0.0.1', port: beta.localAddr.port as number });
+    mesh.resolver.insert(TABERNA, DomusAddr.tcp('127.0.0.1', proxy.port));
+    ledger = new DeliveryLedger(LATE_SLACK_MS);
+    served = serve(await beta.taberna(TABERNA, codec), ledger);
+  }
+  afterEach(async () => {
+    await proxy.close();
+    await mesh.close();
+    await served;
+  });
+
+  /** Drops every byte in both directions and refuses new connections, like a severed link. */
+  function partition(): void {
+    proxy.refuse();
+    proxy.stall();
+  }
+
+  it('delivers everything exactly once across a partition shorter than the send timeout', async () => {
+    await setup(
+      fastConfig((b) =>
+        b
+          .sendTimeoutMs(5000)
+          .keepaliveIntervalMs(150)
+          .sendQueueSize(512)
+          .tabernaAcceptQueueSize(256),
+      ),
+    );
+    const sends: Promise<void>[] = [];
+    for (let n = 0; n < 100; n++) sends.push(tracked(ledger, alpha, TABERNA, `before-${n}`));
+    await eventually(() => ledger.acceptedCount('before-50') === 1, 'traffic to flow');
+    const detected = firstMatch(
+      alpha.reporting.events$,
+      (e) => e.type === 'PrimaryCallisDisconnected',
+      'the partition to be detected as a half-open callis',
+      3000,
+    );
+    partition();
+    for (let n = 0; n < 100; n++) sends.push(tracked(ledger, alpha, TABERNA, `during-${n}`));
+    await detected;
+    proxy.forward();
+    for (let n = 0; n < 100; n++) sends.push(tracked(ledger, alpha, TABERNA, `after-${n}`));
+    await within(Promise.all(sends), 6000, 'every send to settle');
+    const report = ledger.compare();
+    expectClean(report);
+    expect(report).toMatchObject({ sends: 300, succeeded: 300, delivered: 300 });
+    expect(proxy.accepted).toBeGreaterThanOrEqual(2);
+  });
+
+  it('fails every send by its deadline across a partition longer than the send timeout, none twice', async () => {
+    await setup(
+      fastConfig((b) =>
+        b
+          .sendTimeoutMs(1000)
+          .callisConnectTimeoutMs(500)
+          .acceptTimeoutMs(500)
+          .keepaliveIntervalMs(150)
+          .tabernaAcceptQueueSize(256),
+      ),
+    );
+    const baseline = Array.from({ length: 20 }, (_, n) =>
+      tracked(ledger, alpha, TABERNA, `baseline-${n}`),
+    );
+    await within(Promise.all(baseline), 3000, 'the baseline sends');
+    // Sends racing the cut: some are accepted but their acks are lost, some never arrive.
+    const racing = Array.from({ length: 30 }, (_, n) =>
+      tracked(ledger, alpha, TABERNA, `racing-${n}`),
+    );
+    partition();
+    const during = Array.from({ length: 50 }, (_, n) =>
+      tracked(ledger, alpha, TABERNA, `during-${n}`),
+    );
+    await within(Promise.all([...racing, ...during]), 2500, 'the partitioned sends to settle');
+    for (let n = 0; n < 50; n++) {
+      expect(ledger.outcome(`during-${n}`)).toMatchObject({ ok: false, kind: ErrorId.SendTimeout });
+    }
+    proxy.forward();
+    await within(tracked(ledger, alpha, TABERNA, 'healed'), 3000, 'a send after the partition');
+    const report = ledger.compare();
+    expectClean(report);
+    expect(report.succeeded).toBeGreaterThanOrEqual(21);
+    expect(report.failed.SendTimeout).toBeGreaterThanOrEqual(50);
+    expect(ledger.outcome('healed')).toMatchObject({ ok: true });
+  });
+
+  it('replays what a half-open link swallowed once the link is detected dead', async () => {
+    await setup(fastConfig((b) => b.keepaliveIntervalMs(100)));
+    await tracked(ledger, alpha, TABERNA, 'warm-up');
+    const lost = firstMatch(
+      alpha.reporting.events$,
+      (e) => e.type === 'PrimaryCallisDisconnected',
+      'the half-open callis to be dropped',
+      3000,
+    );
+    proxy.stall();
+    const sends = Array.from({ length: 40 }, (_, n) =>
+      tracked(ledger, alpha, TABERNA, `stalled-${n}`),
+    );
+    await lost;
+    proxy.forward();
+    await within(Promise.all(sends), 4000, 'the swallowed sends to be replayed');
+    const report = ledger.compare();
+    expectClean(report);
+    expect(report).toMatchObject({ sends: 41, succeeded: 41, delivered: 41 });
+  });
+  // Engine bug, message loss: after a cut, an outbound peer with nothing pending goes idle and
+  // the domus housekeeping (every 1 s, lib/engine/domus.ts `tidy`) forgets it. The next send
+  // creates a new OutboundPeer whose message ids restart at 1 under the same session epoch, and
+  // the receiver's session still holds decided outcomes for those ids: it re-acks them as
+  // replays, so these sends succeed although no application ever saw them (or, once the
+  // outcomes aged out, fail as "forgotten"). Remove `.failing` once the engine keeps message ids
+  // increasing per session (or the receiver resets the session on a hello without RECONNECT).
+  it.failing(
+    'delivers sends made after the sender forgot its idle peer following a cut',
+    async () => {
+      await setup(fastConfig());
+      await within(
+        Promise.all(
+          Array.from({ length: 5 }, (_, n) => tracked(ledger, alpha, TABERNA, `first-${n}`)),
+        ),
+        3000,
+        'the first sends',
+      );
+      const cut = firstMatch(
+        alpha.reporting.events$,
+        (e) => e.type === 'PrimaryCallisDisconnected',
+        'the cut to be seen',
+        3000,
+      );
+      proxy.cut();
+      await cut;
+      // Nothing marks the moment the idle peer is forgotten: wait out two housekeeping intervals.
+      await new Promise<void>((resolve) => setTimeout(resolve, 2500));
+      await within(
+        Promise.all(
+          Array.from({ length: 5 }, (_, n) => tracked(ledger, alpha, TABERNA, `later-${n}`)),
+        ),
+        6000,
+        'the later sends',
+      );
+      const report = ledger.compare();
+      expectClean(report);
+      expect(report).toMatchObject({ sends: 10, succeeded: 10, delivered: 10 });
+    },
+  );
+});
+
+describe('slow and undecided applications', () => {
+  let mesh: TestMesh;
+  let alpha: Domus;
+  let beta: Domus;
+  let proxy: FaultProxy;
+  afterEach(async () => {
+    await proxy?.close();
+    await mesh.close();
+  });
+
+  async function setup(): Promise<void> {
+    mesh = await TestMesh.create();
+    alpha = await mesh.add('alpha', { config: fastConfig((b) => b.sendTimeoutMs(5000)) });
+    beta = await mesh.add('beta', { config: fastConfig((b) => b.sendTimeoutMs(5000)) });
+    proxy = await FaultProxy.start({ host: '127.0.0.1', port: beta.localAddr.port as number });
+    const viaProxy = DomusAddr.tcp('127.0.0.1', proxy.port);
+    mesh.resolver.insert(TABERNA, viaProxy);
+    mesh.resolver.insert(TABERNA + 1n, viaProxy);
+  }
+
+  it('a stuck reader behind a slow link sheds load with TabernaBusy and never delays another taberna', async () => {
+    await setup();
+    proxy.delayMs = 5;
+    const ledger = new DeliveryLedger(LATE_SLACK_MS);
+    const slow = await beta.taberna(TABERNA, codec, { queueSize: 4, acceptTimeoutMs: 200 });
+    const fast = await beta.taberna(TABERNA + 1n, codec);
+    // The slow application is stuck on its first request until the gate opens.
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      openGate = resolve;
+    });
+    const slowServed = serve(slow, ledger, () => gate);
+    const fastServed = serve(fast, ledger);
+    const burst = Array.from({ length: 80 }, (_, n) =>
+      tracked(ledger, alpha, TABERNA, `slow-${n}`),
+    );
+    // Sent behind the burst on the same callis, and all answered while the slow taberna is stuck.
+    for (let n = 0; n < 10; n++) {
+      await within(
+        tracked(ledger, alpha, TABERNA + 1n, `fast-${n}`),
+        3000,
+        'a send to the fast taberna while the slow one is stuck',
+      );
+      expect(ledger.outcome(`fast-${n}`)).toMatchObject({ ok: true });
+    }
+    await eventually(
+      () =>
+        Array.from({ length: 80 }, (_, n) => ledger.outcome(`slow-${n}`)).some(
+          (o) => o?.ok === false && o.kind === ErrorId.TabernaBusy,
+        ),
+      'the stuck taberna to shed load with TabernaBusy',
+    );
+    openGate();
+    await within(Promise.all(burst), 6000, 'the burst to settle');
+    const report = ledger.compare();
+    expectClean(report);
+    expect(report.failed.TabernaBusy).toBeGreaterThan(0);
+    expect(report.sends).toBe(90);
+    await beta.shutdown();
+    await Promise.all([slowServed, fastServed]);
+  });
+
+  it('an application that never decides fails each send at the accept timeout, and a late accept changes nothing', async () => {
+    await setup();
+    const ledger = new DeliveryLedger(LATE_SLACK_MS);
+    const taberna = await beta.taberna(TABERNA, codec, { acceptTimeoutMs: 300 });
+    const sends = Array.from({ length: 10 }, (_, n) =>
+      tracked(ledger, alpha, TABERNA, `undecided-${n}`),
+    );
+    const held = [];
+    for (let n = 0; n < 10; n++) held.push(await taberna.next(3000));
+    // Rejected by the accept timeout: the 5 s send timeout would fail them with SendTimeout.
+    await within(Promise.all(sends), 4000, 'the undecided sends to fail');
+    for (let n = 0; n < 10; n++) {
+      expect(ledger.outcome(`undecided-${n}`)).toMatchObject({
+        ok: false,
+        kind: ErrorId.RemoteTabernaRejected,
+      });
+    }
+    for (const request of held) {
+      expect(request.accept()).toBe(false);
+      if (request.accept()) ledger.accept(request.message.key);
+    }
+    const report = ledger.compare();
+    expectClean(report);
+    expect(report.delivered).toBe(0);
+    expect(beta.reporting.snapshot().messagesRejected).toBe(10);
+  });
+});
+
+describe('shutdown racing thousands of sends', () => {
+  let mesh: TestMesh;
+  afterEach(() => mesh.close());
+
+  const receivers = ['beta', 'gamma', 'delta'] as const;
+
+  async function setup(): Promise<{
+    alpha: Domus;
+    ledger: DeliveryLedger;
+    served: Promise<void>[];
+  }> {
+    mesh = await TestMesh.create();
+    const config = fastConfig((b) =>
+      b.sendTimeoutMs(4000).sendQueueSize(4096).tabernaAcceptQueueSize(1024),
+    );
+    const alpha = await mesh.add('alpha', { config });
+    const ledger = new DeliveryLedger(LATE_SLACK_MS);
+    const served: Promise<void>[] = [];
+    for (const [i, name] of receivers.entries()) {
+      const domus = await mesh.add(name, { config });
+      const id = TABERNA + BigInt(i);
+      served.push(serve(await domus.taberna(id, codec), ledger));
+      mesh.route(id, name);
+    }
+    return { alpha, ledger, served };
+  }
+
+  it('10 000 sends racing the sender shutdown each settle once, consistent with the receivers', async () => {
+    const { alpha, ledger } = await setup();
+    const sends: Promise<void>[] = [];
+    let shutdown: Promise<void> | undefined;
+    for (let n = 0; n < 10_000; n++) {
+      sends.push(tracked(ledger, alpha, TABERNA + BigInt(n % 3), `m${n}`));
+      if (n % 250 === 249) await nextTurn();
+      if (n === 5000) shutdown = alpha.shutdown();
+    }
+    await within(Promise.all(sends), 10_000, 'all 10 000 sends to settle');
+    await within(shutdown!, 10_000, 'the shutdown to finish');
+    const report = ledger.compare();
+    expectClean(report);
+    expect(report.sends).toBe(10_000);
+    expect(report.succeeded).toBeGreaterThan(0);
+    expect(report.failed.DomusClosed).toBeGreaterThan(0);
+    expect(report.succeeded + Object.values(report.failed).reduce((a, b) => a + b, 0)).toBe(10_000);
+    const snapshot = alpha.reporting.snapshot();
+    expect(snapshot.sendsAccepted).toBe(report.succeeded);
+    const latency: LatencySummary = snapshot.sendLatency;
+    expect(latency.count).toBe(report.succeeded);
+  });
+
+  it('3 000 sends racing a receiver shutdown each settle once, consistent with the receivers', async () => {
+    const { alpha, ledger } = await setup();
+    const beta = mesh.get('beta');
+    const sends: Promise<void>[] = [];
+    let shutdown: Promise<void> | undefined;
+    for (let n = 0; n < 3000; n++) {
+      sends.push(tracked(ledger, alpha, TABERNA, `m${n}`));
+      if (n % 200 === 199) await nextTurn();
+      if (n === 1000) {
+        await eventually(() => ledger.acceptedCount('m100') === 1, 'traffic to reach beta');
+        shutdown = beta.shutdown();
+      }
+    }
+    await within(Promise.all(sends), 8000, 'all 3 000 sends to settle');
+    await within(shutdown!, 8000, 'the receiver shutdown to finish');
+    const report = ledger.compare();
+    expectClean(report);
+    expect(report.sends).toBe(3000);
+    expect(report.succeeded).toBeGreaterThan(0);
+    expect(report.succeeded).toBeLessThan(3000);
+  });
+});

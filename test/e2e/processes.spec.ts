@@ -1,0 +1,242 @@
+// Nodes as child processes: SIGKILL and restart a peer, and check what its senders see.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+import {
+  DomusAddr,
+  ErrorId,
+  JsonCodec,
+  type Domus,
+  type DomusReportingEvent,
+} from '../../lib/index.js';
+import { DeliveryLedger } from '../../lib/cli/soak/ledger.js';
+import { TestMesh, fastConfig, firstMatch } from '../support/mesh.js';
+import { writeTestNodeFiles, type TestPkiFiles } from '../support/pki.js';
+import { EventQueue, within } from '../support/transport.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const script = path.join(root, 'test', 'support', 'node-process.mjs');
+const entry = process.env.AURELIA_ENTRY ?? path.join(root, 'dist', 'lib', 'index.js');
+
+/**
+ * Why the child processes cannot run the built package, or undefined when they can: dist/ must
+ * exist and be newer than every source file (CI's `npm ci` builds it; locally run `npm run build`).
+ * An explicit AURELIA_ENTRY is trusted as it is.
+ */
+function unusableBuild(): string | undefined {
+  if (!existsSync(entry)) return `${path.relative(root, entry)} is missing; run \`npm run build\``;
+  if (process.env.AURELIA_ENTRY !== undefined) return undefined;
+  const builtAt = statSync(entry).mtimeMs;
+  const lib = path.join(root, 'lib');
+  const newer = readdirSync(lib, { recursive: true, encoding: 'utf8' }).find(
+    (file) => file.endsWith('.ts') && statSync(path.join(lib, file)).mtimeMs > builtAt,
+  );
+  return newer === undefined
+    ? undefined
+    : `dist/ is older than lib/${newer}; run \`npm run build\``;
+}
+const notBuilt = unusableBuild();
+
+interface Note {
+  key: string;
+}
+const codec = new JsonCodec<Note>();
+const TABERNA = 10n;
+/** How late past its deadline a send may settle: timers fire late on a loaded CI machine. */
+const LATE_SLACK_MS = 1500;
+const CHILD_CONFIG = {
+  sendTimeoutMs: 8000,
+  callisConnectTimeoutMs: 2000,
+  acceptTimeoutMs: 8000,
+  tabernaAcceptQueueSize: 256,
+};
+
+/** A domus running `node-process.mjs` in a child process, read line by line. */
+class NodeProcess {
+  /** `ready <address> <epoch>` lines. */
+  readonly ready = new EventQueue<string>('the child domus to listen');
+  /** Keys of messages handed to the child's application. */
+  readonly got = new EventQueue<string>('a message handed to the child application');
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  closedGracefully = false;
+  private stderr = '';
+
+  private constructor(
+    readonly child: ChildProcess,
+    ledger: DeliveryLedger,
+  ) {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const [word, rest] = [line.slice(0, line.indexOf(' ')), line.slice(line.indexOf(' ') + 1)];
+      if (line === 'closed') this.closedGracefully = true;
+      else if (word === 'ready') this.ready.push(rest);
+      else if (word === 'got') this.got.push(rest);
+      else if (word === 'accepted') ledger.accept(rest);
+    });
+    child.stderr!.on('data', (chunk: Buffer) => {
+      this.stderr += chunk.toString();
+    });
+    this.exited = new Promise((resolve) =>
+      child.once('exit', (code, signal) => resolve({ code, signal })),
+    );
+  }
+
+  /**
+   * Starts a child domus on `port`, recording what its application accepts in `ledger`, and
+   * resolves once it listens, with its session epoch.
+   */
+  static async start(
+    files: TestPkiFiles,
+    port: number,
+    mode: 'accept' | 'hold',
+    ledger: DeliveryLedger,
+  ): Promise<{ node: NodeProcess; epoch: string }> {
+    const child = spawn(process.execPath, [script], {
+      env: {
+        ...process.env,
+        AURELIA_ENTRY: entry,
+        AURELIA_CA: files.ca,
+        AURELIA_CERT: files.cert,
+        AURELIA_KEY: files.key,
+        AURELIA_LISTEN: `tls://127.0.0.1:${port}`,
+        AURELIA_TABERNA: String(TABERNA),
+        AURELIA_MODE: mode,
+        AURELIA_CONFIG: JSON.stringify(CHILD_CONFIG),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const node = new NodeProcess(child, ledger);
+    const ready = await Promise.race([
+      node.ready.next(10_000),
+      node.exited.then(({ code, signal }) => {
+        throw new Error(`the child domus exited (${code ?? signal}): ${node.stderr}`);
+      }),
+    ]);
+    const [, epoch] = ready.split(' ');
+    return { node, epoch: epoch! };
+  }
+
+  /** Sends `signal` and resolves when the process is gone. */
+  async stop(
+    signal: NodeJS.Signals,
+  ): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    return within(this.exited, 10_000, `the child domus to exit on ${signal}`);
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+function tracked(ledger: DeliveryLedger, from: Domus, key: string): Promise<void> {
+  const deadline = Date.now() + from.config.snapshot().sendTimeoutMs;
+  return ledger.track(key, deadline, from.send(codec, TABERNA, { key }));
+}
+
+const suite = notBuilt === undefined ? describe : describe.skip;
+const title =
+  notBuilt === undefined
+    ? 'peers in child processes'
+    : `peers in child processes (skipped: ${notBuilt})`;
+
+suite(title, () => {
+  let mesh: TestMesh;
+  let alpha: Domus;
+  let files: TestPkiFiles;
+  let port: number;
+  const children: NodeProcess[] = [];
+
+  beforeEach(async () => {
+    mesh = await TestMesh.create();
+    alpha = await mesh.add('alpha', {
+      config: fastConfig((b) => b.sendTimeoutMs(8000).sendQueueSize(1024)),
+    });
+    files = await writeTestNodeFiles(await mesh.pki.node('beta'));
+    port = await freePort();
+    mesh.resolver.insert(TABERNA, DomusAddr.tcp('127.0.0.1', port));
+  });
+  afterEach(async () => {
+    for (const child of children.splice(0)) await child.stop('SIGKILL');
+    await mesh.close();
+    await files.cleanup();
+  });
+
+  async function startChild(mode: 'accept' | 'hold', ledger: DeliveryLedger) {
+    const started = await NodeProcess.start(files, port, mode, ledger);
+    children.push(started.node);
+    return started;
+  }
+
+  it('fails retained work with PeerRestarted after a SIGKILL and restart, then recovers', async () => {
+    const ledger = new DeliveryLedger(LATE_SLACK_MS);
+    const first = await startChild('hold', ledger);
+    const held = ['r1', 'r2', 'r3'].map((key) => tracked(ledger, alpha, key));
+    expect(await first.node.got.take(3, 5000)).toEqual(['r1', 'r2', 'r3']);
+    const restarted = firstMatch<DomusReportingEvent>(
+      alpha.reporting.events$,
+      (e) => e.type === 'PeerSessionRestarted',
+      'alpha to see the new session',
+      15_000,
+    );
+    expect((await first.node.stop('SIGKILL')).signal).toBe('SIGKILL');
+
+    const second = await startChild('accept', ledger);
+    expect(second.epoch).not.toBe(first.epoch);
+    await within(Promise.all(held), 10_000, 'the retained sends to fail');
+    for (const key of ['r1', 'r2', 'r3']) {
+      expect(ledger.outcome(key)).toMatchObject({ ok: false, kind: ErrorId.PeerRestarted });
+    }
+    expect(await restarted).toMatchObject({ failedMessages: 3 });
+    await within(tracked(ledger, alpha, 'after'), 5000, 'a send to the restarted peer');
+    expect(ledger.outcome('after')).toMatchObject({ ok: true });
+    const report = ledger.compare();
+    expect(report.mismatches).toEqual([]);
+    expect(report).toMatchObject({ sends: 4, succeeded: 1, delivered: 1 });
+  });
+
+  it('keeps both ledgers consistent when a peer is killed mid-traffic and restarted', async () => {
+    const ledger = new DeliveryLedger(LATE_SLACK_MS);
+    const first = await startChild('accept', ledger);
+    const sends: Promise<void>[] = [];
+    for (let n = 0; n < 300; n++) sends.push(tracked(ledger, alpha, `m${n}`));
+    await within(
+      (async () => {
+        while (ledger.acceptedCount('m100') === 0) await first.node.got.next(5000);
+      })(),
+      5000,
+      'a third of the traffic to arrive',
+    );
+    await first.node.stop('SIGKILL');
+    await startChild('accept', ledger);
+    for (let n = 300; n < 400; n++) sends.push(tracked(ledger, alpha, `m${n}`));
+    await within(Promise.all(sends), 15_000, 'every send to settle');
+    const report = ledger.compare();
+    expect(report.mismatches).toEqual([]);
+    expect(report.sends).toBe(400);
+    // Whatever the kill cut off failed as PeerRestarted; everything after the restart arrived.
+    for (const name of Object.keys(report.failed)) expect(name).toBe('PeerRestarted');
+    for (let n = 300; n < 400; n++) expect(ledger.outcome(`m${n}`)).toMatchObject({ ok: true });
+  });
+
+  it('a SIGTERM shuts the peer down gracefully: its undecided requests fail with DomusClosed', async () => {
+    const ledger = new DeliveryLedger(LATE_SLACK_MS);
+    const child = await startChild('hold', ledger);
+    const held = ['t1', 't2'].map((key) => tracked(ledger, alpha, key));
+    await child.node.got.take(2, 5000);
+    expect(await child.node.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+    await within(Promise.all(held), 5000, 'the held sends to fail');
+    for (const key of ['t1', 't2']) {
+      expect(ledger.outcome(key)).toMatchObject({ ok: false, kind: ErrorId.DomusClosed });
+    }
+    expect(ledger.compare().mismatches).toEqual([]);
+    expect(child.node.closedGracefully).toBe(true);
+  });
+});
