@@ -237,6 +237,29 @@ describe('outbound lanes and deadlines', () => {
     for (const p of stuck) expect((await p).kind).toBe(ErrorId.DomusClosed);
   });
 
+  it("reports a peer's orderly shutdown as a disconnect event, not as an error", async () => {
+    mesh = await TestMesh.create();
+    const alpha = await mesh.add('alpha');
+    const beta = await mesh.add('beta');
+    acceptAll(await beta.taberna(10n, codec));
+    mesh.route(10n, 'beta');
+    const events: DomusReportingEvent[] = [];
+    const errors: AureliaError[] = [];
+    alpha.reporting.events$.subscribe((e) => events.push(e));
+    alpha.reporting.errors$.subscribe((e) => errors.push(e));
+    await alpha.send(codec, 10n, { n: 1 });
+    await beta.shutdown();
+    await eventually(
+      () => events.some((e) => e.type === 'PrimaryCallisDisconnected'),
+      'alpha to see the callis close',
+    );
+    const disconnect = events.find((e) => e.type === 'PrimaryCallisDisconnected');
+    expect(disconnect).toMatchObject({ reason: expect.stringContaining('closed by the peer') });
+    expect(errors.map((e) => e.message)).not.toContainEqual(
+      expect.stringContaining('closed by the peer'),
+    );
+  });
+
   it('reports connections, disconnections and shutdown on the event feeds', async () => {
     mesh = await TestMesh.create();
     const beta = await mesh.add('beta');

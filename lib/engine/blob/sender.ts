@@ -469,7 +469,7 @@ export class OutboundBlobLink {
       this.down(callis, reason);
       if (reason.kind === ErrorId.ProtocolViolation) this.host.metrics.protocolViolations++;
       if (this.state === 'closed') return;
-      if (reason.kind !== ErrorId.DomusClosed) this.host.error(reason);
+      if (reason.kind !== ErrorId.DomusClosed && !callis.closedByPeer) this.host.error(reason);
       this.failures++;
       this.scheduleReconnect();
     },

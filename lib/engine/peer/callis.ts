@@ -71,6 +71,7 @@ export class Callis {
   private blocked = false;
   private closing = false;
   private closedReason: AureliaError | undefined;
+  private peerSaidGoodbye = false;
   private lastReceivedAt = Date.now();
   private lastWrittenAt = Date.now();
   private timer: NodeJS.Timeout | undefined;
@@ -203,8 +204,18 @@ export class Callis {
     return gone;
   }
 
+  /**
+   * True when the callis ended because the peer said goodbye with a `close` frame (for example
+   * while shutting down): an orderly end, reported as a disconnect event, not as an error.
+   */
+  get closedByPeer(): boolean {
+    return this.peerSaidGoodbye;
+  }
+
   /** Handles the peer's `close` frame: closes with `ConnectionLost` carrying the peer's reason. */
   closeByPeer(frame: Frame): void {
+    if (this.closed) return;
+    this.peerSaidGoodbye = true;
     const reason = decodeClose(frame) || 'no reason given';
     void this.close(
       new AureliaError(

@@ -432,7 +432,7 @@ export class OutboundPeer implements CallisHandler {
       direction: 'outbound',
       reason: reason.message,
     });
-    if (reason.kind !== ErrorId.DomusClosed) host.error(reason);
+    if (reason.kind !== ErrorId.DomusClosed && !callis.closedByPeer) host.error(reason);
   }
 
   private onDecision(callis: Callis, id: number, error: AureliaError | undefined): void {
