@@ -19,6 +19,7 @@ import { listenerHello } from './peer/handshake.js';
 import { OutboundPeer, type PeerHost, type SendContext } from './peer/peer.js';
 import { InboundSession, type SessionHost } from './peer/session.js';
 import { DeadlineHeap } from './peer/deadline-heap.js';
+import { type MessageId, NO_MESSAGE_ID } from './peer/serial.js';
 import { type HelloBlobWindow, encodeHelloResponse } from './wire/control.js';
 import type { BlobSender } from './blob/sender.js';
 import { FrameFlags } from './wire/frame.js';
@@ -126,6 +127,9 @@ export class Domus {
   private housekeeping: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
   private closed = false;
+  // Last message id written to each address whose idle peer object was dropped: the receiver
+  // remembers ids per session, so a later peer object for the address continues after it.
+  private readonly forgottenPeerIds = new Map<string, MessageId>();
   private blobOutboundReserved = 0;
   private blobInboundReserved = 0;
 
@@ -322,7 +326,7 @@ export class Domus {
     if (this.closed) throw closedError();
     let peer = this.peers.get(addr.key);
     if (!peer) {
-      peer = new OutboundPeer(addr.key, this.peerHost(addr));
+      peer = new OutboundPeer(addr.key, this.peerHost(addr), this.forgottenPeerIds.get(addr.key));
       this.peers.set(addr.key, peer);
     }
     const target = peer;
@@ -744,6 +748,8 @@ export class Domus {
     for (const [key, peer] of this.peers) {
       if (peer.idle) {
         this.peers.delete(key);
+        if (peer.lastAssignedId !== NO_MESSAGE_ID)
+          this.forgottenPeerIds.set(key, peer.lastAssignedId);
         void peer.close();
       }
     }

@@ -43,13 +43,8 @@ describe('aurelia-mesh soak, 60 seconds of random faults', () => {
   });
 
   it('settles every send exactly once by its deadline and never delivers a message twice', () => {
-    // Known engine bug: a sender that forgot its idle peer after a cut restarts message ids under
-    // the same session and the receiver re-acks them as replays, so some sends succeed without
-    // reaching the application (`lost`; see the failing test "delivers sends made after the
-    // sender forgot its idle peer following a cut" in faults.spec.ts). Every other broken promise
-    // fails here; once the bug is fixed, expect `mismatchCount` to be 0.
-    const broken = report.mismatchCount - report.messages.lost;
-    expect(broken).toBe(0);
+    expect(report.messages.lost).toBe(0);
+    expect(report.mismatchCount).toBe(0);
     expect(report.messages.delivered).toBeLessThanOrEqual(report.messages.sends);
   });
 
