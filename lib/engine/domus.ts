@@ -19,7 +19,6 @@ import { listenerHello } from './peer/handshake.js';
 import { OutboundPeer, type PeerHost, type SendContext } from './peer/peer.js';
 import { InboundSession, type SessionHost } from './peer/session.js';
 import { DeadlineHeap } from './peer/deadline-heap.js';
-import { type MessageId, NO_MESSAGE_ID } from './peer/serial.js';
 import { type HelloBlobWindow, encodeHelloResponse } from './wire/control.js';
 import type { BlobSender } from './blob/sender.js';
 import { FrameFlags } from './wire/frame.js';
@@ -107,7 +106,10 @@ interface PeerLinks {
  * `Aurelia.domusBuilder(...).build()`.
  */
 export class Domus {
-  /** Random per-process session epoch; peers see a new one when this domus restarts. */
+  /**
+   * Random per-run session epoch (random high 32 bits, zero below); peers see a new one when
+   * this domus restarts. Each outbound peer dials with these high bits and its own serial below.
+   */
   readonly sessionEpoch: bigint;
   /** Live configuration. */
   readonly config: DomusConfigAccess;
@@ -127,9 +129,7 @@ export class Domus {
   private housekeeping: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
   private closed = false;
-  // Last message id written to each address whose idle peer object was dropped: the receiver
-  // remembers ids per session, so a later peer object for the address continues after it.
-  private readonly forgottenPeerIds = new Map<string, MessageId>();
+  private peerSerial = 0n;
   private blobOutboundReserved = 0;
   private blobInboundReserved = 0;
 
@@ -326,7 +326,7 @@ export class Domus {
     if (this.closed) throw closedError();
     let peer = this.peers.get(addr.key);
     if (!peer) {
-      peer = new OutboundPeer(addr.key, this.peerHost(addr), this.forgottenPeerIds.get(addr.key));
+      peer = new OutboundPeer(addr.key, this.peerHost(addr));
       this.peers.set(addr.key, peer);
     }
     const target = peer;
@@ -442,10 +442,16 @@ export class Domus {
     return result;
   }
 
+  /** The epoch a new outbound peer object dials with (see `randomEpoch`). */
+  private nextPeerEpoch(): bigint {
+    this.peerSerial = (this.peerSerial % SERIAL_MASK) + 1n;
+    return this.sessionEpoch | this.peerSerial;
+  }
+
   private peerHost(addr: DomusAddr): PeerHost {
     const config = this.config;
     return {
-      sessionEpoch: this.sessionEpoch,
+      sessionEpoch: this.nextPeerEpoch(),
       metrics: this.metrics,
       sendQueueSize: () => config.value.sendQueueSize,
       callisConnectTimeoutMs: () => config.value.callisConnectTimeoutMs,
@@ -539,7 +545,7 @@ export class Domus {
     }
     if (!session) {
       for (const old of this.sessions.values()) {
-        if (old.identity === conn.identity) {
+        if (old.identity === conn.identity && !sameDomusRun(old.epoch, hello.sessionEpoch)) {
           old.failBlobs(
             new AureliaError(
               ErrorId.PeerRestarted,
@@ -748,8 +754,6 @@ export class Domus {
     for (const [key, peer] of this.peers) {
       if (peer.idle) {
         this.peers.delete(key);
-        if (peer.lastAssignedId !== NO_MESSAGE_ID)
-          this.forgottenPeerIds.set(key, peer.lastAssignedId);
         void peer.close();
       }
     }
@@ -892,11 +896,23 @@ function isBlobViolation(kind: ErrorId): boolean {
   );
 }
 
+// A domus epoch is random in its high 32 bits and zero below. Each outbound peer object it creates
+// dials with its own epoch: those high bits and a serial number below. The receiver keys sessions
+// by the whole epoch, so every peer object has its own session and message-id space (one domus
+// reached at two addresses is two sessions), while a change of the high bits tells it that the
+// sending domus restarted.
 function randomEpoch(): bigint {
   for (;;) {
-    const epoch = randomBytes(8).readBigUInt64BE(0);
-    if (epoch !== 0n) return epoch;
+    const high = randomBytes(4).readUInt32BE(0);
+    if (high !== 0) return BigInt(high) << 32n;
   }
+}
+
+const SERIAL_MASK = 0xffff_ffffn;
+
+/** True when two dialer epochs come from the same run of one domus. */
+function sameDomusRun(a: bigint, b: bigint): boolean {
+  return a >> 32n === b >> 32n;
 }
 
 function closedError(): AureliaError {

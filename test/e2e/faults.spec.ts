@@ -177,8 +177,8 @@ describe('partitions through a fault proxy', () => {
     expect(report).toMatchObject({ sends: 41, succeeded: 41, delivered: 41 });
   });
   // After a cut an outbound peer with nothing pending goes idle and the domus housekeeping
-  // forgets it; the next send creates a new peer object for the address. Its message ids must
-  // continue the session's, or the receiver would re-ack them as replays of decided messages.
+  // forgets it; the next send creates a new peer object for the address, with message ids from 1.
+  // It dials with a new epoch, so the receiver never re-acks them as replays of decided messages.
   it('delivers sends made after the sender forgot its idle peer following a cut', async () => {
     await setup(fastConfig());
     await within(
@@ -219,15 +219,10 @@ describe('one domus reachable at two addresses', () => {
     await mesh.close();
   });
 
-  // Engine bug, message loss: a sender keeps one outbound peer, with its own message ids from 1,
-  // per dialed address, but the receiver keys sessions by (sender identity, session epoch) only.
   // Two addresses of one domus (two DNS names, a NAT or load-balancer address and a direct one)
-  // therefore feed one receiver session from two id spaces: each new callis replaces the other
-  // and the receiver re-acks ids it already decided for the other address, so those sends
-  // succeed although no application saw them. Remove `.failing` once ids are unique per receiver
-  // session (lib/engine/domus.ts `send` creates one OutboundPeer per `addr.key`; the receiver's
-  // lookup is lib/engine/domus.ts, `InboundSession.key(conn.identity, hello.sessionEpoch)`).
-  it.failing('delivers every send to tabernae of one domus resolved at two addresses', async () => {
+  // mean two outbound peer objects with their own message ids. Each dials with its own epoch,
+  // so the receiver keeps a session per peer object and never confuses their ids.
+  it('delivers every send to tabernae of one domus resolved at two addresses', async () => {
     mesh = await TestMesh.create();
     const alpha = await mesh.add('alpha');
     const beta = await mesh.add('beta');

@@ -11,7 +11,6 @@ import {
 } from './callis.js';
 import { dialerHello } from './handshake.js';
 import { OutboundStore, type OutboundItem, type OutboundLane } from './outbound-store.js';
-import type { MessageId } from './serial.js';
 import type { MetricsRecorder } from '../reporting/metrics.js';
 import type { DomusReportingEvent } from '../reporting/reporting.js';
 import { FrameFlags } from '../wire/frame.js';
@@ -98,24 +97,12 @@ export class OutboundPeer implements CallisHandler {
     /** The dialed address, canonical (`DomusAddr.key`). */
     readonly address: string,
     private readonly host: PeerHost,
-    /**
-     * The last message id an earlier peer object for this address wrote in this session: ids
-     * continue after it, so the receiver (which remembers ids per session) never mistakes a new
-     * message for a replay.
-     */
-    lastAssignedId?: MessageId,
   ) {
     const size = host.sendQueueSize();
     this.store = new OutboundStore<SendContext>({
       peerLabel: address,
       capacity: { a2: size, a3: size },
-      lastAssignedId,
     });
-  }
-
-  /** The last message id written to this address, or `NO_MESSAGE_ID` before the first. */
-  get lastAssignedId(): MessageId {
-    return this.store.highestAssignedId;
   }
 
   /** Messages held: queued, written and awaiting a decision, or waiting for replay. */
