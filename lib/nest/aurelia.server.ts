@@ -178,7 +178,7 @@ export class AureliaServer
     packet: IncomingEvent,
     context: AureliaContext,
   ): Promise<void> {
-    const handler = this.getHandlerByPattern(pattern);
+    const handler = this.handlerFor(pattern);
     if (!handler) throw { status: 'error', message: `no event handler for '${pattern}'` };
     await new Promise<void>((resolve, reject) => {
       const started = this.runWithProcessingHooks(context, async (runEndHook) => {
@@ -213,6 +213,15 @@ export class AureliaServer
       this.domus = await buildDomus(this.owned, this.source as ResolvedAureliaOptions);
     }
     return this.domus;
+  }
+
+  /**
+   * The handler registered under `pattern`. Tabernae carry the normalized pattern the handler was
+   * registered with, so a direct lookup finds it; Nest's own lookup (which first tries to parse
+   * the pattern as JSON, throwing for every plain string) is only the fallback.
+   */
+  private handlerFor(pattern: string): MessageHandler | null {
+    return this.messageHandlers.get(pattern) ?? this.getHandlerByPattern(pattern);
   }
 
   /** Maps every handler to its taberna id; two patterns on one id fail here, naming both. */
@@ -296,7 +305,7 @@ export class AureliaServer
       const packet = (await this.deserializer.deserialize(value, {
         channel: pattern,
       })) as IncomingEvent;
-      const handler = this.getHandlerByPattern(pattern);
+      const handler = this.handlerFor(pattern);
       if (!handler?.isEventHandler) {
         const message = blob
           ? `'${pattern}' is a message handler: blobs go to event handlers (@EventPattern)`
@@ -349,7 +358,7 @@ export class AureliaServer
       channel: pattern,
     })) as IncomingRequest;
     const id = typeof packet.id === 'string' ? packet.id : String(channel.correlationId);
-    const handler: MessageHandler | null = this.getHandlerByPattern(pattern);
+    const handler: MessageHandler | null = this.handlerFor(pattern);
     if (!handler || handler.isEventHandler) {
       const message = handler
         ? `'${pattern}' takes events (emit), not messages`

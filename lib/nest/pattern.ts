@@ -35,6 +35,19 @@ export function normalizePattern(pattern: unknown): string {
  * and platforms, so services agree on ids without coordination.
  */
 export function tabernaIdForRoute(route: string): TabernaId {
+  const known = routeIds.get(route);
+  if (known !== undefined) return known;
+  if (routeIds.size >= ROUTE_ID_CACHE_SIZE) routeIds.clear();
+  const id = hashRoute(route);
+  routeIds.set(route, id);
+  return id;
+}
+
+// Clients hash the same few patterns on every send: remember the ids of recent routes.
+const ROUTE_ID_CACHE_SIZE = 4096;
+const routeIds = new Map<string, TabernaId>();
+
+function hashRoute(route: string): TabernaId {
   const digest = createHash('sha256')
     .update(PATTERN_HASH_PREFIX + route, 'utf8')
     .digest();
@@ -49,6 +62,11 @@ export function tabernaIdForRoute(route: string): TabernaId {
  */
 export function tabernaIdForPattern(pattern: AureliaPattern | unknown): TabernaId {
   if (typeof pattern === 'bigint') return checkExplicitId(pattern);
+  // Nest's route of a string is the string itself: a known one skips the normalizer.
+  if (typeof pattern === 'string') {
+    const known = routeIds.get(pattern);
+    if (known !== undefined) return known;
+  }
   return tabernaIdForRoute(normalizePattern(pattern));
 }
 
