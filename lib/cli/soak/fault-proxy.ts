@@ -1,7 +1,14 @@
-// A TCP proxy in front of one domus that the soak run uses to inject network faults.
+// A TCP proxy in front of one domus that injects network faults: the soak run and the fault tests
+// both drive it.
 import net from 'node:net';
 
 import { AureliaError, ErrorId } from '../../engine/errors.js';
+
+/** How the proxy treats bytes right now. */
+export type ProxyMode = 'forward' | 'stall';
+
+/** Where a proxy forwards to: a port on 127.0.0.1, or a host and port. */
+export type ProxyTarget = number | { readonly host: string; readonly port: number };
 
 interface Pair {
   readonly client: net.Socket;
@@ -9,17 +16,20 @@ interface Pair {
 }
 
 /**
- * Listens on 127.0.0.1 and forwards each connection to a target port. Faults: `stall()` drops
- * every byte in both directions without closing anything (a half-open network), `refuse()` closes
- * new connections at once, `cut()` destroys every live connection, `delayMs` holds each chunk
- * before forwarding, and `retarget()` sends new connections elsewhere (a restarted domus).
- * `heal()` undoes stall, refuse and delay.
+ * Listens on 127.0.0.1 and forwards each connection to a target. Faults: `stall()` drops every
+ * byte in both directions without closing anything (a half-open network), `pause()` stops
+ * reading from clients (real backpressure), `refuse()` closes new connections at once, `cut()`
+ * destroys every live connection (both ends see a close), `reset()` sends TCP RST, `delayMs`
+ * holds each chunk before forwarding (chunks still leave in arrival order), and `retarget()`
+ * sends new connections elsewhere (a restarted domus). `forward()` undoes stall, pause and
+ * refuse; `heal()` also removes the delay.
  */
-export class SoakFaultProxy {
+export class FaultProxy {
   private readonly pairs = new Set<Pair>();
   private readonly timers = new Set<NodeJS.Timeout>();
-  private stalled = false;
+  private mode: ProxyMode = 'forward';
   private refusing = false;
+  private target: { host: string; port: number };
   /** Extra latency applied to every chunk, in ms (0: none). */
   delayMs = 0;
   /** Connections accepted and forwarded so far. */
@@ -27,23 +37,29 @@ export class SoakFaultProxy {
 
   private constructor(
     private readonly server: net.Server,
-    private targetPort: number,
-  ) {}
+    target: ProxyTarget,
+  ) {
+    this.target = targetOf(target);
+  }
 
   /**
-   * Starts a proxy in front of `127.0.0.1:targetPort`. Rejects with
-   * `AureliaError(PeerUnavailable)` when no local port can be bound.
+   * Starts a proxy in front of `target`. Rejects with `AureliaError(PeerUnavailable)` when no
+   * local port can be bound.
    */
-  static async start(targetPort: number): Promise<SoakFaultProxy> {
+  static async start(target: ProxyTarget): Promise<FaultProxy> {
     const server = net.createServer();
-    const proxy = new SoakFaultProxy(server, targetPort);
+    const proxy = new FaultProxy(server, target);
     server.on('connection', (socket) => proxy.onConnection(socket));
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err) =>
         reject(
-          new AureliaError(ErrorId.PeerUnavailable, `soak proxy could not listen: ${err.message}`, {
-            cause: err,
-          }),
+          new AureliaError(
+            ErrorId.PeerUnavailable,
+            `fault proxy could not listen: ${err.message}`,
+            {
+              cause: err,
+            },
+          ),
         ),
       );
       server.listen(0, '127.0.0.1', () => resolve());
@@ -56,22 +72,48 @@ export class SoakFaultProxy {
     return (this.server.address() as net.AddressInfo).port;
   }
 
-  /** Sends new connections to `port` from now on. */
-  retarget(port: number): void {
-    this.targetPort = port;
+  /** Live proxied connections. */
+  get connections(): number {
+    return this.pairs.size;
   }
 
-  /** Drops every byte in both directions until `heal()`; nothing is closed. */
+  /** Sends new connections to `target` from now on. */
+  retarget(target: ProxyTarget): void {
+    this.target = targetOf(target);
+  }
+
+  /** Resumes forwarding (after `stall` or `pause`) and accepting (after `refuse`). */
+  forward(): void {
+    this.mode = 'forward';
+    this.refusing = false;
+    for (const pair of this.pairs) {
+      pair.client.resume();
+      pair.upstream.resume();
+    }
+  }
+
+  /** Like `forward()`, and removes any delay. */
+  heal(): void {
+    this.forward();
+    this.delayMs = 0;
+  }
+
+  /** Stops reading from clients: their writes back up until `forward()`. */
+  pause(): void {
+    for (const pair of this.pairs) pair.client.pause();
+  }
+
+  /** Drops every byte in both directions until `forward()`; nothing is closed. */
   stall(): void {
-    this.stalled = true;
+    this.mode = 'stall';
   }
 
-  /** Closes new connections at once until `heal()`. */
+  /** Closes new connections at once until `forward()`. */
   refuse(): void {
     this.refusing = true;
   }
 
-  /** Destroys every live connection. */
+  /** Destroys every live connection (a clean close on both sides). */
   cut(): void {
     for (const pair of this.pairs) {
       pair.client.destroy();
@@ -80,11 +122,13 @@ export class SoakFaultProxy {
     this.pairs.clear();
   }
 
-  /** Forwards again, accepts again and removes any delay. */
-  heal(): void {
-    this.stalled = false;
-    this.refusing = false;
-    this.delayMs = 0;
+  /** Resets every live connection (TCP RST on both sides). */
+  reset(): void {
+    for (const pair of this.pairs) {
+      pair.client.resetAndDestroy();
+      pair.upstream.resetAndDestroy();
+    }
+    this.pairs.clear();
   }
 
   /** Stops listening and destroys every connection and pending delayed chunk. */
@@ -101,7 +145,7 @@ export class SoakFaultProxy {
       return;
     }
     this.accepted++;
-    const upstream = net.connect(this.targetPort, '127.0.0.1');
+    const upstream = net.connect(this.target.port, this.target.host);
     const pair: Pair = { client, upstream };
     this.pairs.add(pair);
     const drop = (): void => {
@@ -121,7 +165,7 @@ export class SoakFaultProxy {
     // Delayed chunks leave in arrival order, even after the delay is lowered or removed.
     let lastReleaseAt = 0;
     from.on('data', (chunk: Buffer) => {
-      if (this.stalled) return;
+      if (this.mode === 'stall') return;
       const now = Date.now();
       if (this.delayMs > 0 || lastReleaseAt > now) {
         lastReleaseAt = Math.max(now + this.delayMs, lastReleaseAt);
@@ -138,4 +182,8 @@ export class SoakFaultProxy {
       }
     });
   }
+}
+
+function targetOf(target: ProxyTarget): { host: string; port: number } {
+  return typeof target === 'number' ? { host: '127.0.0.1', port: target } : { ...target };
 }

@@ -14,7 +14,7 @@ import { SimpleResolver } from '../../engine/resolver.js';
 import { SendOptions } from '../../engine/send-options.js';
 import type { Taberna } from '../../engine/taberna/taberna.js';
 import { createCertificateAuthority, issueNodeCertificate, type NodeCertificate } from '../pki.js';
-import { SoakFaultProxy } from './fault-proxy.js';
+import { FaultProxy } from './fault-proxy.js';
 import { DeliveryLedger, type LedgerReport } from './ledger.js';
 
 /** What a soak run does; every field but `durationMs` has a default. */
@@ -125,7 +125,7 @@ interface SoakMessage {
 interface SoakNode {
   readonly index: number;
   readonly cert: NodeCertificate;
-  readonly proxy: SoakFaultProxy;
+  readonly proxy: FaultProxy;
   readonly tabernaId: bigint;
   /** The current incarnation; undefined while it restarts. */
   domus: Domus | undefined;
@@ -299,12 +299,12 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     return domus;
   };
 
-  const proxies: SoakFaultProxy[] = [];
+  const proxies: FaultProxy[] = [];
   try {
     const ca = await createCertificateAuthority({ commonName: 'Aurelia Soak CA' });
     for (let index = 0; index < nodeCount; index++) {
       const cert = await issueNodeCertificate(ca, { name: `soak-${index}` });
-      const proxy = await SoakFaultProxy.start(1);
+      const proxy = await FaultProxy.start(1);
       proxies.push(proxy);
       const node: SoakNode = {
         index,
