@@ -249,7 +249,8 @@ export class Domus {
     let sender: unknown;
     try {
       sender = await this.route(
-        { priority: MessagePriorityClass.A3, msgType, payload, to, flags: FrameFlags.Blob },
+        { priority: MessagePriorityClass.A3, msgType, payload, to },
+        FrameFlags.Blob,
         release,
       );
     } catch (err) {
@@ -297,33 +298,56 @@ export class Domus {
    */
   dispatch(message: DispatchMessage): Promise<void> {
     // Without the BLOB flag a send resolves with nothing.
-    return this.route({
-      ...message,
-      flags: (message.flags ?? 0) & ~FrameFlags.Blob,
-    }) as Promise<void>;
+    return this.route(message, (message.flags ?? 0) & ~FrameFlags.Blob) as Promise<void>;
   }
 
-  private async route(message: DispatchMessage, blobRelease?: () => void): Promise<unknown> {
-    if (this.closed) throw closedError();
-    const config = this.config.value;
-    const { payload, to } = message;
-    if (payload.length > config.maxPayloadLen) {
-      throw new AureliaError(
-        ErrorId.EncodeFailure,
-        `payload of ${payload.length} bytes exceeds maxPayloadLen ${config.maxPayloadLen}`,
+  // Not `async`: a send whose target resolves at once takes no extra promise or microtask turn.
+  // Every failure still arrives as a rejected promise.
+  private route(
+    message: DispatchMessage,
+    flags: number,
+    blobRelease?: () => void,
+  ): Promise<unknown> {
+    try {
+      if (this.closed) throw closedError();
+      const config = this.config.value;
+      const { payload, to } = message;
+      if (payload.length > config.maxPayloadLen) {
+        throw new AureliaError(
+          ErrorId.EncodeFailure,
+          `payload of ${payload.length} bytes exceeds maxPayloadLen ${config.maxPayloadLen}`,
+        );
+      }
+      const startedAt = performance.now();
+      const deadline = Date.now() + (message.timeoutMs ?? config.sendTimeoutMs);
+      if (message.address === undefined && this.registry.has(to)) {
+        return this.sendLocal(message.msgType, payload, to, deadline, startedAt);
+      }
+      const addr = message.address ?? this.resolve(to, deadline);
+      if (addr instanceof DomusAddr) {
+        return this.routeTo(addr, message, flags, deadline, startedAt, blobRelease);
+      }
+      return addr.then((resolved) =>
+        this.routeTo(resolved, message, flags, deadline, startedAt, blobRelease),
       );
+    } catch (err) {
+      return Promise.reject(err as Error);
     }
-    const startedAt = performance.now();
-    const deadline = Date.now() + (message.timeoutMs ?? config.sendTimeoutMs);
-    const local = this.listener.localAddr;
-    if (message.address === undefined && this.registry.has(to)) {
-      return this.sendLocal(message.msgType, payload, to, deadline, startedAt);
+  }
+
+  private routeTo(
+    addr: DomusAddr,
+    message: DispatchMessage,
+    flags: number,
+    deadline: number,
+    startedAt: number,
+    blobRelease: (() => void) | undefined,
+  ): Promise<unknown> {
+    const to = message.to;
+    if (addr.key === this.listener.localAddr.key) {
+      return this.sendLocal(message.msgType, message.payload, to, deadline, startedAt);
     }
-    const addr = message.address ?? (await this.resolve(to, deadline));
-    if (addr.key === local.key) {
-      return this.sendLocal(message.msgType, payload, to, deadline, startedAt);
-    }
-    if (this.closed) throw closedError();
+    if (this.closed) return Promise.reject(closedError());
     let peer = this.peers.get(addr.key);
     if (!peer) {
       peer = new OutboundPeer(addr.key, this.peerHost(addr));
@@ -335,10 +359,10 @@ export class Domus {
         {
           priority: message.priority,
           msgType: message.msgType,
-          flags: (message.flags ?? 0) & FrameFlags.Blob,
+          flags: flags & FrameFlags.Blob,
           srcTaberna: message.from ?? 0n,
           dstTaberna: to,
-          payload,
+          payload: message.payload,
           deadline,
         },
         { resolve, reject, startedAt },
@@ -420,26 +444,29 @@ export class Domus {
     });
   }
 
-  private async resolve(to: TabernaId, deadline: number): Promise<DomusAddr> {
+  /**
+   * Asks the resolver for `to`'s address: the address itself when the resolver answers at once,
+   * otherwise a promise bounded by the send's deadline. Failures are `UnknownTaberna` (thrown, or
+   * rejected for an asynchronous resolver) and `SendTimeout` at the deadline.
+   */
+  private resolve(to: TabernaId, deadline: number): DomusAddr | Promise<DomusAddr> {
     let result: DomusAddr | Promise<DomusAddr>;
     try {
       result = this.resolver.resolve(to);
-      if (!(result instanceof DomusAddr)) result = await withDeadline(result, deadline, to);
     } catch (err) {
-      if (AureliaError.is(err)) throw err;
-      throw new AureliaError(
-        ErrorId.UnknownTaberna,
-        `resolving taberna ${to} failed: ${err instanceof Error ? err.message : String(err)}`,
-        { cause: err },
-      );
+      throw resolveFailure(to, err);
     }
-    if (!(result instanceof DomusAddr)) {
-      throw new AureliaError(
-        ErrorId.UnknownTaberna,
-        `the resolver returned no DomusAddr for taberna ${to}`,
-      );
-    }
-    return result;
+    if (result instanceof DomusAddr) return result;
+    if (typeof (result as { then?: unknown } | undefined)?.then !== 'function') throw noAddress(to);
+    return withDeadline(result, deadline, to).then(
+      (addr) => {
+        if (!(addr instanceof DomusAddr)) throw noAddress(to);
+        return addr;
+      },
+      (err: unknown) => {
+        throw resolveFailure(to, err);
+      },
+    );
   }
 
   /** The epoch a new outbound peer object dials with (see `randomEpoch`). */
@@ -858,6 +885,22 @@ function encode<T>(codec: MessageCodec<T>, message: T): { msgType: number; paylo
     throw new AureliaError(ErrorId.EncodeFailure, `message type ${encoded.msgType} is not a u32`);
   }
   return encoded;
+}
+
+function resolveFailure(to: TabernaId, err: unknown): AureliaError {
+  if (AureliaError.is(err)) return err;
+  return new AureliaError(
+    ErrorId.UnknownTaberna,
+    `resolving taberna ${to} failed: ${err instanceof Error ? err.message : String(err)}`,
+    { cause: err },
+  );
+}
+
+function noAddress(to: TabernaId): AureliaError {
+  return new AureliaError(
+    ErrorId.UnknownTaberna,
+    `the resolver returned no DomusAddr for taberna ${to}`,
+  );
 }
 
 function withDeadline<T>(promise: Promise<T>, deadline: number, to: TabernaId): Promise<T> {
