@@ -6,9 +6,11 @@ import { ClientAurelia } from '../../lib/nest/client-aurelia.js';
 import { eventually, firstMatch } from '../support/mesh.js';
 import { makeTestPki, type TestPki } from '../support/pki.js';
 import { FaultProxy } from '../support/proxy.js';
-import { callerApp, hybridApp, seen, serviceOptions } from './fixtures.js';
+import { FAST, callerApp, hybridApp, seen, serviceOptions } from './fixtures.js';
 
-const PATTERNS = ['sum', 'ticks', 'forever', 'note'];
+const PATTERNS = ['sum', 'ticks', 'forever', 'held', 'note'];
+/** How soon after a caller's SendTimeout its handler must have been stopped. */
+const STOP_BOUND_MS = 1000;
 
 describe('Nest calls through a faulty network', () => {
   let pki: TestPki;
@@ -103,6 +105,44 @@ describe('Nest calls through a faulty network', () => {
     );
     expect(AureliaError.is(err, ErrorId.SendTimeout)).toBe(true);
     expect(Date.now() - started).toBeLessThan(1500);
+  });
+
+  it('stops the handler within a bound of the caller’s SendTimeout, however late the request arrived', async () => {
+    // The caller redials 2 s after a refused dial: its request reaches billing 2 s into a 3 s call.
+    proxy.refuse();
+    const late = new ClientAurelia(
+      await serviceOptions(pki, 'late-caller', {
+        routes: { held: `tls://127.0.0.1:${proxy.port}` },
+        config: { ...FAST, reconnectBackoffMs: [2000] },
+        requestTimeoutMs: 3000,
+      }),
+    );
+    try {
+      await late.connect();
+      const dialFailed = firstMatch<DomusReportingEvent>(
+        late.unwrap<Domus>().reporting.events$,
+        (e) => e.type === 'PeerDialFailed',
+        'the refused dial',
+      );
+      const [starts, ends] = [seen.heldStarted.length, seen.heldEnded.length];
+      const outcome = lastValueFrom(late.send('held', {})).then(
+        () => 'answered',
+        (e: unknown) => e,
+      );
+      await dialFailed;
+      proxy.forward();
+      await eventually(
+        () => seen.heldStarted.length > starts,
+        'the late request to start the handler',
+      );
+      const err = await outcome;
+      const failedAt = Date.now();
+      expect(AureliaError.is(err, ErrorId.SendTimeout)).toBe(true);
+      await eventually(() => seen.heldEnded.length > ends, 'the handler to be stopped');
+      expect(seen.heldEnded[ends]! - failedAt).toBeLessThan(STOP_BOUND_MS);
+    } finally {
+      await late.close();
+    }
   });
 
   it('errors a send() whose handler never answers at its deadline', async () => {

@@ -34,6 +34,9 @@ export class Seen {
   /** Number of `ticks` handler streams that ended (completed or unsubscribed). */
   ticksEnded = 0;
   releaseSlow: (() => void) | undefined;
+  /** When each `held` handler stream started and ended (`Date.now()`), in order. */
+  readonly heldStarted: number[] = [];
+  readonly heldEnded: number[] = [];
 }
 
 export const seen = new Seen();
@@ -98,6 +101,15 @@ export class BillingController {
   @MessagePattern('forever')
   forever(): Observable<number> {
     return new Observable<number>(() => undefined);
+  }
+
+  /** Never answers; records when Nest subscribed to its stream and when it unsubscribed. */
+  @MessagePattern('held')
+  held(): Observable<number> {
+    return new Observable<number>(() => {
+      seen.heldStarted.push(Date.now());
+      return () => seen.heldEnded.push(Date.now());
+    });
   }
 
   @MessagePattern('slow')

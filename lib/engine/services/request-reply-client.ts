@@ -209,6 +209,9 @@ export class RequestReplyClient {
     ) {
       call.subscriber.error(new RemoteRequestError(err.message, call.errorBody));
     } else {
+      // The handler counts the caller's time from the request's arrival, so a request that
+      // waited in a queue or for a reconnect would outlive this deadline there: stop it now.
+      if (AureliaError.is(err, ErrorId.SendTimeout)) this.cancel(call, correlationId);
       call.subscriber.error(err);
     }
   }
