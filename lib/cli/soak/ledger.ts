@@ -18,6 +18,14 @@ interface SendRecord {
   outcome: LedgerOutcome | undefined;
 }
 
+/** Reports how one send settled; see `DeliveryLedger.open`. */
+export interface SettlementRecorder {
+  /** The send succeeded (its promise resolved) now. */
+  succeeded(): void;
+  /** The send failed with `err` now. */
+  failed(err: unknown): void;
+}
+
 /** What comparing the two sides of a ledger found. */
 export interface LedgerReport {
   /** Sends recorded. */
@@ -100,21 +108,36 @@ export class DeliveryLedger {
    * recorded before: keys must be unique for the comparison to mean anything.
    */
   track(key: string, deadline: number, sent: Promise<unknown>): Promise<void> {
+    const settle = this.open(key, deadline);
+    return sent.then(
+      () => settle.succeeded(),
+      (err: unknown) => settle.failed(err),
+    );
+  }
+
+  /**
+   * Records send `key` with its `deadline` (epoch ms) and returns the recorder of its outcome, for
+   * a send that reports by callback or event rather than by one promise. Every call of the
+   * recorder counts as a settlement: a send whose recorder is called twice breaks rule 1, and the
+   * first outcome is the one judged. Throws `AureliaError(InvalidConfig)` when `key` was recorded
+   * before.
+   */
+  open(key: string, deadline: number): SettlementRecorder {
     if (this.sends.has(key)) {
       throw new AureliaError(ErrorId.InvalidConfig, `ledger key ${key} was recorded twice`);
     }
     const record: SendRecord = { deadline, settles: 0, outcome: undefined };
     this.sends.set(key, record);
-    return sent.then(
-      () => this.settle(record, { ok: true, at: Date.now() }),
-      (err: unknown) =>
-        this.settle(record, {
+    return {
+      succeeded: () => settle(record, { ok: true, at: Date.now() }),
+      failed: (err: unknown) =>
+        settle(record, {
           ok: false,
           at: Date.now(),
           kind: AureliaError.is(err) ? err.kind : undefined,
           reason: err instanceof Error ? err.message : String(err),
         }),
-    );
+    };
   }
 
   /** Records that a receiving application accepted message `key` (its `accept()` returned true). */
@@ -146,10 +169,11 @@ export class DeliveryLedger {
     for (const [key, record] of this.sends) {
       const count = this.accepted.get(key) ?? 0;
       const outcome = record.outcome;
-      if (record.settles !== 1 || outcome === undefined) {
-        note(`send ${key} settled ${record.settles} times`);
+      if (outcome === undefined) {
+        note(`send ${key} never settled`);
         continue;
       }
+      if (record.settles > 1) note(`send ${key} settled ${record.settles} times`);
       if (outcome.at > record.deadline + this.lateSlackMs) {
         note(`send ${key} settled ${outcome.at - record.deadline} ms after its deadline`);
       }
@@ -192,11 +216,11 @@ export class DeliveryLedger {
       mismatchCount: mismatches.length,
     };
   }
+}
 
-  private settle(record: SendRecord, outcome: LedgerOutcome): void {
-    record.settles++;
-    record.outcome ??= outcome;
-  }
+function settle(record: SendRecord, outcome: LedgerOutcome): void {
+  record.settles++;
+  record.outcome ??= outcome;
 }
 
 function errorName(kind: ErrorId): string {
