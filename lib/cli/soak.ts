@@ -3,7 +3,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 
 import { AureliaError, ErrorId } from '../engine/errors.js';
 import type { CliIo } from './main.js';
-import { formatSoakReport, runSoak } from './soak/run.js';
+import { formatSoakReport, runSoak, type SoakOptions, type SoakReport } from './soak/run.js';
 
 export {
   formatSoakReport,
@@ -14,7 +14,12 @@ export {
   type SoakRecoveryReport,
   type SoakReport,
 } from './soak/run.js';
-export { DeliveryLedger, type LedgerOutcome, type LedgerReport } from './soak/ledger.js';
+export {
+  DeliveryLedger,
+  type LedgerOutcome,
+  type LedgerReport,
+  type SettlementRecorder,
+} from './soak/ledger.js';
 
 const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
@@ -68,13 +73,32 @@ interface SoakCommandOptions {
 }
 
 /**
+ * The verdict of a soak run: throws `AureliaError(ProtocolViolation)` naming how many promises
+ * were broken and the seed that reproduces the run when `report` has any mismatch (so the command
+ * exits non-zero); returns when the ledgers agreed.
+ */
+export function assertSoakPassed(report: SoakReport): void {
+  if (report.mismatchCount > 0) {
+    throw new AureliaError(
+      ErrorId.ProtocolViolation,
+      `soak found ${report.mismatchCount} broken delivery promises (seed ${report.seed}); see the list above`,
+    );
+  }
+}
+
+/**
  * Adds `soak [--duration 10m] [--nodes 5] [--seed n] [--rate n] [--blob-every n]
  * [--fault-interval 1.5s] [--late-slack 1s]` to `program`. The action runs `runSoak`, prints progress every ten
  * seconds and the summary to `io.stdout`, and rejects with `AureliaError(ProtocolViolation)`
  * listing the broken promises when the ledgers disagree (so the command exits non-zero), or
- * with `AureliaError(InvalidConfig)` for an option out of range.
+ * with `AureliaError(InvalidConfig)` for an option out of range. `soak` runs the mesh (`runSoak`
+ * unless given, e.g. to check the verdict on a prepared report).
  */
-export function registerSoakCommand(program: Command, io: CliIo): Command {
+export function registerSoakCommand(
+  program: Command,
+  io: CliIo,
+  soak: (options: SoakOptions) => Promise<SoakReport> = runSoak,
+): Command {
   return program
     .command('soak')
     .summary('run a mesh under random faults and check that no send was lost or duplicated')
@@ -127,7 +151,7 @@ export function registerSoakCommand(program: Command, io: CliIo): Command {
       ].join('\n'),
     )
     .action(async (options: SoakCommandOptions) => {
-      const report = await runSoak({
+      const report = await soak({
         durationMs: options.duration,
         nodes: options.nodes,
         seed: options.seed,
@@ -138,11 +162,6 @@ export function registerSoakCommand(program: Command, io: CliIo): Command {
         progress: (line) => io.stdout(`${line}\n`),
       });
       io.stdout(formatSoakReport(report));
-      if (report.mismatchCount > 0) {
-        throw new AureliaError(
-          ErrorId.ProtocolViolation,
-          `soak found ${report.mismatchCount} broken delivery promises (seed ${report.seed}); see the list above`,
-        );
-      }
+      assertSoakPassed(report);
     });
 }

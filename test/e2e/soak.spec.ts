@@ -1,29 +1,8 @@
 // `aurelia-mesh soak` in CI: 60 seconds of random faults over a 5-domus mesh, then the ledger
 // check. The full run is `aurelia-mesh soak --duration 10m`.
-import { Command } from 'commander';
-
-import {
-  formatSoakReport,
-  parseDuration,
-  registerSoakCommand,
-  runSoak,
-  type SoakReport,
-} from '../../lib/cli/soak.js';
-import type { CliIo } from '../../lib/cli/main.js';
+import { formatSoakReport, parseDuration, runSoak, type SoakReport } from '../../lib/cli/soak.js';
 import { AureliaError, ErrorId } from '../../lib/index.js';
-
-function program(): { program: Command; out: string[]; io: CliIo } {
-  const out: string[] = [];
-  const io: CliIo = {
-    stdout: (text) => void out.push(text),
-    stderr: (text) => void out.push(text),
-  };
-  const root = new Command('aurelia-mesh')
-    .exitOverride()
-    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
-  registerSoakCommand(root, io);
-  return { program: root, out, io };
-}
+import { soakProgram as program } from '../support/soak-cli.js';
 
 describe('aurelia-mesh soak, 60 seconds of random faults', () => {
   let report: SoakReport;
