@@ -51,7 +51,14 @@ function hashRoute(route: string): TabernaId {
   const digest = createHash('sha256')
     .update(PATTERN_HASH_PREFIX + route, 'utf8')
     .digest();
-  const id = digest.readBigUInt64BE(0);
+  return outsideReservedRange(digest.readBigUInt64BE(0));
+}
+
+/**
+ * @internal The hash-to-id step after the digest: a u64 in the reserved range (the top 256 ids)
+ * has its top bit cleared, any other is kept. Exported for tests: no practical input hashes there.
+ */
+export function outsideReservedRange(id: TabernaId): TabernaId {
   return id >= RESERVED_TABERNA_ID_BASE ? id - (1n << 63n) : id;
 }
 
