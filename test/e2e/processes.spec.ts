@@ -54,6 +54,11 @@ const CHILD_CONFIG = {
   acceptTimeoutMs: 8000,
   tabernaAcceptQueueSize: 256,
 };
+/**
+ * How long the child's application takes per decision in the mid-traffic test: slow enough that
+ * a backlog of undecided messages sits on the peer when it is killed.
+ */
+const PACE_MS = 5;
 
 /** A domus running `node-process.mjs` in a child process, read line by line. */
 class NodeProcess {
@@ -61,6 +66,7 @@ class NodeProcess {
   readonly ready = new EventQueue<string>('the child domus to listen');
   /** Keys of messages handed to the child's application. */
   readonly got = new EventQueue<string>('a message handed to the child application');
+  /** Resolves once the process is gone and every line it wrote was read. */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   closedGracefully = false;
   private stderr = '';
@@ -80,19 +86,20 @@ class NodeProcess {
       this.stderr += chunk.toString();
     });
     this.exited = new Promise((resolve) =>
-      child.once('exit', (code, signal) => resolve({ code, signal })),
+      child.once('close', (code, signal) => resolve({ code, signal })),
     );
   }
 
   /**
    * Starts a child domus on `port`, recording what its application accepts in `ledger`, and
-   * resolves once it listens, with its session epoch.
+   * resolves once it listens, with its session epoch. `paceMs` delays each decision.
    */
   static async start(
     files: TestPkiFiles,
     port: number,
     mode: 'accept' | 'hold',
     ledger: DeliveryLedger,
+    paceMs = 0,
   ): Promise<{ node: NodeProcess; epoch: string }> {
     const child = spawn(process.execPath, [script], {
       env: {
@@ -104,6 +111,7 @@ class NodeProcess {
         AURELIA_LISTEN: `tls://127.0.0.1:${port}`,
         AURELIA_TABERNA: String(TABERNA),
         AURELIA_MODE: mode,
+        AURELIA_ACCEPT_PACE_MS: String(paceMs),
         AURELIA_CONFIG: JSON.stringify(CHILD_CONFIG),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -169,8 +177,8 @@ suite(title, () => {
     await files.cleanup();
   });
 
-  async function startChild(mode: 'accept' | 'hold', ledger: DeliveryLedger) {
-    const started = await NodeProcess.start(files, port, mode, ledger);
+  async function startChild(mode: 'accept' | 'hold', ledger: DeliveryLedger, paceMs = 0) {
+    const started = await NodeProcess.start(files, port, mode, ledger, paceMs);
     children.push(started.node);
     return started;
   }
@@ -204,26 +212,40 @@ suite(title, () => {
 
   it('keeps both ledgers consistent when a peer is killed mid-traffic and restarted', async () => {
     const ledger = new DeliveryLedger(LATE_SLACK_MS);
-    const first = await startChild('accept', ledger);
+    const first = await startChild('accept', ledger, PACE_MS);
     const sends: Promise<void>[] = [];
-    for (let n = 0; n < 300; n++) sends.push(tracked(ledger, alpha, `m${n}`));
+    const keys = (from: number, to: number) =>
+      Array.from({ length: to - from }, (_, i) => `m${from + i}`);
+    for (const key of keys(0, 300)) sends.push(tracked(ledger, alpha, key));
     await within(
       (async () => {
-        while (ledger.acceptedCount('m100') === 0) await first.node.got.next(5000);
+        while (ledger.acceptedCount('m100') === 0) await first.node.got.next(10_000);
       })(),
-      5000,
-      'a third of the traffic to arrive',
+      10_000,
+      'a third of the traffic to be accepted',
     );
+    const unsettledAtKill = keys(0, 300).filter((key) => ledger.outcome(key) === undefined);
     await first.node.stop('SIGKILL');
-    await startChild('accept', ledger);
-    for (let n = 300; n < 400; n++) sends.push(tracked(ledger, alpha, `m${n}`));
+    await startChild('accept', ledger, PACE_MS);
+    for (const key of keys(300, 400)) sends.push(tracked(ledger, alpha, key));
     await within(Promise.all(sends), 15_000, 'every send to settle');
     const report = ledger.compare();
     expect(report.mismatches).toEqual([]);
     expect(report.sends).toBe(400);
-    // Whatever the kill cut off failed as PeerRestarted; everything after the restart arrived.
-    for (const name of Object.keys(report.failed)) expect(name).toBe('PeerRestarted');
-    for (let n = 300; n < 400; n++) expect(ledger.outcome(`m${n}`)).toMatchObject({ ok: true });
+    // The kill cut off work: a backlog the killed application never decided, and what the
+    // killed process had been sent and not answered failed with PeerRestarted.
+    const neverDecided = unsettledAtKill.filter((key) => ledger.acceptedCount(key) === 0);
+    expect(neverDecided.length).toBeGreaterThanOrEqual(50);
+    expect(report.failed.PeerRestarted).toBeGreaterThan(0);
+    for (const key of keys(0, 300)) {
+      const outcome = ledger.outcome(key);
+      if (outcome?.ok === false) {
+        expect(outcome.kind).toBe(ErrorId.PeerRestarted);
+        expect(unsettledAtKill).toContain(key);
+      }
+    }
+    // Everything sent after the restart reached the new process.
+    for (const key of keys(300, 400)) expect(ledger.outcome(key)).toMatchObject({ ok: true });
   });
 
   it('a SIGTERM shuts the peer down gracefully: its undecided requests fail with DomusClosed', async () => {

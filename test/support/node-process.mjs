@@ -6,17 +6,24 @@
 //   AURELIA_LISTEN   address to listen on, e.g. tls://127.0.0.1:7000
 //   AURELIA_TABERNA  id of the one taberna it hosts
 //   AURELIA_MODE     accept (default): accept every message; hold: take them and never decide
+//   AURELIA_ACCEPT_PACE_MS  optional: wait this long before each decision (a slow application,
+//                    so a backlog of undecided messages builds up)
 //   AURELIA_CONFIG   optional JSON patch over the default DomusConfig
 //   AURELIA_ENTRY    optional path of the built index.js to import
 //
-// It reports on stdout, one line per event (stdout to a pipe is synchronous on Linux, so a line
-// written before a SIGKILL is never lost):
+// It reports on stdout, one line per event. Each line is written with a synchronous write(2) on
+// fd 1, never through process.stdout: to a pipe, process.stdout is asynchronous on POSIX, and the
+// lines it still queued are lost at a SIGKILL. A line written here is in the pipe before the
+// application goes on, so the parent reads every accept that took effect:
 //   ready <address> <session epoch>   listening
 //   got <key>                         a message was handed to the application
 //   accepted <key>                    the application accepted it (accept() returned true)
 //   closed                            after a graceful shutdown on SIGTERM
+import { Buffer } from 'node:buffer';
+import { writeSync } from 'node:fs';
 import path from 'node:path';
 import process from 'node:process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -41,7 +48,19 @@ function required(name) {
   return value;
 }
 
-const say = (line) => process.stdout.write(`${line}\n`);
+const pause = new Int32Array(new SharedArrayBuffer(4));
+/** Writes `line` to fd 1 before returning, retrying while a full non-blocking pipe says EAGAIN. */
+function say(line) {
+  const bytes = Buffer.from(`${line}\n`);
+  for (let written = 0; written < bytes.length;) {
+    try {
+      written += writeSync(1, bytes, written);
+    } catch (err) {
+      if (err?.code !== 'EAGAIN') throw err;
+      Atomics.wait(pause, 0, 0, 1); // let the parent read; stays synchronous
+    }
+  }
+}
 
 const auth = await Pkcs8AuthConfig.fromFiles({
   ca: required('AURELIA_CA'),
@@ -58,6 +77,7 @@ const domus = await aurelia
   .build();
 const taberna = await domus.taberna(BigInt(required('AURELIA_TABERNA')), new JsonCodec());
 const hold = process.env.AURELIA_MODE === 'hold';
+const paceMs = Number(process.env.AURELIA_ACCEPT_PACE_MS ?? 0);
 const held = [];
 
 process.on('SIGTERM', () => {
@@ -76,6 +96,7 @@ try {
       held.push(request);
       continue;
     }
+    if (paceMs > 0) await sleep(paceMs);
     if (request.accept()) say(`accepted ${key}`);
   }
 } catch (err) {
