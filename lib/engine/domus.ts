@@ -668,13 +668,7 @@ export class Domus {
     metrics: this.metrics,
     deliver: (dst, delivery) => this.registry.deliver(dst, delivery),
     dedupeRetentionMs: () => 2 * this.config.value.sendTimeoutMs,
-    admitBlob: () => {
-      const c = this.config.value;
-      return {
-        ackWindow: Math.max(c.tcpBlobWindow.ackWindow, c.socketBlobWindow.ackWindow),
-        release: this.reserveBlob('inbound'),
-      };
-    },
+    admitBlob: () => this.reserveBlob('inbound'),
     onBlobCallisClosed: (session, callis, reason) => {
       this.releaseInbound(session.identity);
       if (reason.kind === ErrorId.ProtocolViolation || isBlobViolation(reason.kind)) {

@@ -86,6 +86,13 @@ function appMessage(id: number, n: number, flags = FrameFlags.None): OutboundFra
   };
 }
 
+/** Blob chunks of 64 bytes, none marked last, for stream `requestMsgId`. */
+function chunks(requestMsgId: number, ids: readonly bigint[]): OutboundFrame[] {
+  return ids.map((chunkId) =>
+    encodeBlobChunk({ requestMsgId, chunkId, last: false, data: Buffer.alloc(64) }),
+  );
+}
+
 /** Marks the end of what a `HostilePeer` receives. */
 const CLOSED = Symbol('closed');
 
@@ -215,6 +222,21 @@ describe('hostile peers with valid certificates', () => {
       disconnectsBefore,
     );
     return peer;
+  }
+
+  /**
+   * Opens a session on a new primary callis and a blob stream in it: message 1 carries the BLOB
+   * flag and the taberna accepts it (its stream is then never read).
+   */
+  async function openStream(): Promise<{ epoch: bigint; primary: HostilePeer }> {
+    const epoch = freshEpoch();
+    const primary = await attacker();
+    await primary.hello(epoch);
+    primary.write([appMessage(1, 2001, FrameFlags.Blob)]);
+    const ack = await primary.next();
+    expect(ack.msgType).toBe(ControlType.Ack);
+    expect(ack.peerMsgId).toBe(1);
+    return { epoch, primary };
   }
 
   const afterHello: [string, () => Buffer | OutboundFrame[]][] = [
@@ -348,6 +370,18 @@ describe('hostile peers with valid certificates', () => {
           }),
         ),
       );
+    });
+    expect(primary.conn.socket.closed).toBe(false);
+  });
+
+  it('a stream that exceeds the agreed window → closed with BlobAckWindowExceeded, counted, though within the configured one', async () => {
+    const { epoch, primary } = await openStream();
+    await expectContained(async (blob) => {
+      const proposed = { chunkSize: BLOB_WINDOW.chunkSize, ackWindow: 2 };
+      const answer = await blob.hello(epoch, proposed);
+      expect(answer.blobWindow).toEqual(proposed);
+      // Chunk 2 is beyond the agreed window of 2, though the victim's own window is 4.
+      blob.write(chunks(1, [0n, 1n, 2n, 3n]));
     });
     expect(primary.conn.socket.closed).toBe(false);
   });

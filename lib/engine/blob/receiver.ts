@@ -45,11 +45,10 @@ export class BlobReceiver extends Readable {
     private readonly link: InboundBlobLink,
     /** The message id of the request that opened the stream. */
     readonly requestMsgId: number,
-    ackWindow: number,
     private readonly release: () => void,
   ) {
     super({ highWaterMark: 256 * 1024 });
-    this.window = new BlobReceiveWindow(ackWindow);
+    this.window = new BlobReceiveWindow();
   }
 
   /** Why the stream failed, once it did (also emitted as `'error'` when someone listens). */
@@ -124,8 +123,13 @@ export class InboundBlobLink implements CallisHandler {
   private readonly completions: number[] = [];
   private readonly aborts: { requestMsgId: number; err: AureliaError }[] = [];
   private callis: Callis | undefined;
-  /** The largest window agreed with this session so far (what a sender may use). */
-  private limits: HelloBlobWindow | undefined;
+  /** The window agreed on the current (or last) blob callis: chunks must stay within it. */
+  private agreed: HelloBlobWindow | undefined;
+  /**
+   * The largest chunk size agreed with this session so far: a stream keeps the chunk size of the
+   * callis it started on, so a replay after a reconnect may carry larger chunks than agreed anew.
+   */
+  private maxChunkSize = 0;
 
   constructor(private readonly host: InboundBlobHost) {}
 
@@ -139,9 +143,9 @@ export class InboundBlobLink implements CallisHandler {
     return this.callis;
   }
 
-  /** Opens the receiving end of request `requestMsgId` with the window it may use. */
-  open(requestMsgId: number, ackWindow: number, release: () => void): BlobReceiver {
-    const receiver = new BlobReceiver(this, requestMsgId, ackWindow, release);
+  /** Opens the receiving end of request `requestMsgId`; `release` frees its buffer reservation. */
+  open(requestMsgId: number, release: () => void): BlobReceiver {
+    const receiver = new BlobReceiver(this, requestMsgId, release);
     this.streams.set(requestMsgId, receiver);
     return receiver;
   }
@@ -159,19 +163,14 @@ export class InboundBlobLink implements CallisHandler {
   attach(callis: Callis, agreed: HelloBlobWindow): void {
     const previous = this.callis;
     this.callis = callis;
-    this.limits = this.limits
-      ? {
-          chunkSize: Math.max(this.limits.chunkSize, agreed.chunkSize),
-          ackWindow: Math.max(this.limits.ackWindow, agreed.ackWindow),
-        }
-      : agreed;
+    this.agreed = agreed;
+    this.maxChunkSize = Math.max(this.maxChunkSize, agreed.chunkSize);
     if (previous && !previous.closed) {
       previous.close(
         new AureliaError(ErrorId.ConnectionLost, `${previous.describe()} replaced by a reconnect`),
       );
     }
     for (const receiver of this.streams.values()) {
-      receiver.window.ackWindow = Math.max(receiver.window.ackWindow, this.limits.ackWindow);
       // The sender replays from its last ack: tell it again what was consumed.
       receiver.window.resendAck();
       this.acks.add(receiver);
@@ -265,7 +264,7 @@ export class InboundBlobLink implements CallisHandler {
   onFrame(callis: Callis, frame: Frame): void {
     switch (frame.msgType) {
       case ControlType.BlobChunk:
-        this.onChunk(frame);
+        this.onChunk(callis, frame);
         return;
       case ControlType.Error: {
         const { errorId, message, peerMsgId } = decodeError(frame);
@@ -320,8 +319,11 @@ export class InboundBlobLink implements CallisHandler {
     this.host.onCallisClosed(callis, reason);
   }
 
-  private onChunk(frame: Frame): void {
-    const chunk = decodeBlobChunk(frame, this.limits?.chunkSize);
+  private onChunk(callis: Callis, frame: Frame): void {
+    const agreed = this.agreed;
+    // A replaced callis is closed before its successor is attached, so this is only a guard.
+    if (callis !== this.callis || !agreed) return;
+    const chunk = decodeBlobChunk(frame, this.maxChunkSize);
     const receiver = this.streams.get(chunk.requestMsgId);
     if (!receiver) {
       const stone = this.tombstones.get(chunk.requestMsgId);
@@ -338,7 +340,7 @@ export class InboundBlobLink implements CallisHandler {
     }
     let verdict;
     try {
-      verdict = receiver.window.receive(chunk.chunkId, chunk.last);
+      verdict = receiver.window.receive(chunk.chunkId, chunk.last, agreed.ackWindow);
     } catch (err) {
       // The sender broke the stream's rules: the stream fails and the callis closes.
       if (AureliaError.is(err)) this.fail(receiver, err, false);

@@ -93,12 +93,16 @@ export class BlobSender extends Writable {
     return this.window?.bufferedBytes ?? 0;
   }
 
-  /** @internal The blob callis is up with `agreed`: start or resume the stream. */
+  /**
+   * @internal The blob callis is up with `agreed`: start or resume the stream. A resumed stream
+   * keeps its chunk size (its chunks are cut) and takes the new callis' ack window.
+   */
   attach(agreed: HelloBlobWindow): void {
     if (!this.window) {
       this.window = new BlobSendWindow(agreed.ackWindow, this.link.recycleChunk);
       this.chunkSize = agreed.chunkSize;
     } else {
+      this.window.ackWindow = agreed.ackWindow;
       this.window.rewind();
     }
     this.pump();
@@ -174,7 +178,8 @@ export class BlobSender extends Writable {
       window.push(EMPTY, true);
       pushed = true;
     }
-    if (pushed) this.link.wake();
+    // Retained chunks may also have become writable: an ack moved a window smaller than them.
+    if (pushed || window.hasWritable) this.link.wake();
   }
 
   /**

@@ -11,9 +11,10 @@ export interface RetainedChunk {
 
 /**
  * The sending side of one blob stream. Chunks are retained from `push` until a cumulative ack
- * covers them; at most `ackWindow` chunks are unacknowledged at once. After a reconnect, `rewind`
- * makes every retained chunk writable again, so the stream resumes from the first unacknowledged
- * chunk.
+ * covers them; at most `ackWindow` chunks are unacknowledged at once, and only chunks within
+ * `ackWindow` of the first unacknowledged one are written. After a reconnect, `rewind` makes every
+ * retained chunk writable again, so the stream resumes from the first unacknowledged chunk, and
+ * `ackWindow` follows the window agreed on the new callis.
  */
 export class BlobSendWindow {
   private readonly retained: RetainedChunk[] = [];
@@ -33,12 +34,23 @@ export class BlobSendWindow {
    * Chunks written again after a `rewind` are never recycled (an older callis may still hold them).
    */
   constructor(
-    readonly ackWindow: number,
+    private window: number,
     private readonly recycle?: (data: Buffer) => void,
   ) {
-    if (!Number.isInteger(ackWindow) || ackWindow < 1) {
-      throw new AureliaError(ErrorId.InvalidConfig, `ackWindow must be ≥ 1, got ${ackWindow}`);
-    }
+    checkAckWindow(window);
+  }
+
+  /** Most chunks unacknowledged at once (the window agreed on the current callis). */
+  get ackWindow(): number {
+    return this.window;
+  }
+
+  /**
+   * Applies the window agreed on a new callis. A smaller window holds back retained chunks beyond
+   * it (they are written as acks make room) and refuses new ones until the stream is within it.
+   */
+  set ackWindow(ackWindow: number) {
+    this.window = checkAckWindow(ackWindow);
   }
 
   /** Chunks pushed and not yet acknowledged. */
@@ -53,7 +65,7 @@ export class BlobSendWindow {
 
   /** True while another chunk may be pushed without exceeding the window. */
   get hasRoom(): boolean {
-    return !this.ended && this.unacknowledged < this.ackWindow;
+    return !this.ended && this.unacknowledged < this.window;
   }
 
   /** True once the last chunk was pushed. */
@@ -71,9 +83,12 @@ export class BlobSendWindow {
     return this.ackedThrough;
   }
 
-  /** True when some retained chunk has not been written since the last `rewind`. */
+  /**
+   * True when a retained chunk not written since the last `rewind` may be written now (it lies
+   * within the window).
+   */
   get hasWritable(): boolean {
-    return this.cursor < this.retained.length;
+    return this.cursor < this.retained.length && this.cursor - this.head < this.window;
   }
 
   /**
@@ -84,10 +99,10 @@ export class BlobSendWindow {
     if (this.ended) {
       throw new AureliaError(ErrorId.BlobStreamOutOfOrder, 'the blob stream already ended');
     }
-    if (this.unacknowledged >= this.ackWindow) {
+    if (this.unacknowledged >= this.window) {
       throw new AureliaError(
         ErrorId.BlobAckWindowExceeded,
-        `${this.unacknowledged} chunks are unacknowledged (window ${this.ackWindow})`,
+        `${this.unacknowledged} chunks are unacknowledged (window ${this.window})`,
       );
     }
     const chunkId = this.nextId++;
@@ -97,9 +112,12 @@ export class BlobSendWindow {
     return chunkId;
   }
 
-  /** Returns the next chunk to write and advances past it, or undefined when none is left. */
+  /**
+   * Returns the next chunk to write and advances past it, or undefined when none is left within
+   * the window.
+   */
   takeWritable(): RetainedChunk | undefined {
-    if (this.cursor >= this.retained.length) return undefined;
+    if (!this.hasWritable) return undefined;
     const chunk = this.retained[this.cursor++]!;
     if (chunk.chunkId >= this.writtenThrough) this.writtenThrough = chunk.chunkId + 1n;
     return chunk;
@@ -162,8 +180,8 @@ export type ChunkVerdict = 'new' | 'duplicate';
 /**
  * The receiving side of one blob stream. Chunks must arrive in order; a replayed chunk (below
  * the next expected id) is a duplicate to drop and re-acknowledge. The receiver acknowledges
- * chunks cumulatively once the application consumed them, and never holds more than `ackWindow`
- * unacknowledged chunks.
+ * chunks cumulatively once the application consumed them, and refuses a chunk beyond the ack
+ * window agreed on the callis it arrived on.
  */
 export class BlobReceiveWindow {
   private expected = 0n; // next chunk id to receive
@@ -171,13 +189,6 @@ export class BlobReceiveWindow {
   private ackedThrough = 0n; // chunks below this were acknowledged to the sender
   private ackDue = false; // the current ack must be (re)sent even if it is not new
   private lastSeen = false;
-
-  /** `ackWindow` may grow later (a reconnect agreed a larger window); it never shrinks. */
-  constructor(public ackWindow: number) {
-    if (!Number.isInteger(ackWindow) || ackWindow < 1) {
-      throw new AureliaError(ErrorId.InvalidConfig, `ackWindow must be ≥ 1, got ${ackWindow}`);
-    }
-  }
 
   /** Id of the next chunk expected. */
   get nextExpected(): bigint {
@@ -195,11 +206,12 @@ export class BlobReceiveWindow {
   }
 
   /**
-   * Checks an arriving chunk. Throws `BlobStreamMissingChunk` when chunks were skipped,
-   * `BlobStreamOutOfOrder` for a chunk after the last one, and `BlobAckWindowExceeded` when the
-   * sender exceeded the window.
+   * Checks a chunk that arrived on a callis whose agreed window is `ackWindow`. Throws
+   * `BlobStreamMissingChunk` when chunks were skipped (its id is ahead of the next expected one),
+   * `BlobStreamOutOfOrder` for a chunk after the last one, and `BlobAckWindowExceeded` when it
+   * lies `ackWindow` or more chunks beyond the last acknowledgement.
    */
-  receive(chunkId: bigint, last: boolean): ChunkVerdict {
+  receive(chunkId: bigint, last: boolean, ackWindow: number): ChunkVerdict {
     if (chunkId < this.expected) {
       // A replay: the sender missed our ack, so it must go out again.
       this.ackDue = true;
@@ -217,10 +229,10 @@ export class BlobReceiveWindow {
         `expected chunk ${this.expected}, got ${chunkId}`,
       );
     }
-    if (chunkId - this.ackedThrough >= BigInt(this.ackWindow)) {
+    if (chunkId - this.ackedThrough >= BigInt(ackWindow)) {
       throw new AureliaError(
         ErrorId.BlobAckWindowExceeded,
-        `chunk ${chunkId} exceeds the ack window of ${this.ackWindow} (acknowledged below ${this.ackedThrough})`,
+        `chunk ${chunkId} exceeds the agreed ack window of ${ackWindow} (acknowledged below ${this.ackedThrough})`,
       );
     }
     this.expected++;
@@ -258,4 +270,11 @@ export class BlobReceiveWindow {
   resendAck(): void {
     this.ackDue = true;
   }
+}
+
+function checkAckWindow(ackWindow: number): number {
+  if (!Number.isInteger(ackWindow) || ackWindow < 1) {
+    throw new AureliaError(ErrorId.InvalidConfig, `ackWindow must be ≥ 1, got ${ackWindow}`);
+  }
+  return ackWindow;
 }

@@ -29,10 +29,10 @@ export interface SessionHost {
   /** The session's blob callis closed. */
   onBlobCallisClosed(session: InboundSession, callis: Callis, reason: AureliaError): void;
   /**
-   * A message arrived with the BLOB flag: reserves its buffer and returns the window its stream
-   * may use and the release, or throws (`BlobBufferFull`, ...) to refuse the message.
+   * A message arrived with the BLOB flag: reserves its stream's buffer and returns the release,
+   * or throws (`BlobBufferFull`, ...) to refuse the message.
    */
-  admitBlob(session: InboundSession): { ackWindow: number; release: () => void };
+  admitBlob(session: InboundSession): () => void;
 }
 
 /** Most decided outcomes one session remembers for replays. */
@@ -195,9 +195,9 @@ export class InboundSession implements CallisHandler, DecisionSink {
         this.host.metrics.messagesReceived++;
         let blob: unknown;
         if ((frame.flags & FrameFlags.Blob) !== 0) {
-          let admitted;
+          let release;
           try {
-            admitted = this.host.admitBlob(this);
+            release = this.host.admitBlob(this);
           } catch (err) {
             const failure = AureliaError.is(err)
               ? err
@@ -205,7 +205,7 @@ export class InboundSession implements CallisHandler, DecisionSink {
             this.decide(id, refuse(failure.kind, failure.message));
             return;
           }
-          blob = this.blobLink().open(id, admitted.ackWindow, admitted.release);
+          blob = this.blobLink().open(id, release);
         }
         this.host.deliver(
           frame.dstTaberna,

@@ -59,6 +59,26 @@ describe('BlobSendWindow', () => {
     expect(recycled).toEqual(['a', 'c', 'd']);
   });
 
+  it('writes nothing beyond a window that shrank on a reconnect until acks make room', () => {
+    const w = new BlobSendWindow(4);
+    for (let i = 0; i < 4; i++) w.push(Buffer.from([i]), false);
+    w.takeWritable();
+    w.rewind();
+    w.ackWindow = 2;
+    expect(w.hasRoom).toBe(false);
+    expect([w.takeWritable()?.chunkId, w.takeWritable()?.chunkId]).toEqual([0n, 1n]);
+    expect(w.takeWritable()).toBeUndefined();
+    expect(w.hasWritable).toBe(false);
+    w.ack(1n);
+    expect(w.hasWritable).toBe(true);
+    expect(w.takeWritable()?.chunkId).toBe(2n);
+    expect(w.takeWritable()).toBeUndefined();
+    expect(w.hasRoom).toBe(false);
+    w.ack(3n);
+    expect(w.takeWritable()?.chunkId).toBe(3n);
+    expect(w.hasRoom).toBe(true);
+  });
+
   it('rewinds to the first unacknowledged chunk after a reconnect', () => {
     const w = new BlobSendWindow(8);
     for (let i = 0; i < 4; i++) w.push(Buffer.from([i]), i === 3);
@@ -82,23 +102,23 @@ describe('BlobSendWindow', () => {
 
 describe('BlobReceiveWindow', () => {
   it('accepts chunks in order, drops replays and names gaps and late chunks', () => {
-    const r = new BlobReceiveWindow(4);
-    expect(r.receive(0n, false)).toBe('new');
-    expect(r.receive(0n, false)).toBe('duplicate');
-    expect(() => r.receive(2n, false)).toThrow(
+    const r = new BlobReceiveWindow();
+    expect(r.receive(0n, false, 4)).toBe('new');
+    expect(r.receive(0n, false, 4)).toBe('duplicate');
+    expect(() => r.receive(2n, false, 4)).toThrow(
       expect.objectContaining({ kind: ErrorId.BlobStreamMissingChunk }) as unknown as Error,
     );
-    expect(r.receive(1n, true)).toBe('new');
+    expect(r.receive(1n, true, 4)).toBe('new');
     expect(r.ended).toBe(true);
-    expect(() => r.receive(2n, false)).toThrow(
+    expect(() => r.receive(2n, false, 4)).toThrow(
       expect.objectContaining({ kind: ErrorId.BlobStreamOutOfOrder }) as unknown as Error,
     );
   });
 
   it('acknowledges only what the application consumed, cumulatively', () => {
-    const r = new BlobReceiveWindow(4);
-    r.receive(0n, false);
-    r.receive(1n, false);
+    const r = new BlobReceiveWindow();
+    r.receive(0n, false, 4);
+    r.receive(1n, false, 4);
     expect(r.takeAck()).toBeUndefined();
     r.consume();
     expect(r.takeAck()).toBe(1n);
@@ -108,12 +128,12 @@ describe('BlobReceiveWindow', () => {
   });
 
   it('repeats its ack after a replayed chunk or a reconnect, even when nothing is new', () => {
-    const r = new BlobReceiveWindow(4);
-    r.receive(0n, false);
+    const r = new BlobReceiveWindow();
+    r.receive(0n, false, 4);
     r.consume();
     expect(r.takeAck()).toBe(1n);
     expect(r.takeAck()).toBeUndefined();
-    expect(r.receive(0n, false)).toBe('duplicate');
+    expect(r.receive(0n, false, 4)).toBe('duplicate');
     expect(r.takeAck()).toBe(1n);
     r.resendAck();
     expect(r.takeAck()).toBe(1n);
@@ -121,12 +141,25 @@ describe('BlobReceiveWindow', () => {
   });
 
   it('refuses a sender that exceeds the window', () => {
-    const r = new BlobReceiveWindow(2);
-    r.receive(0n, false);
-    r.receive(1n, false);
-    expect(() => r.receive(2n, false)).toThrow(
+    const r = new BlobReceiveWindow();
+    r.receive(0n, false, 2);
+    r.receive(1n, false, 2);
+    expect(() => r.receive(2n, false, 2)).toThrow(
       expect.objectContaining({ kind: ErrorId.BlobAckWindowExceeded }) as unknown as Error,
     );
+  });
+
+  it('checks each chunk against the window of the callis it arrived on, not an earlier one', () => {
+    const r = new BlobReceiveWindow();
+    r.receive(0n, false, 8);
+    r.receive(1n, false, 8);
+    // After a reconnect that agreed a window of 2, chunk 2 is beyond it although 8 allowed it.
+    expect(() => r.receive(2n, false, 2)).toThrow(
+      expect.objectContaining({ kind: ErrorId.BlobAckWindowExceeded }) as unknown as Error,
+    );
+    r.consume(2);
+    expect(r.takeAck()).toBe(2n);
+    expect(r.receive(2n, false, 2)).toBe('new');
   });
 });
 
@@ -136,7 +169,7 @@ type Step =
   | { op: 'deliver' }
   | { op: 'consume' }
   | { op: 'ack' }
-  | { op: 'reconnect' };
+  | { op: 'reconnect'; window: number };
 
 const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ op: fc.constant('push' as const), size: fc.nat(16) }) },
@@ -144,18 +177,27 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 4, arbitrary: fc.constant({ op: 'deliver' as const }) },
   { weight: 3, arbitrary: fc.constant({ op: 'consume' as const }) },
   { weight: 3, arbitrary: fc.constant({ op: 'ack' as const }) },
-  { weight: 1, arbitrary: fc.constant({ op: 'reconnect' as const }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      op: fc.constant('reconnect' as const),
+      window: fc.integer({ min: 1, max: 6 }),
+    }),
+  },
 );
 
 describe('blob windows together', () => {
-  it('deliver every byte exactly once, in order, across reconnects, within the window', () => {
+  it('deliver every byte exactly once, in order, across reconnects that change the window, within it', () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 6 }),
-        fc.array(step, { maxLength: 300 }),
+        fc.array(step, { maxLength: 300, size: 'medium' }),
         (window, steps) => {
+          // The window agreed on the current callis; each reconnect agrees a new one.
+          let agreed = window;
+          let largest = window;
           const sender = new BlobSendWindow(window);
-          const receiver = new BlobReceiveWindow(window);
+          const receiver = new BlobReceiveWindow();
           const sent: number[] = [];
           const received: number[] = [];
           const consumable: Buffer[] = [];
@@ -183,7 +225,7 @@ describe('blob windows together', () => {
               case 'deliver': {
                 const chunk = wire.shift();
                 if (!chunk) return;
-                if (receiver.receive(chunk.chunkId, chunk.last) === 'new')
+                if (receiver.receive(chunk.chunkId, chunk.last, agreed) === 'new')
                   consumable.push(chunk.data);
                 return;
               }
@@ -203,15 +245,19 @@ describe('blob windows together', () => {
               }
               case 'reconnect':
                 wire = [];
+                agreed = s.window;
+                largest = Math.max(largest, agreed);
                 receiver.resendAck();
                 acks = [receiver.takeAck()!];
+                sender.ackWindow = agreed;
                 sender.rewind();
                 return;
             }
           };
           for (const s of steps) {
             run(s);
-            expect(sender.unacknowledged).toBeLessThanOrEqual(window);
+            // A shrunk window holds back what was retained before, never more than the largest.
+            expect(sender.unacknowledged).toBeLessThanOrEqual(largest);
           }
           // Let the stream finish: no more faults, everything flows.
           for (let i = 0; i < 100_000 && !sender.complete; i++) {
