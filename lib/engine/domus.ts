@@ -553,7 +553,7 @@ export class Domus {
       this.handshaking.delete(callis);
       this.releaseInbound(conn.identity);
       if (AureliaError.is(err)) {
-        if (err.kind === ErrorId.ProtocolViolation) this.metrics.protocolViolations++;
+        if (isViolation(err.kind)) this.metrics.protocolViolations++;
         if (err.kind !== ErrorId.DomusClosed) this.reporting.error(err);
       }
       return;
@@ -671,9 +671,7 @@ export class Domus {
     admitBlob: () => this.reserveBlob('inbound'),
     onBlobCallisClosed: (session, callis, reason) => {
       this.releaseInbound(session.identity);
-      if (reason.kind === ErrorId.ProtocolViolation || isBlobViolation(reason.kind)) {
-        this.metrics.protocolViolations++;
-      }
+      if (isViolation(reason.kind)) this.metrics.protocolViolations++;
       this.callisDown(session.identity, callis.connection.remoteAddress, 'blob');
       this.reporting.emit({
         type: 'BlobCallisDisconnected',
@@ -686,7 +684,7 @@ export class Domus {
     },
     onCallisClosed: (session, callis, reason) => {
       this.releaseInbound(session.identity);
-      if (reason.kind === ErrorId.ProtocolViolation) this.metrics.protocolViolations++;
+      if (isViolation(reason.kind)) this.metrics.protocolViolations++;
       this.callisDown(session.identity, callis.connection.remoteAddress, 'primary');
       this.reporting.emit({
         type: 'PrimaryCallisDisconnected',
@@ -924,8 +922,15 @@ function firstWords(message: string): string {
   return message.replace(/\d+/g, '#').slice(0, 80);
 }
 
-function isBlobViolation(kind: ErrorId): boolean {
+/**
+ * True when an accepted callis closed because the peer broke the wire protocol: a malformed or
+ * unexpected frame, a frame of an unknown wire version (answered with `UnsupportedVersion`), or a
+ * blob stream that broke its rules. Counted in `protocolViolations`.
+ */
+function isViolation(kind: ErrorId): boolean {
   return (
+    kind === ErrorId.ProtocolViolation ||
+    kind === ErrorId.UnsupportedVersion ||
     kind === ErrorId.BlobAckWindowExceeded ||
     kind === ErrorId.BlobStreamNotFound ||
     kind === ErrorId.BlobStreamOutOfOrder ||

@@ -7,6 +7,7 @@ import {
   DomusAddr,
   ErrorId,
   JsonCodec,
+  SendOptions,
   a3MessageType,
   type Domus,
   type DomusReportingEvent,
@@ -29,6 +30,7 @@ import {
   encodeBlobChunk,
   encodeHello,
   encodeHelloResponse,
+  type ErrorPayload,
   type HelloBlobWindow,
 } from '../../lib/engine/wire/control.js';
 import { TestMesh, eventually, fastConfig } from '../support/mesh.js';
@@ -103,6 +105,7 @@ const CLOSED = Symbol('closed');
 class HostilePeer {
   /** Frames from the domus, then `CLOSED` once the connection is gone. */
   private readonly frames = new EventQueue<Frame | typeof CLOSED>('a frame from the domus');
+  private firstError: ErrorPayload | undefined;
   private readonly decoder = new FrameDecoder({
     maxPayloadLen: 1 << 20,
     onFrame: (frame) => this.frames.push({ ...frame, payload: Buffer.from(frame.payload) }),
@@ -141,6 +144,15 @@ class HostilePeer {
       }
       if (frame.msgType !== ControlType.Keepalive) return frame;
     }
+  }
+
+  /** The first `error` frame from the domus, skipping other frames; rejects if none came. */
+  async error(): Promise<ErrorPayload> {
+    while (!this.firstError) {
+      const frame = await this.next();
+      if (frame.msgType === ControlType.Error) this.firstError = decodeError(frame);
+    }
+    return this.firstError;
   }
 
   /** Resolves when the domus has closed the connection. */
@@ -198,10 +210,14 @@ describe('hostile peers with valid certificates', () => {
     return new HostilePeer(conn);
   }
 
-  /** Runs `attack`, then checks the callis was closed, counted, and nobody else was affected. */
+  /**
+   * Runs `attack`, then checks the callis was closed, one protocol violation was counted, and
+   * nobody else was affected. With `errorId`, the domus must have said why in an `error` frame
+   * before closing.
+   */
   async function expectContained(
     attack: (peer: HostilePeer) => Promise<void>,
-    counted = true,
+    errorId?: ErrorId,
   ): Promise<HostilePeer> {
     const before = victim.reporting.snapshot().protocolViolations;
     const disconnectsBefore = honestEvents.filter(
@@ -210,13 +226,12 @@ describe('hostile peers with valid certificates', () => {
     const peer = await attacker();
     await attack(peer);
     await peer.closed();
-    if (counted) {
-      await eventually(
-        () => victim.reporting.snapshot().protocolViolations === before + 1,
-        'the protocol violation to be counted',
-        3000,
-      );
-    }
+    if (errorId !== undefined) expect((await peer.error()).errorId).toBe(errorId);
+    await eventually(
+      () => victim.reporting.snapshot().protocolViolations === before + 1,
+      'the protocol violation to be counted',
+      3000,
+    );
     await within(honest.send(codec, TABERNA, { n: sent++ }), 3000, 'an honest send afterwards');
     expect(honestEvents.filter((e) => e.type === 'PrimaryCallisDisconnected').length).toBe(
       disconnectsBefore,
@@ -297,16 +312,13 @@ describe('hostile peers with valid certificates', () => {
     });
   });
 
-  it('answers an unknown wire version with error(UnsupportedVersion) and closes only that callis', async () => {
+  it('answers an unknown wire version with error(UnsupportedVersion), closes only that callis and counts it', async () => {
     const peer = await expectContained(async (p) => {
       await p.hello(freshEpoch());
       p.write(rawHeader({ version: 2, msgType: APP_TYPE, payloadLen: 0 }));
-    }, false);
-    const frame = await peer.next();
-    expect(frame.msgType).toBe(ControlType.Error);
-    const error = decodeError(frame);
-    expect(error.errorId).toBe(ErrorId.UnsupportedVersion);
-    expect(error.message).toContain('version 2');
+    }, ErrorId.UnsupportedVersion);
+    // The reason names the version it could not read.
+    expect((await peer.error()).message).toContain('version 2');
   });
 
   it('delivers the valid messages that came before the violation, exactly once', async () => {
@@ -328,49 +340,32 @@ describe('hostile peers with valid certificates', () => {
     expect(victim.reporting.snapshot().messagesReceived - seenBefore).toBe(3);
   });
 
-  it('refuses a blob chunk for a stream the session never opened', async () => {
+  it('refuses a blob chunk for a stream the session never opened with BlobStreamNotFound', async () => {
     const epoch = freshEpoch();
     const primary = await attacker();
     await primary.hello(epoch);
     await expectContained(async (blob) => {
       const answer = await blob.hello(epoch, BLOB_WINDOW);
       expect(answer.blobWindow).toEqual(BLOB_WINDOW);
-      blob.write([
-        encodeBlobChunk({ requestMsgId: 77, chunkId: 0n, last: false, data: Buffer.alloc(16) }),
-      ]);
-    });
+      blob.write(chunks(77, [0n]));
+    }, ErrorId.BlobStreamNotFound);
     // The session's primary callis is untouched by its blob callis failing.
     expect(primary.conn.socket.closed).toBe(false);
   });
 
-  it('refuses a blob callis for a session that has no primary callis', async () => {
+  it('refuses a blob callis for a session that has no primary callis with BlobCallisWithoutPrimary', async () => {
     await expectContained(async (blob) => {
       blob.write([encodeHello({ sessionEpoch: freshEpoch(), blobWindow: BLOB_WINDOW })]);
-    });
+    }, ErrorId.BlobCallisWithoutPrimary);
   });
 
-  it('fails a stream whose sender overruns the ack window and closes only that blob callis', async () => {
-    const epoch = freshEpoch();
-    const primary = await attacker();
-    await primary.hello(epoch);
-    primary.write([appMessage(1, 2001, FrameFlags.Blob)]);
-    const ack = await primary.next();
-    expect(ack.msgType).toBe(ControlType.Ack);
-    expect(ack.peerMsgId).toBe(1);
+  it('fails a stream whose sender overruns the ack window with BlobAckWindowExceeded and closes only that blob callis', async () => {
+    const { epoch, primary } = await openStream();
     await expectContained(async (blob) => {
       await blob.hello(epoch, BLOB_WINDOW);
       // The receiving application reads nothing, so no chunk is acknowledged: chunk 4 is one too many.
-      blob.write(
-        Array.from({ length: BLOB_WINDOW.ackWindow + 2 }, (_, i) =>
-          encodeBlobChunk({
-            requestMsgId: 1,
-            chunkId: BigInt(i),
-            last: false,
-            data: Buffer.alloc(64),
-          }),
-        ),
-      );
-    });
+      blob.write(chunks(1, [0n, 1n, 2n, 3n, 4n]));
+    }, ErrorId.BlobAckWindowExceeded);
     expect(primary.conn.socket.closed).toBe(false);
   });
 
@@ -382,7 +377,28 @@ describe('hostile peers with valid certificates', () => {
       expect(answer.blobWindow).toEqual(proposed);
       // Chunk 2 is beyond the agreed window of 2, though the victim's own window is 4.
       blob.write(chunks(1, [0n, 1n, 2n, 3n]));
-    });
+    }, ErrorId.BlobAckWindowExceeded);
+    expect(primary.conn.socket.closed).toBe(false);
+  });
+
+  it('fails a stream whose chunks skip an id with BlobStreamMissingChunk and closes only that blob callis', async () => {
+    const { epoch, primary } = await openStream();
+    await expectContained(async (blob) => {
+      await blob.hello(epoch, BLOB_WINDOW);
+      blob.write(chunks(1, [0n, 2n]));
+    }, ErrorId.BlobStreamMissingChunk);
+    expect(primary.conn.socket.closed).toBe(false);
+  });
+
+  it('fails a stream that sends a chunk after its last one with BlobStreamOutOfOrder and closes only that blob callis', async () => {
+    const { epoch, primary } = await openStream();
+    await expectContained(async (blob) => {
+      await blob.hello(epoch, BLOB_WINDOW);
+      blob.write([
+        encodeBlobChunk({ requestMsgId: 1, chunkId: 0n, last: true, data: Buffer.alloc(64) }),
+        ...chunks(1, [1n]),
+      ]);
+    }, ErrorId.BlobStreamOutOfOrder);
     expect(primary.conn.socket.closed).toBe(false);
   });
 
@@ -407,36 +423,117 @@ describe('hostile peers with valid certificates', () => {
 });
 
 describe('a hostile listener answering a domus that dialed it', () => {
-  it('closes the callis on acks for ids it never sent and counts a protocol violation', async () => {
-    const cleanup = new Cleanup();
-    const mesh = await TestMesh.create();
-    try {
-      const victim = await mesh.add('victim');
-      const server = await startListener(
-        cleanup,
-        DomusAddr.tcp('127.0.0.1', 0),
-        await mesh.pki.node('mallory'),
-      );
-      mesh.resolver.insert(TABERNA, server.addr);
-      const pending = victim.send(codec, TABERNA, { n: 1 }).catch((err: unknown) => err);
-      const peer = new HostilePeer(await server.connections.next());
-      const hello = await peer.next();
-      expect(hello.msgType).toBe(ControlType.Hello);
-      peer.write([encodeHelloResponse({ sessionEpoch: 42n })]);
-      const message = await peer.next();
-      expect(message.peerMsgId).toBe(1);
-      peer.write([encodeAck([999])]);
-      await peer.closed();
-      await eventually(
-        () => victim.reporting.snapshot().protocolViolations === 1,
-        'the protocol violation to be counted',
-      );
-      await victim.shutdown();
-      expect(AureliaError.is(await pending)).toBe(true);
-    } finally {
-      await cleanup.run();
-      await mesh.close();
+  const HONEST_TABERNA = 11n;
+  const VICTIM_TABERNA = 12n;
+  let cleanup: Cleanup;
+  let mesh: TestMesh;
+  let victim: Domus;
+  let honest: Domus;
+  let server: Awaited<ReturnType<typeof startListener>>;
+  let disconnects: DomusReportingEvent[];
+
+  /** Accepts everything `taberna` receives until its domus shuts down. */
+  function acceptAll(taberna: Taberna<Note>): void {
+    void (async () => {
+      try {
+        for await (const request of taberna) request.accept();
+      } catch (err) {
+        if (!AureliaError.is(err, ErrorId.DomusClosed)) throw err;
+      }
+    })();
+  }
+
+  /** Messages still flow both ways between the victim and an honest domus, on the same callis. */
+  async function expectOthersServed(): Promise<void> {
+    await within(victim.send(codec, HONEST_TABERNA, { n: 1 }), 3000, 'a send to the honest domus');
+    await within(honest.send(codec, VICTIM_TABERNA, { n: 2 }), 3000, 'a send from it');
+    expect(disconnects).toEqual([]);
+  }
+
+  beforeEach(async () => {
+    cleanup = new Cleanup();
+    mesh = await TestMesh.create();
+    victim = await mesh.add('victim');
+    honest = await mesh.add('honest');
+    acceptAll(await honest.taberna(HONEST_TABERNA, codec));
+    acceptAll(await victim.taberna(VICTIM_TABERNA, codec));
+    mesh.route(HONEST_TABERNA, 'honest');
+    mesh.route(VICTIM_TABERNA, 'victim');
+    disconnects = [];
+    for (const domus of [victim, honest]) {
+      domus.reporting.events$.subscribe((e) => {
+        // Only callis between the victim and the honest domus matter here.
+        if (e.type === 'PrimaryCallisDisconnected' && !e.identity.endsWith('/mallory')) {
+          disconnects.push(e);
+        }
+      });
     }
+    await expectOthersServed();
+    server = await startListener(
+      cleanup,
+      DomusAddr.tcp('127.0.0.1', 0),
+      await mesh.pki.node('mallory'),
+    );
+    mesh.resolver.insert(TABERNA, server.addr);
+  });
+  afterEach(async () => {
+    await cleanup.run();
+    await mesh.close();
+  });
+
+  /** Answers the victim's primary callis and returns it with the first message it sent. */
+  async function answerPrimary(): Promise<{ peer: HostilePeer; message: Frame }> {
+    const peer = new HostilePeer(await server.connections.next());
+    const hello = await peer.next();
+    expect(hello.msgType).toBe(ControlType.Hello);
+    peer.write([encodeHelloResponse({ sessionEpoch: 42n })]);
+    return { peer, message: await peer.next() };
+  }
+
+  it('closes the callis on acks for ids it never sent, counts a protocol violation and keeps serving others', async () => {
+    const pending = victim.send(codec, TABERNA, { n: 1 }).catch((err: unknown) => err);
+    const { peer, message } = await answerPrimary();
+    expect(message.peerMsgId).toBe(1);
+    peer.write([encodeAck([999])]);
+    await peer.closed();
+    await eventually(
+      () => victim.reporting.snapshot().protocolViolations === 1,
+      'the protocol violation to be counted',
+    );
+    await expectOthersServed();
+    await victim.shutdown();
+    expect(AureliaError.is(await pending)).toBe(true);
+  });
+
+  it('closes a blob callis whose hello-response agrees on a larger window than proposed, counts it and keeps serving others', async () => {
+    const errors: AureliaError[] = [];
+    victim.reporting.errors$.subscribe((e) => errors.push(e));
+    const sending = victim.send(codec, TABERNA, { n: 1 }, SendOptions.BLOB);
+    const { peer: primary, message } = await answerPrimary();
+    expect(message.flags & FrameFlags.Blob).toBe(FrameFlags.Blob);
+    primary.write([encodeAck([message.peerMsgId])]);
+    const outcome = await within(sending, 3000, 'the blob send to resolve');
+    expect(outcome.kind).toBe('blob');
+
+    const blob = new HostilePeer(await server.connections.next());
+    const proposed = decodeHello(await blob.next()).blobWindow!;
+    expect(proposed).toBeDefined();
+    blob.write([
+      encodeHelloResponse({
+        sessionEpoch: 42n,
+        blobWindow: { chunkSize: proposed.chunkSize, ackWindow: proposed.ackWindow + 1 },
+      }),
+    ]);
+    await blob.closed();
+    await eventually(
+      () => victim.reporting.snapshot().protocolViolations === 1,
+      'the protocol violation to be counted',
+    );
+    const refusal = errors.find((e) => e.kind === ErrorId.ProtocolViolation);
+    expect(refusal?.message).toContain(`not a window within the proposed`);
+    // The primary callis to the hostile listener is not what failed.
+    expect(primary.conn.socket.closed).toBe(false);
+    await expectOthersServed();
   });
 });
 

@@ -411,6 +411,8 @@ export class OutboundBlobLink {
           );
       if (callis && !callis.closed) void callis.close(error);
       if (this.isClosed()) return;
+      // The hello exchange failed before the link's handler (which counts on close) took over.
+      if (error.kind === ErrorId.ProtocolViolation) host.metrics.protocolViolations++;
       this.failures++;
       host.error(error);
       this.scheduleReconnect();
