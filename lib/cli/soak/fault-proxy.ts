@@ -29,6 +29,7 @@ export class FaultProxy {
   private readonly timers = new Set<NodeJS.Timeout>();
   private mode: ProxyMode = 'forward';
   private refusing = false;
+  private paused = false;
   private target: { host: string; port: number };
   /** Extra latency applied to every chunk, in ms (0: none). */
   delayMs = 0;
@@ -86,6 +87,7 @@ export class FaultProxy {
   forward(): void {
     this.mode = 'forward';
     this.refusing = false;
+    this.paused = false;
     for (const pair of this.pairs) {
       pair.client.resume();
       pair.upstream.resume();
@@ -98,8 +100,12 @@ export class FaultProxy {
     this.delayMs = 0;
   }
 
-  /** Stops reading from clients: their writes back up until `forward()`. */
+  /**
+   * Stops reading from clients, those connected now and later: their writes back up (TCP
+   * backpressure) until `forward()`. Bytes towards the clients still flow.
+   */
   pause(): void {
+    this.paused = true;
     for (const pair of this.pairs) pair.client.pause();
   }
 
@@ -157,11 +163,12 @@ export class FaultProxy {
       socket.on('error', drop);
       socket.on('close', drop);
     }
-    this.pipe(client, upstream);
-    this.pipe(upstream, client);
+    if (this.paused) client.pause();
+    this.pipe(client, upstream, true);
+    this.pipe(upstream, client, false);
   }
 
-  private pipe(from: net.Socket, to: net.Socket): void {
+  private pipe(from: net.Socket, to: net.Socket, fromClient: boolean): void {
     // Delayed chunks leave in arrival order, even after the delay is lowered or removed.
     let lastReleaseAt = 0;
     from.on('data', (chunk: Buffer) => {
@@ -178,7 +185,10 @@ export class FaultProxy {
       }
       if (!to.destroyed && !to.write(chunk)) {
         from.pause();
-        to.once('drain', () => from.resume());
+        // A drain must not undo a pause() that came after the write.
+        to.once('drain', () => {
+          if (!(fromClient && this.paused)) from.resume();
+        });
       }
     });
   }
