@@ -418,44 +418,98 @@ describe('shutdown racing thousands of sends', () => {
 
   const receivers = ['beta', 'gamma', 'delta'] as const;
 
-  async function setup(): Promise<{
+  /**
+   * A sender and three receivers. Each receiving application decides only while `gate` is open
+   * (it starts open): closed, a backlog of received but undecided requests builds up.
+   */
+  async function setup(sendTimeoutMs = 4000): Promise<{
     alpha: Domus;
     ledger: DeliveryLedger;
     served: Promise<void>[];
+    gate: { close(): void; open(): void };
   }> {
     mesh = await TestMesh.create();
     const config = fastConfig((b) =>
-      b.sendTimeoutMs(4000).sendQueueSize(4096).tabernaAcceptQueueSize(1024),
+      b
+        .sendTimeoutMs(sendTimeoutMs)
+        .acceptTimeoutMs(sendTimeoutMs)
+        .sendQueueSize(4096)
+        .tabernaAcceptQueueSize(1024),
     );
     const alpha = await mesh.add('alpha', { config });
     const ledger = new DeliveryLedger(LATE_SLACK_MS);
+    let closed: Promise<void> | undefined;
+    let reopen = (): void => undefined;
+    const gate = {
+      close(): void {
+        closed = new Promise<void>((resolve) => {
+          reopen = resolve;
+        });
+      },
+      open(): void {
+        closed = undefined;
+        reopen();
+      },
+    };
     const served: Promise<void>[] = [];
     for (const [i, name] of receivers.entries()) {
       const domus = await mesh.add(name, { config });
       const id = TABERNA + BigInt(i);
-      served.push(serve(await domus.taberna(id, codec), ledger));
+      served.push(serve(await domus.taberna(id, codec), ledger, async () => closed));
       mesh.route(id, name);
     }
-    return { alpha, ledger, served };
+    return { alpha, ledger, served, gate };
   }
 
-  it('10 000 sends racing the sender shutdown each settle once, consistent with the receivers', async () => {
-    const { alpha, ledger } = await setup();
-    const sends: Promise<void>[] = [];
-    let shutdown: Promise<void> | undefined;
-    for (let n = 0; n < 10_000; n++) {
-      sends.push(tracked(ledger, alpha, TABERNA + BigInt(n % 3), `m${n}`));
-      if (n % 250 === 249) await nextTurn();
-      if (n === 5000) shutdown = alpha.shutdown();
+  const received = () =>
+    receivers.reduce((sum, name) => sum + mesh.get(name).reporting.snapshot().messagesReceived, 0);
+
+  it('10 000 sends around the sender shutdown: the undecided backlog finishes after it, every later send fails with DomusClosed', async () => {
+    const { alpha, ledger, gate } = await setup(8000);
+    const to = (n: number) => TABERNA + BigInt(n % 3);
+    const keys = (from: number, count: number) =>
+      Array.from({ length: count }, (_, i) => `m${from + i}`);
+    // 1 000 sends settle, then 3 000 reach the receivers and wait undecided.
+    const decided = keys(0, 1000);
+    await within(
+      Promise.all(decided.map((key, n) => tracked(ledger, alpha, to(n), key))),
+      8000,
+      'the first 1 000 sends',
+    );
+    gate.close();
+    const backlog = keys(1000, 3000);
+    const sends = backlog.map((key, n) => tracked(ledger, alpha, to(n), key));
+    await eventually(() => received() >= 4000, 'the backlog to reach the receivers', 8000);
+    const shutdownAt = Date.now();
+    const shutdown = alpha.shutdown();
+    const inFlightAtShutdown = backlog.filter((key) => ledger.outcome(key) === undefined);
+    const afterShutdown = keys(4000, 6000);
+    for (const [n, key] of afterShutdown.entries()) {
+      sends.push(tracked(ledger, alpha, to(n), key));
+      if (n % 500 === 499) await nextTurn();
     }
+    gate.open();
     await within(Promise.all(sends), 10_000, 'all 10 000 sends to settle');
-    await within(shutdown!, 10_000, 'the shutdown to finish');
+    await within(shutdown, 10_000, 'the shutdown to finish');
+
     const report = ledger.compare();
     expectClean(report);
     expect(report.sends).toBe(10_000);
-    expect(report.succeeded).toBeGreaterThan(0);
-    expect(report.failed.DomusClosed).toBeGreaterThan(0);
-    expect(report.succeeded + Object.values(report.failed).reduce((a, b) => a + b, 0)).toBe(10_000);
+    for (const key of decided) expect(ledger.outcome(key)).toMatchObject({ ok: true });
+    // The backlog was in flight when shutdown() was called; it settled afterwards, once the
+    // receivers decided: shutdown lets sends already on a live connection finish.
+    expect(inFlightAtShutdown).toEqual(backlog);
+    for (const key of inFlightAtShutdown) {
+      const outcome = ledger.outcome(key)!;
+      expect(outcome.at).toBeGreaterThanOrEqual(shutdownAt);
+      expect(outcome).toMatchObject({ ok: true });
+    }
+    for (const key of afterShutdown) {
+      expect(ledger.outcome(key)).toMatchObject({ ok: false, kind: ErrorId.DomusClosed });
+    }
+    expect(report.succeeded).toBe(4000);
+    expect(report.failed).toEqual({ DomusClosed: 6000 });
+    expect(report.delivered).toBe(4000);
     const snapshot = alpha.reporting.snapshot();
     expect(snapshot.sendsAccepted).toBe(report.succeeded);
     const latency: LatencySummary = snapshot.sendLatency;
