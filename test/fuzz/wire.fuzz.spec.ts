@@ -243,6 +243,18 @@ describe('the regression corpus', () => {
     expect(byName.get('ack-misaligned.bin')?.stoppedBy).toBe(ErrorId.ProtocolViolation);
     expect(byName.get('keepalive-with-payload.bin')?.stoppedBy).toBe(ErrorId.ProtocolViolation);
   });
+
+  // A hello and a keepalive, then the first 12 bytes of a header saying version 2. The version
+  // must be refused as soon as its two bytes are in, before the rest of the header arrives, and
+  // wherever the stream is cut, including between the two version bytes (0x00 alone is ambiguous).
+  it('refuses an unknown version split across two chunks at any point, after the valid frames before it', () => {
+    const input = files.find((f) => f.name === 'unknown-version-split.bin')!.bytes;
+    const expected = { frames: 2, stoppedBy: ErrorId.UnsupportedVersion };
+    expect(exercise([input])).toEqual(expected);
+    for (let at = 1; at < input.length; at++) {
+      expect(exercise([input.subarray(0, at), input.subarray(at)])).toEqual(expected);
+    }
+  });
 });
 
 // Keeps the control type numbers this file hard-codes honest.
