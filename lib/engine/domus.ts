@@ -17,6 +17,7 @@ import { SendOptions } from './send-options.js';
 import { Callis, type CallisConnection } from './peer/callis.js';
 import { listenerHello } from './peer/handshake.js';
 import { OutboundPeer, type PeerHost, type SendContext } from './peer/peer.js';
+import type { OutboundSpec } from './peer/outbound-store.js';
 import { InboundSession, type SessionHost } from './peer/session.js';
 import { DeadlineHeap } from './peer/deadline-heap.js';
 import { type HelloBlobWindow, encodeHelloResponse } from './wire/control.js';
@@ -219,40 +220,43 @@ export class Domus {
    * `TabernaBusy`, `DecodeFailure` (the receiver could not decode it), `AddressMismatch`,
    * `PeerRestarted`, `SendTimeout` (nothing decided within `sendTimeoutMs`) or `DomusClosed`.
    */
-  async send<T>(
+  send<T>(
     codec: MessageCodec<T>,
     to: TabernaId,
     message: T,
     options?: SendOptions | { blob?: boolean },
   ): Promise<SendOutcome> {
-    if (this.closed) throw closedError();
-    const opts = SendOptions.from(options);
-    assertTabernaId(to, ErrorId.UnknownTaberna);
-    const { msgType, payload } = encode(codec, message);
-    if (msgType < A3_MESSAGE_TYPE_BASE) {
-      throw new AureliaError(
-        ErrorId.EncodeFailure,
-        `message type ${msgType} is below the A3 range (${A3_MESSAGE_TYPE_BASE}); use a3MessageType()`,
-      );
+    // Not `async`: a message send takes one promise, settled by the decision itself.
+    try {
+      if (this.closed) throw closedError();
+      const opts = SendOptions.from(options);
+      assertTabernaId(to, ErrorId.UnknownTaberna);
+      const { msgType, payload } = encode(codec, message);
+      if (msgType < A3_MESSAGE_TYPE_BASE) {
+        throw new AureliaError(
+          ErrorId.EncodeFailure,
+          `message type ${msgType} is below the A3 range (${A3_MESSAGE_TYPE_BASE}); use a3MessageType()`,
+        );
+      }
+      const spec: DispatchMessage = { priority: MessagePriorityClass.A3, msgType, payload, to };
+      if (opts.blob) return this.sendBlob(spec);
+      return this.route(spec, 0, undefined, MESSAGE_OUTCOME) as Promise<SendOutcome>;
+    } catch (err) {
+      return Promise.reject(err as Error);
     }
-    if (!opts.blob) {
-      await this.dispatch({ priority: MessagePriorityClass.A3, msgType, payload, to });
-      return MESSAGE_OUTCOME;
-    }
-    if (this.registry.has(to)) {
+  }
+
+  private async sendBlob(spec: DispatchMessage): Promise<SendOutcome> {
+    if (this.registry.has(spec.to)) {
       throw new AureliaError(
         ErrorId.BlobCallisWithoutPrimary,
-        `taberna ${to} is on this domus; blob streams travel between domus only`,
+        `taberna ${spec.to} is on this domus; blob streams travel between domus only`,
       );
     }
     const release = this.reserveBlob('outbound');
     let sender: unknown;
     try {
-      sender = await this.route(
-        { priority: MessagePriorityClass.A3, msgType, payload, to },
-        FrameFlags.Blob,
-        release,
-      );
+      sender = await this.route(spec, FrameFlags.Blob, release, undefined);
     } catch (err) {
       release();
       throw err;
@@ -298,15 +302,22 @@ export class Domus {
    */
   dispatch(message: DispatchMessage): Promise<void> {
     // Without the BLOB flag a send resolves with nothing.
-    return this.route(message, (message.flags ?? 0) & ~FrameFlags.Blob) as Promise<void>;
+    return this.route(
+      message,
+      (message.flags ?? 0) & ~FrameFlags.Blob,
+      undefined,
+      undefined,
+    ) as Promise<void>;
   }
 
   // Not `async`: a send whose target resolves at once takes no extra promise or microtask turn.
   // Every failure still arrives as a rejected promise.
+  // `outcome` is what a message send resolves with (a blob send resolves with its sender).
   private route(
     message: DispatchMessage,
     flags: number,
-    blobRelease?: () => void,
+    blobRelease: (() => void) | undefined,
+    outcome: unknown,
   ): Promise<unknown> {
     try {
       if (this.closed) throw closedError();
@@ -321,14 +332,14 @@ export class Domus {
       const startedAt = performance.now();
       const deadline = Date.now() + (message.timeoutMs ?? config.sendTimeoutMs);
       if (message.address === undefined && this.registry.has(to)) {
-        return this.sendLocal(message.msgType, payload, to, deadline, startedAt);
+        return this.sendLocal(message, deadline, startedAt, outcome);
       }
       const addr = message.address ?? this.resolve(to, deadline);
       if (addr instanceof DomusAddr) {
-        return this.routeTo(addr, message, flags, deadline, startedAt, blobRelease);
+        return this.routeTo(addr, message, flags, deadline, startedAt, blobRelease, outcome);
       }
       return addr.then((resolved) =>
-        this.routeTo(resolved, message, flags, deadline, startedAt, blobRelease),
+        this.routeTo(resolved, message, flags, deadline, startedAt, blobRelease, outcome),
       );
     } catch (err) {
       return Promise.reject(err as Error);
@@ -342,10 +353,10 @@ export class Domus {
     deadline: number,
     startedAt: number,
     blobRelease: (() => void) | undefined,
+    outcome: unknown,
   ): Promise<unknown> {
-    const to = message.to;
     if (addr.key === this.listener.localAddr.key) {
-      return this.sendLocal(message.msgType, message.payload, to, deadline, startedAt);
+      return this.sendLocal(message, deadline, startedAt, outcome);
     }
     if (this.closed) return Promise.reject(closedError());
     let peer = this.peers.get(addr.key);
@@ -353,23 +364,21 @@ export class Domus {
       peer = new OutboundPeer(addr.key, this.peerHost(addr));
       this.peers.set(addr.key, peer);
     }
-    const target = peer;
-    return new Promise<unknown>((resolve, reject) => {
-      target.submit(
-        {
-          priority: message.priority,
-          msgType: message.msgType,
-          flags: flags & FrameFlags.Blob,
-          srcTaberna: message.from ?? 0n,
-          dstTaberna: to,
-          payload: message.payload,
-          deadline,
-        },
-        { resolve, reject, startedAt },
-        message.expectedIdentity,
-        blobRelease,
-      );
-    });
+    const pending = new PendingSend(
+      message.priority,
+      message.msgType,
+      flags & FrameFlags.Blob,
+      message.from ?? 0n,
+      message.to,
+      message.payload,
+      deadline,
+      startedAt,
+      outcome,
+    );
+    const promise = promiseOf(pending);
+    // Throws (LocalQueueFull, AddressMismatch, DomusClosed) before anything was admitted.
+    peer.submit(pending, message.expectedIdentity, blobRelease);
+    return promise;
   }
 
   /**
@@ -428,20 +437,30 @@ export class Domus {
   // ---- sending ----
 
   private sendLocal(
-    msgType: MessageType,
-    payload: Buffer,
-    to: TabernaId,
+    message: DispatchMessage,
     deadline: number,
     startedAt: number,
-  ): Promise<void> {
+    outcome: unknown,
+  ): Promise<unknown> {
     this.metrics.messagesSent++;
-    return new Promise<void>((resolve, reject) => {
-      const token = this.localSink.add({ resolve, reject, startedAt }, deadline);
-      this.registry.deliver(
-        to,
-        new Delivery(msgType, payload, this.selfPeer, this.localSink, token),
-      );
-    });
+    const pending = new PendingSend(
+      message.priority,
+      message.msgType,
+      0,
+      message.from ?? 0n,
+      message.to,
+      message.payload,
+      deadline,
+      startedAt,
+      outcome,
+    );
+    const promise = promiseOf(pending);
+    const token = this.localSink.add(pending, deadline);
+    this.registry.deliver(
+      message.to,
+      new Delivery(message.msgType, message.payload, this.selfPeer, this.localSink, token),
+    );
+    return promise;
   }
 
   /**
@@ -780,6 +799,59 @@ export class Domus {
 }
 
 const MESSAGE_OUTCOME: SendOutcome = Object.freeze({ kind: 'message' });
+
+// The promise executor of `PendingSend.promise`, shared so that a send allocates no closure for it:
+// `new Promise` runs it synchronously, while `capturing` names the send being created.
+let capturing: PendingSend | undefined;
+function captureSettlers(resolve: (value: unknown) => void, reject: (err: Error) => void): void {
+  const pending = capturing as PendingSend;
+  pending.resolveWith = resolve;
+  pending.rejectWith = reject;
+}
+
+/** The caller's promise for `pending`, settled by its `resolve` / `reject`; call once per send. */
+function promiseOf(pending: PendingSend): Promise<unknown> {
+  capturing = pending;
+  const promise = new Promise<unknown>(captureSettlers);
+  capturing = undefined;
+  return promise;
+}
+
+/**
+ * One send in flight: the message as the outbound store admits it, and how the caller's promise
+ * settles. One object per send, so the hot path allocates little.
+ */
+class PendingSend implements OutboundSpec<SendContext>, SendContext {
+  resolveWith: (value: unknown) => void = noop;
+  rejectWith: (err: Error) => void = noop;
+
+  constructor(
+    readonly priority: MessagePriorityClass.A2 | MessagePriorityClass.A3,
+    readonly msgType: MessageType,
+    readonly flags: number,
+    readonly srcTaberna: TabernaId,
+    readonly dstTaberna: TabernaId,
+    readonly payload: Buffer,
+    readonly deadline: number,
+    readonly startedAt: number,
+    /** What an accepted message send resolves with; a blob send resolves with its sender. */
+    private readonly outcome: unknown,
+  ) {}
+
+  get context(): SendContext {
+    return this;
+  }
+
+  resolve(value?: unknown): void {
+    this.resolveWith(value === undefined ? this.outcome : value);
+  }
+
+  reject(err: AureliaError): void {
+    this.rejectWith(err);
+  }
+}
+
+function noop(): void {}
 
 /** Settles local sends: the same decision path as remote ones, without the network. */
 class LocalSink implements DecisionSink {

@@ -68,6 +68,7 @@ export class DedupeWindow<O> {
   private inProgressTotal = 0;
   private evictedTotal = 0;
   private highest: MessageId = NO_MESSAGE_ID;
+  private lastDecided: { readonly kind: 'decided'; readonly outcome: O } | undefined = undefined;
 
   /**
    * Throws `AureliaError(InvalidConfig)` when `retentionMs` is not a finite number ≥ 0 or
@@ -124,7 +125,12 @@ export class DedupeWindow<O> {
     this.evictExpired(now);
     const record = this.records.get(id);
     if (record === undefined || record.decided !== undefined) return false;
-    record.decided = Object.freeze({ kind: 'decided', outcome });
+    // Owners share one outcome object for the common answer (an accept), so its observation is
+    // made once instead of once per message.
+    if (this.lastDecided === undefined || this.lastDecided.outcome !== outcome) {
+      this.lastDecided = Object.freeze({ kind: 'decided', outcome });
+    }
+    record.decided = this.lastDecided;
     record.decidedAt = now;
     if (this.newestDecided) this.newestDecided.next = record;
     else this.oldestDecided = record;

@@ -46,6 +46,8 @@ export interface OutboundItem<C> {
   readonly admittedAt: number;
   /** Message id, assigned at the first write and kept for replays; `NO_MESSAGE_ID` (0) before. */
   readonly id: MessageId;
+  /** `id` under its frame-header name, so a written item is itself an outbound frame. */
+  readonly peerMsgId: MessageId;
   readonly state: OutboundItemState;
   /** How many times `takeWritable` has handed the item out (first write plus replays). */
   readonly writeCount: number;
@@ -111,6 +113,10 @@ class StoredItem<C> implements OutboundItem<C> {
     this.payload = spec.payload;
     this.deadline = spec.deadline;
     this.context = spec.context;
+  }
+
+  get peerMsgId(): MessageId {
+    return this.id;
   }
 }
 

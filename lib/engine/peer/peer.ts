@@ -1,6 +1,6 @@
 // One dialed peer address: its outbound store, its primary callis, reconnects and deadlines.
 import { AureliaError, ErrorId, isErrorId } from '../errors.js';
-import { MessagePriorityClass, type MessageType, type TabernaId } from '../ids.js';
+import { MessagePriorityClass } from '../ids.js';
 import { ControlType, type Frame, type FrameBatch } from '../wire/frame.js';
 import { decodeAck, decodeError } from '../wire/control.js';
 import {
@@ -10,7 +10,7 @@ import {
   type CallisSettings,
 } from './callis.js';
 import { dialerHello } from './handshake.js';
-import { OutboundStore, type OutboundItem, type OutboundLane } from './outbound-store.js';
+import { OutboundStore, type OutboundItem, type OutboundSpec } from './outbound-store.js';
 import type { MetricsRecorder } from '../reporting/metrics.js';
 import type { DomusReportingEvent } from '../reporting/reporting.js';
 import { FrameFlags } from '../wire/frame.js';
@@ -50,17 +50,6 @@ export interface PeerHost extends CallisSettings {
 
 /** Frees a blob send's buffer reservation (idempotent). */
 export type BlobRelease = () => void;
-
-/** A message to send, as the domus hands it over. */
-export interface OutboundMessage {
-  readonly priority: OutboundLane;
-  readonly msgType: MessageType;
-  readonly flags: number;
-  readonly srcTaberna: TabernaId;
-  readonly dstTaberna: TabernaId;
-  readonly payload: Buffer;
-  readonly deadline: number;
-}
 
 type PeerState = 'idle' | 'connecting' | 'up' | 'backoff' | 'closed';
 
@@ -142,11 +131,10 @@ export class OutboundPeer implements CallisHandler {
 
   /**
    * Admits a message and starts connecting if needed. Throws `LocalQueueFull` at once when its
-   * lane is full; otherwise `context` is settled exactly once later.
+   * lane is full; otherwise `message.context` is settled exactly once later.
    */
   submit(
-    message: OutboundMessage,
-    context: SendContext,
+    message: OutboundSpec<SendContext>,
     expectedIdentity?: string,
     blobRelease?: BlobRelease,
   ): void {
@@ -155,7 +143,7 @@ export class OutboundPeer implements CallisHandler {
     }
     if (expectedIdentity !== undefined) this.expect(expectedIdentity);
     try {
-      this.store.admit({ ...message, context }, Date.now());
+      this.store.admit(message, Date.now());
     } catch (err) {
       if (AureliaError.is(err, ErrorId.LocalQueueFull)) {
         if (message.priority === MessagePriorityClass.A2) this.host.metrics.queueOverrunsA2++;
@@ -173,7 +161,7 @@ export class OutboundPeer implements CallisHandler {
       }
       throw err;
     }
-    if (blobRelease) this.blobReleases.set(context, blobRelease);
+    if (blobRelease) this.blobReleases.set(message.context, blobRelease);
     this.armDeadline(message.deadline);
     if (this.state === 'up') this.callis?.scheduleFlush();
     else if (this.state === 'idle') void this.connect();
@@ -395,14 +383,7 @@ export class OutboundPeer implements CallisHandler {
     for (let i = 0; i < items.length; i++) {
       const item = items[i];
       if (item.writeCount === 1) first++;
-      batch.add({
-        flags: item.flags,
-        msgType: item.msgType,
-        peerMsgId: item.id,
-        srcTaberna: item.srcTaberna,
-        dstTaberna: item.dstTaberna,
-        payload: item.payload,
-      });
+      batch.add(item);
     }
     this.host.metrics.messagesSent += first;
   }

@@ -17,6 +17,8 @@ export type Decision =
   | { readonly accepted: true }
   | { readonly accepted: false; readonly errorId: ErrorId; readonly message: string };
 
+const DEFAULT_REJECT_REASON = 'rejected by the application';
+
 /** The accepted decision, shared because it carries no data. */
 export const ACCEPTED: Decision = Object.freeze({ accepted: true });
 
@@ -39,10 +41,16 @@ export interface DecisionSink {
  */
 export class Delivery {
   private settled = false;
-  /** Absolute time (ms) by which this delivery must be handed to or decided by the application. */
+  /** Absolute time (ms) by which the application must decide, once handed out by its taberna. */
   deadline = 0;
   /** The message decoded by the receiving taberna's codec. */
   decoded: unknown = undefined;
+  /** @internal Links of the taberna's list of handed-out deliveries, in deadline order. */
+  handedPrev: Delivery | undefined = undefined;
+  /** @internal */
+  handedNext: Delivery | undefined = undefined;
+  /** @internal True while the delivery is in its taberna's handed-out list. */
+  isHanded = false;
 
   constructor(
     readonly msgType: MessageType,
@@ -96,15 +104,19 @@ export class TabernaCompletion {
    * Rejects the message: the sender's `send` rejects with `RemoteTabernaRejected` carrying
    * `reason`. Returns false if already decided.
    */
-  reject(reason = 'rejected by the application'): boolean {
+  reject(reason = DEFAULT_REJECT_REASON): boolean {
     return this.decide(refusal(ErrorId.RemoteTabernaRejected, truncateReason(reason)));
   }
 
   private decide(decision: Decision): boolean {
-    if (!this.delivery.settle(decision)) return false;
-    this.observer.onDecided(this.delivery, decision);
-    return true;
+    return decide(this.delivery, this.observer, decision);
   }
+}
+
+function decide(delivery: Delivery, observer: DecisionObserver, decision: Decision): boolean {
+  if (!delivery.settle(decision)) return false;
+  observer.onDecided(delivery, decision);
+  return true;
 }
 
 /** The parts of a request once split: the message, its blob receiver if any, and the completion. */
@@ -120,16 +132,12 @@ export interface TabernaRequestParts<T, B = unknown> {
  * (`acceptTimeoutMs`) runs out.
  */
 export class TabernaRequest<T, B = unknown> {
-  private readonly completion: TabernaCompletion;
-
   constructor(
     /** The decoded message. */
     readonly message: T,
     private readonly delivery: Delivery,
-    observer: DecisionObserver,
-  ) {
-    this.completion = new TabernaCompletion(delivery, observer);
-  }
+    private readonly observer: DecisionObserver,
+  ) {}
 
   /** The sender's identity and address. */
   get peer(): PeerInfo {
@@ -148,17 +156,21 @@ export class TabernaRequest<T, B = unknown> {
 
   /** True once a decision was made. */
   get decided(): boolean {
-    return this.completion.decided;
+    return this.delivery.isSettled;
   }
 
   /** Accepts the message. Returns false if it was already decided (or timed out). */
   accept(): boolean {
-    return this.completion.accept();
+    return decide(this.delivery, this.observer, ACCEPTED);
   }
 
   /** Rejects the message with an optional reason (≤ 1024 bytes travel to the sender). */
-  reject(reason?: string): boolean {
-    return this.completion.reject(reason);
+  reject(reason = DEFAULT_REJECT_REASON): boolean {
+    return decide(
+      this.delivery,
+      this.observer,
+      refusal(ErrorId.RemoteTabernaRejected, truncateReason(reason)),
+    );
   }
 
   /** Splits the request so the message, blob and decision can go to different owners. */
@@ -166,7 +178,7 @@ export class TabernaRequest<T, B = unknown> {
     return {
       message: this.message,
       blobReceiver: this.blobReceiver,
-      completion: this.completion,
+      completion: new TabernaCompletion(this.delivery, this.observer),
     };
   }
 }

@@ -48,10 +48,14 @@ interface Waiter<T> {
   settled: boolean;
 }
 
-/** The three things with a deadline inside a taberna, kept in one heap with one timer. */
+/**
+ * Deliveries waiting for room and `next()` calls with a timeout, kept in one heap. Handed-out
+ * deliveries, one per request in the application's hands, have deadlines in hand-out order (the
+ * accept timeout rarely changes), so they live in a list sorted by deadline instead: O(1) in and
+ * out on the hot path. One timer serves both.
+ */
 type Timed<T> =
   | { kind: 'waiting'; delivery: Delivery; deadline: number; heapIndex: number }
-  | { kind: 'handed'; delivery: Delivery; deadline: number; heapIndex: number }
   | { kind: 'receiver'; waiter: Waiter<T>; deadline: number; heapIndex: number };
 
 /**
@@ -69,7 +73,8 @@ export class Taberna<T> implements DecisionObserver, AsyncIterable<TabernaReques
   private readonly waiters: Waiter<T>[] = [];
   private waitersHead = 0;
   private readonly timed = new DeadlineHeap<Timed<T>>();
-  private readonly handed = new Map<Delivery, Timed<T>>();
+  private handedHead: Delivery | undefined;
+  private handedTail: Delivery | undefined;
   private readonly waitingEntry = new Map<Delivery, Timed<T>>();
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
@@ -186,11 +191,7 @@ export class Taberna<T> implements DecisionObserver, AsyncIterable<TabernaReques
 
   /** @internal DecisionObserver: the application decided a handed-out request. */
   onDecided(delivery: Delivery, decision: Decision): void {
-    const entry = this.handed.get(delivery);
-    if (entry) {
-      this.handed.delete(delivery);
-      this.timed.remove(entry);
-    }
+    if (delivery.isHanded) this.unlinkHanded(delivery);
     this.host.onDecided(this.id, delivery, decision);
   }
 
@@ -291,25 +292,45 @@ export class Taberna<T> implements DecisionObserver, AsyncIterable<TabernaReques
   }
 
   private startDecisionClock(delivery: Delivery): void {
-    const entry: Timed<T> = {
-      kind: 'handed',
-      delivery,
-      deadline: Date.now() + this.acceptTimeoutMs(),
-      heapIndex: -1,
-    };
-    this.handed.set(delivery, entry);
-    this.timed.push(entry);
+    const deadline = Date.now() + this.acceptTimeoutMs();
+    delivery.deadline = deadline;
+    delivery.isHanded = true;
+    // Insert in deadline order, searching from the tail: one step unless the timeout shrank.
+    let before = this.handedTail;
+    while (before !== undefined && before.deadline > deadline) before = before.handedPrev;
+    const after = before === undefined ? this.handedHead : before.handedNext;
+    delivery.handedPrev = before;
+    delivery.handedNext = after;
+    if (before === undefined) this.handedHead = delivery;
+    else before.handedNext = delivery;
+    if (after === undefined) this.handedTail = delivery;
+    else after.handedPrev = delivery;
     this.armTimer();
+  }
+
+  private unlinkHanded(delivery: Delivery): void {
+    const { handedPrev: prev, handedNext: next } = delivery;
+    if (prev === undefined) this.handedHead = next;
+    else prev.handedNext = next;
+    if (next === undefined) this.handedTail = prev;
+    else next.handedPrev = prev;
+    delivery.handedPrev = undefined;
+    delivery.handedNext = undefined;
+    delivery.isHanded = false;
   }
 
   private settleInternal(delivery: Delivery, decision: Decision): void {
     if (delivery.settle(decision)) this.host.onDecided(this.id, delivery, decision);
   }
 
+  // Only ever moves the timer earlier: a timer left behind by a removed entry fires, finds nothing
+  // due, and re-arms for what is left — cheaper than re-arming on every decision.
   private armTimer(): void {
     const head = this.timed.peek();
-    const at = head ? head.deadline : Infinity;
-    if (at === this.timerAt) return;
+    const handed = this.handedHead;
+    let at = head ? head.deadline : Infinity;
+    if (handed !== undefined && handed.deadline < at) at = handed.deadline;
+    if (at >= this.timerAt) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.timerAt = at;
@@ -333,16 +354,6 @@ export class Taberna<T> implements DecisionObserver, AsyncIterable<TabernaReques
             ),
           );
           break;
-        case 'handed':
-          this.handed.delete(head.delivery);
-          this.settleInternal(
-            head.delivery,
-            refusal(
-              ErrorId.RemoteTabernaRejected,
-              `taberna ${this.id} did not decide within ${this.acceptTimeoutMs()} ms`,
-            ),
-          );
-          break;
         case 'receiver':
           if (!head.waiter.settled) {
             head.waiter.settled = true;
@@ -350,6 +361,16 @@ export class Taberna<T> implements DecisionObserver, AsyncIterable<TabernaReques
           }
           break;
       }
+    }
+    for (let d = this.handedHead; d !== undefined && d.deadline <= now; d = this.handedHead) {
+      this.unlinkHanded(d);
+      this.settleInternal(
+        d,
+        refusal(
+          ErrorId.RemoteTabernaRejected,
+          `taberna ${this.id} did not decide within ${this.acceptTimeoutMs()} ms`,
+        ),
+      );
     }
     this.armTimer();
   }
@@ -362,8 +383,10 @@ export class Taberna<T> implements DecisionObserver, AsyncIterable<TabernaReques
     const refused = refusal(reason.kind, reason.message);
     for (let d = this.takeReady(); d; d = this.takeReady()) this.settleInternal(d, refused);
     for (let d = this.takeOverflow(); d; d = this.takeOverflow()) this.settleInternal(d, refused);
-    for (const delivery of this.handed.keys()) this.settleInternal(delivery, refused);
-    this.handed.clear();
+    for (let d = this.handedHead; d !== undefined; d = this.handedHead) {
+      this.unlinkHanded(d);
+      this.settleInternal(d, refused);
+    }
     this.waitingEntry.clear();
     this.timed.clear();
     for (let w = this.takeWaiter(); w; w = this.takeWaiter()) {
