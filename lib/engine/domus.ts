@@ -364,17 +364,7 @@ export class Domus {
       peer = new OutboundPeer(addr.key, this.peerHost(addr));
       this.peers.set(addr.key, peer);
     }
-    const pending = new PendingSend(
-      message.priority,
-      message.msgType,
-      flags & FrameFlags.Blob,
-      message.from ?? 0n,
-      message.to,
-      message.payload,
-      deadline,
-      startedAt,
-      outcome,
-    );
+    const pending = PendingSend.of(message, flags & FrameFlags.Blob, deadline, startedAt, outcome);
     const promise = promiseOf(pending);
     // Throws (LocalQueueFull, AddressMismatch, DomusClosed) before anything was admitted.
     peer.submit(pending, message.expectedIdentity, blobRelease);
@@ -443,17 +433,7 @@ export class Domus {
     outcome: unknown,
   ): Promise<unknown> {
     this.metrics.messagesSent++;
-    const pending = new PendingSend(
-      message.priority,
-      message.msgType,
-      0,
-      message.from ?? 0n,
-      message.to,
-      message.payload,
-      deadline,
-      startedAt,
-      outcome,
-    );
+    const pending = PendingSend.of(message, 0, deadline, startedAt, outcome);
     const promise = promiseOf(pending);
     const token = this.localSink.add(pending, deadline);
     this.registry.deliver(
@@ -837,6 +817,26 @@ class PendingSend implements OutboundSpec<SendContext>, SendContext {
     /** What an accepted message send resolves with; a blob send resolves with its sender. */
     private readonly outcome: unknown,
   ) {}
+
+  static of(
+    message: DispatchMessage,
+    flags: number,
+    deadline: number,
+    startedAt: number,
+    outcome: unknown,
+  ): PendingSend {
+    return new PendingSend(
+      message.priority,
+      message.msgType,
+      flags,
+      message.from ?? 0n,
+      message.to,
+      message.payload,
+      deadline,
+      startedAt,
+      outcome,
+    );
+  }
 
   get context(): SendContext {
     return this;
