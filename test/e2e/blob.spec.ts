@@ -17,6 +17,7 @@ import {
 import { rejection } from '../support/expect.js';
 import { FaultProxy } from '../support/proxy.js';
 import { TestMesh, eventually, fastConfig } from '../support/mesh.js';
+import { within } from '../support/transport.js';
 
 interface FileNote {
   name: string;
@@ -434,6 +435,24 @@ describe('blob flow control and failures', () => {
     await beta.shutdown();
     // Well before the idle timeout (2 × sendTimeoutMs): the receiver said why the stream ended.
     const err = await failed;
+    expect(AureliaError.is(err, ErrorId.DomusClosed)).toBe(true);
+  });
+
+  it('fails the receiver at once with DomusClosed when the sending domus shuts down', async () => {
+    await setup();
+    const sending = alpha.send(codec, 10n, { name: 'x' }, SendOptions.BLOB);
+    const receiver = await acceptBlob(taberna);
+    const sender = senderOf(await sending);
+    sender.on('error', () => undefined);
+    const failed = collect(receiver).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    sender.write(Buffer.alloc(1000));
+    await eventually(() => beta.reporting.snapshot().blobBytesIn >= 1000, 'data to arrive');
+    await alpha.shutdown();
+    // Well before the idle timeout (2 × sendTimeoutMs): the sender said why the stream ended.
+    const err = await within(failed, 3000, 'the receiver to fail');
     expect(AureliaError.is(err, ErrorId.DomusClosed)).toBe(true);
   });
 

@@ -1,6 +1,7 @@
 // Blob acknowledgements: on a blob callis an ack frame lists (stream, next expected chunk) pairs.
+// Also the error frame that ends one stream.
 import { AureliaError, ErrorId } from '../errors.js';
-import { encodeAck } from '../wire/control.js';
+import { encodeAck, encodeError } from '../wire/control.js';
 import { MAX_ACK_IDS_PER_FRAME, type OutboundFrame } from '../wire/frame.js';
 
 /** One cumulative stream acknowledgement: every chunk below `nextExpected` was consumed. */
@@ -49,4 +50,16 @@ export function decodeBlobAcks(ids: readonly number[]): BlobAck[] {
     });
   }
   return acks;
+}
+
+/**
+ * The error frame that ends the stream of request `requestMsgId` with `err` at the other end
+ * (`peerMsgId` names the stream; the message is cut to fit the frame).
+ */
+export function encodeStreamError(requestMsgId: number, err: AureliaError): OutboundFrame {
+  return encodeError({
+    errorId: err.kind,
+    message: err.message.slice(0, 1000),
+    peerMsgId: requestMsgId,
+  });
 }

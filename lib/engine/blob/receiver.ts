@@ -8,10 +8,9 @@ import {
   decodeBlobChunk,
   decodeError,
   encodeBlobComplete,
-  encodeError,
 } from '../wire/control.js';
 import { ControlType, type Frame, type FrameBatch } from '../wire/frame.js';
-import { type BlobAck, encodeBlobAcks } from './ack.js';
+import { type BlobAck, encodeBlobAcks, encodeStreamError } from './ack.js';
 import { BlobReceiveWindow } from './window.js';
 
 /** What an inbound blob link needs from its session and domus. */
@@ -211,15 +210,7 @@ export class InboundBlobLink implements CallisHandler {
     const callis = this.callis;
     if (!callis || callis.closed) return Promise.resolve();
     // Tell the sender why each stream ends, so it fails now instead of waiting to reconnect.
-    for (const requestMsgId of open) {
-      callis.sendControl(
-        encodeError({
-          errorId: reason.kind,
-          message: reason.message.slice(0, 1000),
-          peerMsgId: requestMsgId,
-        }),
-      );
-    }
+    for (const requestMsgId of open) callis.sendControl(encodeStreamError(requestMsgId, reason));
     return callis.close(reason, true);
   }
 
@@ -291,13 +282,7 @@ export class InboundBlobLink implements CallisHandler {
   /** @internal */
   onWritable(_callis: Callis, batch: FrameBatch): void {
     for (const { requestMsgId, err } of this.aborts.splice(0)) {
-      batch.add(
-        encodeError({
-          errorId: err.kind,
-          message: err.message.slice(0, 1000),
-          peerMsgId: requestMsgId,
-        }),
-      );
+      batch.add(encodeStreamError(requestMsgId, err));
     }
     for (const id of this.completions.splice(0)) batch.add(encodeBlobComplete(id));
     if (this.acks.size === 0) return;

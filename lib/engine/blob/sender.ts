@@ -11,10 +11,9 @@ import {
   decodeBlobComplete,
   decodeError,
   encodeBlobChunkHead,
-  encodeError,
 } from '../wire/control.js';
 import { ControlType, type Frame, type FrameBatch } from '../wire/frame.js';
-import { decodeBlobAcks } from './ack.js';
+import { decodeBlobAcks, encodeStreamError } from './ack.js';
 import { BlobSendWindow } from './window.js';
 
 /** What the blob link of one outbound peer needs from it. */
@@ -332,11 +331,18 @@ export class OutboundBlobLink {
     }
   }
 
-  /** Fails every stream with `DomusClosed` and closes the blob callis. */
+  /**
+   * Fails every stream with `DomusClosed` and closes the blob callis, telling the receiver why
+   * each stream ends so it fails now rather than at its idle timeout.
+   */
   close(): Promise<void> {
     if (this.state === 'closed') return Promise.resolve();
     this.failAll(new AureliaError(ErrorId.DomusClosed, 'the domus is shut down'));
     this.state = 'closed';
+    // Failing the streams queued their aborts; they leave ahead of the close frame.
+    for (const { requestMsgId, err } of this.aborts.splice(0)) {
+      this.callis?.sendControl(encodeStreamError(requestMsgId, err));
+    }
     this.abortController.abort();
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
@@ -515,13 +521,7 @@ export class OutboundBlobLink {
 
   private onWritable(batch: FrameBatch, budget: number): void {
     for (const { requestMsgId, err } of this.aborts.splice(0)) {
-      batch.add(
-        encodeError({
-          errorId: err.kind,
-          message: err.message.slice(0, 1000),
-          peerMsgId: requestMsgId,
-        }),
-      );
+      batch.add(encodeStreamError(requestMsgId, err));
     }
     const streams = [...this.streams.values()];
     if (streams.length === 0) return;
