@@ -33,6 +33,7 @@ import {
   type ErrorPayload,
   type HelloBlobWindow,
 } from '../../lib/engine/wire/control.js';
+import { acceptAll } from '../support/accept.js';
 import { TestMesh, eventually, fastConfig } from '../support/mesh.js';
 import {
   Cleanup,
@@ -190,13 +191,7 @@ describe('hostile peers with valid certificates', () => {
     honestEvents = [];
     honest.reporting.events$.subscribe((e) => honestEvents.push(e));
     // The taberna accepts everything and leaves blob streams unread, so their windows stay full.
-    void (async () => {
-      try {
-        for await (const request of taberna) request.accept();
-      } catch (err) {
-        if (!AureliaError.is(err, ErrorId.DomusClosed)) throw err;
-      }
-    })();
+    acceptAll(taberna);
     await honest.send(codec, TABERNA, { n: sent++ });
   });
   afterAll(() => mesh.close());
@@ -431,17 +426,6 @@ describe('a hostile listener answering a domus that dialed it', () => {
   let honest: Domus;
   let server: Awaited<ReturnType<typeof startListener>>;
   let disconnects: DomusReportingEvent[];
-
-  /** Accepts everything `taberna` receives until its domus shuts down. */
-  function acceptAll(taberna: Taberna<Note>): void {
-    void (async () => {
-      try {
-        for await (const request of taberna) request.accept();
-      } catch (err) {
-        if (!AureliaError.is(err, ErrorId.DomusClosed)) throw err;
-      }
-    })();
-  }
 
   /** Messages still flow both ways between the victim and an honest domus, on the same callis. */
   async function expectOthersServed(): Promise<void> {

@@ -35,6 +35,7 @@ const MAX_TOMBSTONES = 65_536;
 export class BlobReceiver extends Readable {
   /** @internal */ readonly window: BlobReceiveWindow;
   private readonly queue: Buffer[] = [];
+  private queuedBytes = 0;
   private wanting = false;
   private ended = false;
   /** @internal */ lastActivity = Date.now();
@@ -54,6 +55,14 @@ export class BlobReceiver extends Readable {
   failure: AureliaError | undefined;
 
   /**
+   * Bytes that arrived and the application has not read yet: chunks not yet acknowledged (at most
+   * one window) plus what the stream buffers for reading (`readableLength`).
+   */
+  get bufferedBytes(): number {
+    return this.queuedBytes + this.readableLength;
+  }
+
+  /**
    * @internal Fails the stream. Without an `'error'` listener the stream is destroyed without
    * one (and `failure` says why), so an unobserved blob never crashes the process.
    */
@@ -68,6 +77,7 @@ export class BlobReceiver extends Readable {
   enqueue(data: Buffer): void {
     this.lastActivity = Date.now();
     this.queue.push(data);
+    this.queuedBytes += data.length;
     this.drain();
   }
 
@@ -82,6 +92,7 @@ export class BlobReceiver extends Readable {
       this.link.abortLocal(this, err ?? this.failure ?? null);
     }
     this.queue.length = 0;
+    this.queuedBytes = 0;
     this.release();
     callback(err);
   }
@@ -90,6 +101,7 @@ export class BlobReceiver extends Readable {
     let consumed = 0;
     while (this.wanting && this.queue.length > 0) {
       const data = this.queue.shift()!;
+      this.queuedBytes -= data.length;
       consumed++;
       if (data.length > 0) this.wanting = this.push(data);
     }
