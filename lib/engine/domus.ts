@@ -219,6 +219,9 @@ export class Domus {
    * `UnknownTaberna`, `LocalQueueFull` (the peer's lane is full, at once), `RemoteTabernaRejected`,
    * `TabernaBusy`, `DecodeFailure` (the receiver could not decode it), `AddressMismatch`,
    * `PeerRestarted`, `SendTimeout` (nothing decided within `sendTimeoutMs`) or `DomusClosed`.
+   * A `BLOB` send also rejects with `BlobCallisWithoutPrimary` when `to` is a taberna of this
+   * domus (blob streams travel between domus only) and with `BlobBufferFull` when the stream's
+   * buffer cannot be reserved here or at the receiver.
    */
   send<T>(
     codec: MessageCodec<T>,
