@@ -1,7 +1,7 @@
 import { Inject, Injectable, Module } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
 import { Test } from '@nestjs/testing';
-import { type Observable, firstValueFrom, lastValueFrom } from 'rxjs';
+import { Observable, firstValueFrom, lastValueFrom } from 'rxjs';
 import {
   Aurelia,
   AureliaError,
@@ -17,7 +17,7 @@ import { ClientAurelia, type AureliaClientStatus } from '../../lib/nest/client-a
 import { AURELIA_ERRORS, AURELIA_EVENTS, AURELIA_METRICS } from '../../lib/nest/tokens.js';
 import { eventually, firstMatch } from '../support/mesh.js';
 import { makeTestPki, type TestPki } from '../support/pki.js';
-import { FAST, hybridApp, serviceOptions } from './fixtures.js';
+import { FAST, callerApp, hybridApp, serviceOptions, standaloneMicroservice } from './fixtures.js';
 
 function countResources(): Record<string, number> {
   const counts: Record<string, number> = {};
@@ -26,6 +26,17 @@ function countResources(): Record<string, number> {
     counts[type] = (counts[type] ?? 0) + 1;
   }
   return counts;
+}
+
+/** Expects no more resources than `before` once sockets had a bounded moment to close. */
+async function expectNothingLeftSince(before: Record<string, number>): Promise<void> {
+  const leaked = (): [string, number][] =>
+    Object.entries(countResources()).filter(([type, n]) => n > (before[type] ?? 0));
+  // Sockets close asynchronously after the last byte; give the loop a bounded moment.
+  await eventually(() => leaked().length === 0, 'resources to be released', 1000).catch(
+    () => undefined,
+  );
+  expect(leaked()).toEqual([]);
 }
 
 async function bootstrapError(
@@ -73,10 +84,40 @@ describe('AureliaModule', () => {
       expect(moduleRef.get(AureliaServer)).toBeInstanceOf(AureliaServer);
       expect(moduleRef.get(AURELIA_EVENTS)).toBe(domus.reporting.events$);
       expect(moduleRef.get(AURELIA_ERRORS)).toBe(domus.reporting.errors$);
-      const metrics = moduleRef.get<Observable<DomusMetricsDelta>>(AURELIA_METRICS);
-      expect(typeof metrics.subscribe).toBe('function');
+      expect(moduleRef.get(AURELIA_METRICS)).toBeInstanceOf(Observable);
     } finally {
       await moduleRef.close();
+    }
+  });
+
+  it('samples AURELIA_METRICS every metricsIntervalMs, counting the sends made', async () => {
+    const billing = await hybridApp(await serviceOptions(pki, 'billing-metrics'));
+    const address = billing.get(AureliaServer).unwrap<Domus>().localAddr.toString();
+    const caller = await callerApp(
+      await serviceOptions(pki, 'caller-metrics', {
+        routes: { sum: address },
+        metricsIntervalMs: 20,
+      }),
+    );
+    const deltas: DomusMetricsDelta[] = [];
+    const sampling = caller
+      .get<Observable<DomusMetricsDelta>>(AURELIA_METRICS)
+      .subscribe((delta) => deltas.push(delta));
+    try {
+      const client = caller.get(ClientAurelia);
+      for (let i = 0; i < 3; i++)
+        expect(await lastValueFrom(client.send('sum', [i, 1]))).toBe(i + 1);
+      const total = (key: 'messagesSent' | 'sendsAccepted' | 'messagesReceived'): number =>
+        deltas.reduce((sum, d) => sum + d[key], 0);
+      // Each call is one REQUEST out, accepted once its reply arrived (one REPLY in).
+      await eventually(() => total('sendsAccepted') >= 3, 'the sends to show in the samples');
+      expect(total('messagesSent')).toBe(3);
+      expect(total('messagesReceived')).toBe(3);
+      expect(Math.max(...deltas.map((d) => d.intervalMs))).toBeLessThan(1000);
+    } finally {
+      sampling.unsubscribe();
+      await caller.close();
+      await billing.close();
     }
   });
 
@@ -112,6 +153,65 @@ describe('AureliaModule', () => {
     } finally {
       await moduleRef.close();
     }
+  });
+
+  it('makes its providers visible to every module with forRoot({ isGlobal: true }) only', async () => {
+    const global = await Test.createTestingModule({
+      imports: [
+        AureliaModule.forRoot({ ...(await serviceOptions(pki, 'global')), isGlobal: true }),
+        FeatureModule,
+      ],
+    }).compile();
+    try {
+      const feature = global.get(Feature);
+      expect(feature.client).toBe(global.get(ClientAurelia));
+      expect(feature.client.unwrap<Domus>().identity).toBe('spiffe://aurelia.local/global');
+    } finally {
+      await global.close();
+    }
+    // Without it, FeatureModule cannot see ClientAurelia. Nest runs no shutdown hook for a
+    // bootstrap that fails in another module, and the domus may still be binding when it fails,
+    // so the test owns the runtime and closes the domus once it runs.
+    const aurelia = new Aurelia();
+    const local = await Test.createTestingModule({
+      imports: [AureliaModule.forRoot(await serviceOptions(pki, 'local')), FeatureModule],
+    })
+      .overrideProvider(Aurelia)
+      .useValue(aurelia)
+      .compile()
+      .then(
+        async (m) => {
+          await m.close();
+          return 'bootstrapped';
+        },
+        (e: unknown) => e,
+      )
+      .finally(async () => {
+        await eventually(() => aurelia.running.length === 1, 'the domus to finish binding');
+        await aurelia.shutdown();
+      });
+    expect(String(local)).toContain('ClientAurelia');
+  });
+
+  it('fails a forRootAsync bootstrap with InvalidConfig naming the bad option the factory gave', async () => {
+    const node = await pki.node('async-bad');
+    const err = await bootstrapError([
+      AureliaModule.forRootAsync({
+        useFactory: async () => {
+          await Promise.resolve();
+          return { listen: 'tls://127.0.0.1:0', auth: node.auth(), requestTimeoutMs: 0 };
+        },
+      }),
+    ]);
+    expect(AureliaError.is(err, ErrorId.InvalidConfig)).toBe(true);
+    expect((err as AureliaError).message).toContain(`AureliaModule option 'requestTimeoutMs'`);
+    const unknown = await bootstrapError([
+      AureliaModule.forRootAsync({
+        useFactory: () => ({ listen: 'tls://127.0.0.1:0', auth: node.auth(), listne: 'typo' }),
+      }),
+    ]);
+    expect(AureliaError.is(unknown, ErrorId.InvalidConfig)).toBe(true);
+    expect((unknown as AureliaError).message).toContain(`'listne'`);
   });
 
   it('fails the bootstrap with InvalidConfig naming a bad option', async () => {
@@ -190,14 +290,26 @@ describe('AureliaModule', () => {
     await caller.close();
     await shutdown;
     await billing.close();
-    // Sockets close asynchronously after the last byte; give the loop a bounded moment.
-    const leaked = (): [string, number][] => {
-      const after = countResources();
-      return Object.entries(after).filter(([type, n]) => n > (before[type] ?? 0));
-    };
-    await eventually(() => leaked().length === 0, 'resources to be released', 1000).catch(
-      () => undefined,
+    await expectNothingLeftSince(before);
+  });
+
+  it('leaves nothing running after a standalone microservice and a ClientAurelia with its own domus close', async () => {
+    const before = countResources();
+    const { app, server } = await standaloneMicroservice(
+      await serviceOptions(pki, 'standalone-close'),
     );
-    expect(leaked()).toEqual([]);
+    const address = server.unwrap<Domus>().localAddr.toString();
+    const client = new ClientAurelia(
+      await serviceOptions(pki, 'own-domus-close', { routes: { sum: address, ticks: address } }),
+    );
+    expect(await lastValueFrom(client.send('sum', [2, 3]))).toBe(5);
+    await firstValueFrom(client.send('ticks', 1000));
+    const shutdowns = [client.unwrap<Domus>(), server.unwrap<Domus>()].map((domus) =>
+      firstMatch(domus.reporting.events$, (e) => e.type === 'ShutdownComplete', 'a shutdown'),
+    );
+    await client.close();
+    await app.close();
+    await Promise.all(shutdowns);
+    await expectNothingLeftSince(before);
   });
 });
