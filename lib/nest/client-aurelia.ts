@@ -167,7 +167,13 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
       const requests = this.requests!;
       const to = tabernaIdForPattern(packet.pattern);
       const withId = this.assignPacketId({ ...packet, pattern: patternText(packet.pattern) });
-      const body = this.body.encode(await this.serializer.serialize(withId));
+      let value: unknown;
+      try {
+        value = await this.serializer.serialize(withId);
+      } catch (err) {
+        throw serializerError(err, 'request');
+      }
+      const body = this.body.encode(value);
       if (cancelled) return;
       subscription = requests
         .request(to, body, { timeoutMs: this.requestTimeoutMs, replyAddress: this.replyAddress })
@@ -288,10 +294,12 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
 
   /** Serializes and encodes an event packet; throws `EncodeFailure` naming the problem. */
   private async encodeEvent(packet: ReadPacket): Promise<EncodedMessage> {
-    const value: unknown = await this.serializer.serialize({
-      ...packet,
-      pattern: patternText(packet.pattern),
-    });
+    let value: unknown;
+    try {
+      value = await this.serializer.serialize({ ...packet, pattern: patternText(packet.pattern) });
+    } catch (err) {
+      throw serializerError(err, 'event');
+    }
     let encoded;
     try {
       encoded = this.body.codec.encodeApp(value);
@@ -354,6 +362,11 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
 /** The pattern as text in packets: Nest's normalized form, or the explicit id's digits. */
 function patternText(pattern: unknown): string {
   return typeof pattern === 'bigint' ? pattern.toString() : normalizePattern(pattern);
+}
+
+/** A user serializer's failure as the `EncodeFailure` callers get for any unsendable packet. */
+function serializerError(err: unknown, what: 'request' | 'event'): AureliaError {
+  return asAurelia(err, ErrorId.EncodeFailure, `the serializer failed on the ${what}`);
 }
 
 /** A codec that hands the engine a message this client already encoded. */

@@ -7,7 +7,14 @@ import {
   type INestMicroservice,
   type Type,
 } from '@nestjs/common';
-import { Ctx, EventPattern, MessagePattern, Payload, RpcException } from '@nestjs/microservices';
+import {
+  Ctx,
+  EventPattern,
+  MessagePattern,
+  type PacketMetadata,
+  Payload,
+  RpcException,
+} from '@nestjs/microservices';
 import { Test } from '@nestjs/testing';
 import { Observable, finalize, interval, map, range, take } from 'rxjs';
 import type { DomusConfig } from '../../lib/engine/config.js';
@@ -37,6 +44,12 @@ export class Seen {
   /** When each `held` handler stream started and ended (`Date.now()`), in order. */
   readonly heldStarted: number[] = [];
   readonly heldEnded: number[] = [];
+  /** Metadata of each `note`, by its text. */
+  readonly noteMetadata = new Map<string, PacketMetadata | undefined>();
+  /** Async event handlers waiting to be let finish, by the text they got. */
+  readonly waiting = new Map<string, () => void>();
+  /** Texts whose async event handler finished its work. */
+  readonly finished: string[] = [];
 }
 
 export const seen = new Seen();
@@ -66,6 +79,7 @@ export class BillingController {
       identity: ctx.getPeer().identity,
       taberna: ctx.getTabernaId().toString(),
       pattern: ctx.getPattern(),
+      metadata: ctx.getMetadata() ?? null,
       blob: ctx.getBlob() ?? null,
     };
   }
@@ -129,6 +143,27 @@ export class BillingController {
   @EventPattern<string>('note')
   note(@Payload() text: string, @Ctx() ctx: AureliaContext): void {
     seen.notes.push({ text, from: ctx.getPeer().identity, taberna: ctx.getTabernaId() });
+    seen.noteMetadata.set(text, ctx.getMetadata());
+  }
+
+  /** Awaits the test's go-ahead (`seen.waiting`), then records that it finished. */
+  @EventPattern<string>('note.async')
+  async noteAsync(@Payload() text: string): Promise<void> {
+    await new Promise<void>((resolve) => seen.waiting.set(text, resolve));
+    seen.finished.push(text);
+  }
+
+  /** Returns a stream that ends once the test lets it (`seen.waiting`). */
+  @EventPattern<string>('note.stream')
+  noteStream(@Payload() text: string): Observable<number> {
+    return new Observable<number>((subscriber) => {
+      subscriber.next(1);
+      seen.waiting.set(text, () => {
+        seen.finished.push(text);
+        subscriber.next(2);
+        subscriber.complete();
+      });
+    });
   }
 
   @EventPattern<string>('note.fail')

@@ -1,9 +1,20 @@
 import { Controller, type INestApplication, type INestApplicationContext } from '@nestjs/common';
-import { MessagePattern } from '@nestjs/microservices';
+import { EventPattern, MessagePattern, Payload, Transport } from '@nestjs/microservices';
+import { Test } from '@nestjs/testing';
 import { lastValueFrom, take, toArray } from 'rxjs';
-import { AureliaError, ErrorId, JsonCodec, type Domus } from '../../lib/index.js';
+import {
+  AureliaError,
+  ErrorId,
+  JsonCodec,
+  type Domus,
+  type DomusReportingEvent,
+} from '../../lib/index.js';
 import { ClientAurelia } from '../../lib/nest/client-aurelia.js';
-import { AureliaServer } from '../../lib/nest/aurelia.server.js';
+import {
+  AURELIA_TRANSPORT,
+  AureliaServer,
+  type AureliaServerStatus,
+} from '../../lib/nest/aurelia.server.js';
 import { tabernaIdForPattern } from '../../lib/nest/pattern.js';
 import { TabernaHandler } from '../../lib/nest/decorators.js';
 import { eventually, socketDir } from '../support/mesh.js';
@@ -32,6 +43,8 @@ const PATTERNS = [
   'slow',
   'note',
   'note.fail',
+  'note.async',
+  'note.stream',
 ];
 
 describe('Nest over Aurelia: hybrid app serving, module client calling', () => {
@@ -72,8 +85,26 @@ describe('Nest over Aurelia: hybrid app serving, module client calling', () => {
       identity: 'spiffe://aurelia.local/orders',
       taberna: tabernaIdForPattern('whoami').toString(),
       pattern: 'whoami',
+      metadata: null,
       blob: null,
     });
+  });
+
+  it('hands the metadata a dispatch hook attached to the handler as AureliaContext.getMetadata()', async () => {
+    const traced = new ClientAurelia(client.unwrap<Domus>());
+    let n = 0;
+    traced.setOnDispatchHook((packet) => {
+      packet.metadata = { traceId: `t${++n}` };
+    });
+    try {
+      expect(await lastValueFrom(traced.send('whoami', {}))).toMatchObject({
+        metadata: { traceId: 't1' },
+      });
+      await lastValueFrom(traced.emit('note', 'traced'), { defaultValue: undefined });
+      expect(seen.noteMetadata.get('traced')).toEqual({ traceId: 't2' });
+    } finally {
+      await traced.close();
+    }
   });
 
   it('reaches a @TabernaHandler handler by its explicit id', async () => {
@@ -108,7 +139,33 @@ describe('Nest over Aurelia: hybrid app serving, module client calling', () => {
     expect(err).toEqual({ status: 'error', message: 'stream broke' });
   });
 
-  it('completes emit() once the event handler ran', async () => {
+  it('completes emit() to an async handler only after the work it awaited finished', async () => {
+    await expectEmitToWaitFor('note.async', 'async-1');
+  });
+
+  it('completes emit() to a handler returning an Observable only after that Observable completed', async () => {
+    await expectEmitToWaitFor('note.stream', 'stream-1');
+  });
+
+  /** Emits `text` to `pattern`, whose handler waits for `seen.waiting`, and checks emit() does too. */
+  async function expectEmitToWaitFor(pattern: string, text: string): Promise<void> {
+    let completed = false;
+    const emitted = lastValueFrom(client.emit(pattern, text), { defaultValue: undefined }).then(
+      () => {
+        completed = true;
+      },
+    );
+    await eventually(() => seen.waiting.has(text), 'the handler to start');
+    // A full round trip on the same link: an acceptance sent at the handler's start is back by now.
+    expect(await lastValueFrom(client.send('sum', [1]))).toBe(1);
+    expect(completed).toBe(false);
+    expect(seen.finished).not.toContain(text);
+    seen.waiting.get(text)!();
+    await emitted;
+    expect(seen.finished).toContain(text);
+  }
+
+  it('completes emit() once a synchronous event handler ran', async () => {
     await lastValueFrom(client.emit('note', 'hello'), { defaultValue: undefined });
     expect(seen.notes).toContainEqual({
       text: 'hello',
@@ -229,8 +286,105 @@ describe('Nest over Aurelia: local calls and Unix sockets', () => {
   });
 });
 
+/** Handlers placed on tabernae in every way `@TabernaHandler` and the transport argument allow. */
+@Controller()
+class PlacementController {
+  static readonly events: string[] = [];
+
+  @TabernaHandler('billing.v2.total')
+  @MessagePattern('total.alias')
+  total(@Payload() numbers: number[]): number {
+    return numbers.reduce((a, b) => a + b, 0);
+  }
+
+  @MessagePattern('below')
+  @TabernaHandler(4343n)
+  below(): string {
+    return 'below the pattern decorator';
+  }
+
+  @TabernaHandler(4444n)
+  @EventPattern<string>('event.explicit')
+  explicitEvent(@Payload() text: string): void {
+    PlacementController.events.push(text);
+  }
+
+  @MessagePattern('tcp.only', Transport.TCP)
+  tcpOnly(): string {
+    return 'tcp';
+  }
+
+  @EventPattern<string>('tcp.event', Transport.TCP)
+  tcpEvent(): void {}
+
+  @MessagePattern('aurelia.only', AURELIA_TRANSPORT)
+  aureliaOnly(): string {
+    return 'aurelia';
+  }
+}
+
+describe('Nest over Aurelia: where handlers listen, server status and events', () => {
+  it('places handlers by @TabernaHandler, serves only its own transport, reports status and events', async () => {
+    const pki = await makeTestPki();
+    const moduleRef = await Test.createTestingModule({
+      controllers: [PlacementController],
+    }).compile();
+    const server = new AureliaServer(await serviceOptions(pki, 'placement'));
+    const states: AureliaServerStatus[] = [];
+    server.status.subscribe((s) => states.push(s));
+    const connected: DomusReportingEvent[] = [];
+    server.on('PeerConnected', (e) => connected.push(e));
+    const app = moduleRef.createNestMicroservice({ strategy: server, logger: false });
+    await app.listen();
+    const disconnected = new Promise<DomusReportingEvent>((resolve) =>
+      server.on('PeerDisconnected', resolve),
+    );
+    const address = server.unwrap<Domus>().localAddr;
+    const routes = [
+      'billing.v2.total',
+      'total.alias',
+      4343n,
+      4444n,
+      'tcp.only',
+      'tcp.event',
+      'aurelia.only',
+    ].map((pattern) => ({ pattern, address }));
+    const client = new ClientAurelia(await serviceOptions(pki, 'placer', { routes }));
+    try {
+      expect(states).toEqual(['listening']);
+      expect(Object.fromEntries(server.tabernae)).toEqual({
+        'total.alias': tabernaIdForPattern('billing.v2.total'),
+        below: 4343n,
+        'event.explicit': 4444n,
+        'aurelia.only': tabernaIdForPattern('aurelia.only'),
+      });
+      expect(await lastValueFrom(client.send('billing.v2.total', [1, 2]))).toBe(3);
+      expect(
+        AureliaError.is(await failure(client.send('total.alias', [1])), ErrorId.UnknownTaberna),
+      ).toBe(true);
+      expect(await lastValueFrom(client.send(4343n, {}))).toBe('below the pattern decorator');
+      await lastValueFrom(client.emit(4444n, 'by id'), { defaultValue: undefined });
+      expect(PlacementController.events).toEqual(['by id']);
+      expect(await lastValueFrom(client.send('aurelia.only', {}))).toBe('aurelia');
+      expect(
+        AureliaError.is(await failure(client.send('tcp.only', {})), ErrorId.UnknownTaberna),
+      ).toBe(true);
+      expect(
+        AureliaError.is(await failure(client.emit('tcp.event', 'x')), ErrorId.UnknownTaberna),
+      ).toBe(true);
+      expect(connected).toMatchObject([{ identity: 'spiffe://aurelia.local/placer' }]);
+      await client.close();
+      expect(await disconnected).toMatchObject({ identity: 'spiffe://aurelia.local/placer' });
+    } finally {
+      await client.close();
+      await app.close();
+    }
+    expect(states).toEqual(['listening', 'closed']);
+  });
+});
+
 describe('Nest over Aurelia: serializers and handler ids', () => {
-  it('honours the client and server serializer/deserializer options', async () => {
+  it('honours the client and server serializer/deserializer options on send() and emit()', async () => {
     const pki = await makeTestPki();
     const { app, server } = await standaloneMicroservice(
       await serviceOptions(pki, 'billing', {
@@ -254,7 +408,7 @@ describe('Nest over Aurelia: serializers and handler ids', () => {
     const address = server.unwrap<Domus>().localAddr.toString();
     const client = new ClientAurelia(
       await serviceOptions(pki, 'caller', {
-        routes: { sum: address },
+        routes: { sum: address, note: address },
         client: {
           serializer: {
             serialize: (packet: { pattern: string; data: unknown }) => ({
@@ -277,8 +431,37 @@ describe('Nest over Aurelia: serializers and handler ids', () => {
     );
     try {
       expect(await lastValueFrom(client.send('sum', [20, 22]))).toBe(42);
+      await lastValueFrom(client.emit('note', 'enveloped'), { defaultValue: undefined });
+      expect(seen.notes.map((n) => n.text)).toContain('enveloped');
     } finally {
       await client.close();
+      await app.close();
+    }
+  });
+
+  it('fails send() and emit() with EncodeFailure when the client serializer throws', async () => {
+    const pki = await makeTestPki();
+    const app = await hybridApp(
+      await serviceOptions(pki, 'unserializable', {
+        client: {
+          serializer: {
+            serialize: () => {
+              throw new TypeError('cyclic packet');
+            },
+          },
+        },
+      }),
+    );
+    try {
+      const client = app.get(ClientAurelia);
+      for (const call of [client.send('sum', [1]), client.emit('note', 'never')]) {
+        const err = await failure(call);
+        expect(AureliaError.is(err, ErrorId.EncodeFailure)).toBe(true);
+        expect((err as AureliaError).message).toContain('cyclic packet');
+        expect((err as AureliaError).cause).toBeInstanceOf(TypeError);
+      }
+      expect(seen.notes.map((n) => n.text)).not.toContain('never');
+    } finally {
       await app.close();
     }
   });
