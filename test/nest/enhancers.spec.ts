@@ -17,10 +17,10 @@ import {
   UsePipes,
   ValidationPipe,
 } from '@nestjs/common';
-import { MessagePattern, Payload, RpcException } from '@nestjs/microservices';
+import { EventPattern, MessagePattern, Payload, RpcException } from '@nestjs/microservices';
 import { IsInt, IsString, Min } from 'class-validator';
-import { type Observable, lastValueFrom, map, of, throwError } from 'rxjs';
-import type { Domus } from '../../lib/index.js';
+import { type Observable, lastValueFrom, map, of, tap, throwError } from 'rxjs';
+import { AureliaError, ErrorId, type Domus } from '../../lib/index.js';
 import { AureliaServer } from '../../lib/nest/aurelia.server.js';
 import { ClientAurelia } from '../../lib/nest/client-aurelia.js';
 import { AureliaContext } from '../../lib/nest/context.js';
@@ -47,6 +47,19 @@ class Envelope implements NestInterceptor {
   }
 }
 
+/** What ran for each event, in order. */
+const trail: string[] = [];
+
+/** Records entering and leaving every event handler it wraps. */
+@Injectable()
+class Trail implements NestInterceptor {
+  intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    const pattern = context.switchToRpc().getContext<AureliaContext>().getPattern();
+    trail.push(`before ${pattern}`);
+    return next.handle().pipe(tap({ complete: () => trail.push(`after ${pattern}`) }));
+  }
+}
+
 /** Upper-cases a string payload. */
 class Shout implements PipeTransform<string, string> {
   transform(value: string): string {
@@ -69,6 +82,19 @@ class CreateOrder {
   @IsInt()
   @Min(1)
   quantity!: number;
+}
+
+/** ValidationPipe whose failure callers see: the invalid fields in an RpcException. */
+function orderValidation(): ValidationPipe {
+  return new ValidationPipe({
+    transform: true,
+    exceptionFactory: (errors) =>
+      new RpcException({
+        status: 'error',
+        message: 'invalid order',
+        fields: errors.map((e) => e.property),
+      }),
+  });
 }
 
 @Controller()
@@ -111,9 +137,45 @@ class GuardedController {
   range(): never {
     throw new RangeError('quantity out of range');
   }
+
+  @UseGuards(OrdersOnly)
+  @EventPattern<number>('charge.event')
+  chargeEvent(@Payload() amount: number): void {
+    trail.push(`charged ${amount}`);
+  }
+
+  @UseInterceptors(Trail)
+  @EventPattern<string>('traced.event')
+  tracedEvent(@Payload() text: string): void {
+    trail.push(`handled ${text}`);
+  }
+
+  @UsePipes(orderValidation())
+  @EventPattern<CreateOrder>('order.event')
+  orderEvent(@Payload() order: CreateOrder): void {
+    trail.push(
+      `${order.quantity} × ${order.sku} (${order instanceof CreateOrder ? 'dto' : 'plain'})`,
+    );
+  }
+
+  @UseFilters(new RangeFilter())
+  @EventPattern<string>('range.event')
+  rangeEvent(): never {
+    throw new RangeError('event quantity out of range');
+  }
 }
 
-const PATTERNS = ['charge', 'wrapped', 'shout', 'order', 'range'];
+const PATTERNS = [
+  'charge',
+  'wrapped',
+  'shout',
+  'order',
+  'range',
+  'charge.event',
+  'traced.event',
+  'order.event',
+  'range.event',
+];
 
 describe('guards, interceptors, pipes and filters on Aurelia handlers', () => {
   let billing: INestApplication;
@@ -125,7 +187,7 @@ describe('guards, interceptors, pipes and filters on Aurelia handlers', () => {
     billing = await hybridApp(
       await serviceOptions(pki, 'billing'),
       [GuardedController],
-      [OrdersOnly, Envelope],
+      [OrdersOnly, Envelope, Trail],
     );
     const address = billing.get(AureliaServer).unwrap<Domus>().localAddr.toString();
     const routes = Object.fromEntries(PATTERNS.map((p) => [p, address]));
@@ -183,6 +245,58 @@ describe('guards, interceptors, pipes and filters on Aurelia handlers', () => {
       status: 'error',
       message: 'invalid order',
       fields: ['sku', 'quantity'],
+    });
+  });
+
+  const emit = (app: INestApplicationContext, pattern: string, data: unknown): Promise<void> =>
+    lastValueFrom(app.get(ClientAurelia).emit(pattern, data), { defaultValue: undefined });
+  /** The `cause` of the RemoteTabernaRejected an emit() failed with (its error payload). */
+  const refusal = async (
+    app: INestApplicationContext,
+    pattern: string,
+    data: unknown,
+  ): Promise<unknown> => {
+    const err = await emit(app, pattern, data).then(
+      () => {
+        throw new Error(`expected emit('${pattern}') to fail`);
+      },
+      (e: unknown) => e,
+    );
+    expect(AureliaError.is(err, ErrorId.RemoteTabernaRejected)).toBe(true);
+    return (err as AureliaError).cause;
+  };
+
+  it('lets a guard refuse an emit() by the caller certificate identity', async () => {
+    trail.length = 0;
+    await emit(orders, 'charge.event', 5);
+    expect(await refusal(intruder, 'charge.event', 6)).toEqual({
+      status: 'error',
+      message: 'Forbidden resource',
+    });
+    expect(trail).toEqual(['charged 5']);
+  });
+
+  it('runs interceptors around an event handler before emit() completes', async () => {
+    trail.length = 0;
+    await emit(orders, 'traced.event', 'x');
+    expect(trail).toEqual(['before traced.event', 'handled x', 'after traced.event']);
+  });
+
+  it('applies ValidationPipe to an event, refusing an invalid one with its fields', async () => {
+    trail.length = 0;
+    await emit(orders, 'order.event', { sku: 'B-2', quantity: 3 });
+    expect(await refusal(orders, 'order.event', { sku: 'B-3', quantity: 0 })).toEqual({
+      status: 'error',
+      message: 'invalid order',
+      fields: ['quantity'],
+    });
+    expect(trail).toEqual(['3 × B-2 (dto)']);
+  });
+
+  it('lets an exception filter shape the payload a failed emit() carries', async () => {
+    expect(await refusal(orders, 'range.event', 'x')).toEqual({
+      code: 'E_RANGE',
+      message: 'event quantity out of range',
     });
   });
 
