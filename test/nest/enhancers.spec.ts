@@ -116,17 +116,7 @@ class GuardedController {
     return text;
   }
 
-  @UsePipes(
-    new ValidationPipe({
-      transform: true,
-      exceptionFactory: (errors) =>
-        new RpcException({
-          status: 'error',
-          message: 'invalid order',
-          fields: errors.map((e) => e.property),
-        }),
-    }),
-  )
+  @UsePipes(orderValidation())
   @MessagePattern('order')
   order(@Payload() order: CreateOrder): string {
     return `${order.quantity} × ${order.sku} (${order instanceof CreateOrder ? 'dto' : 'plain'})`;
@@ -139,7 +129,7 @@ class GuardedController {
   }
 
   @UseGuards(OrdersOnly)
-  @EventPattern<number>('charge.event')
+  @EventPattern<string>('charge.event')
   chargeEvent(@Payload() amount: number): void {
     trail.push(`charged ${amount}`);
   }
@@ -151,7 +141,7 @@ class GuardedController {
   }
 
   @UsePipes(orderValidation())
-  @EventPattern<CreateOrder>('order.event')
+  @EventPattern<string>('order.event')
   orderEvent(@Payload() order: CreateOrder): void {
     trail.push(
       `${order.quantity} × ${order.sku} (${order instanceof CreateOrder ? 'dto' : 'plain'})`,
