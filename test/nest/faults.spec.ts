@@ -1,5 +1,5 @@
 import type { INestApplication, INestApplicationContext } from '@nestjs/common';
-import { lastValueFrom } from 'rxjs';
+import { lastValueFrom, toArray } from 'rxjs';
 import { AureliaError, ErrorId, type Domus, type DomusReportingEvent } from '../../lib/index.js';
 import { AureliaServer } from '../../lib/nest/aurelia.server.js';
 import { ClientAurelia } from '../../lib/nest/client-aurelia.js';
@@ -9,6 +9,7 @@ import { FaultProxy } from '../support/proxy.js';
 import { FAST, callerApp, hybridApp, seen, serviceOptions } from './fixtures.js';
 
 const PATTERNS = ['sum', 'ticks', 'forever', 'held', 'note'];
+const portOf = (domus: Domus): number => domus.localAddr.port as number;
 /** How soon after a caller's SendTimeout its handler must have been stopped. */
 const STOP_BOUND_MS = 1000;
 
@@ -17,78 +18,104 @@ describe('Nest calls through a faulty network', () => {
   let billing: INestApplication;
   let orders: INestApplicationContext;
   let client: ClientAurelia;
+  /** Between orders and billing: requests, events, cancels (and their acks). */
   let proxy: FaultProxy;
-  const unhandled: unknown[] = [];
-  const onUnhandled = (reason: unknown): void => {
-    unhandled.push(reason);
-  };
-
-  beforeAll(() => {
-    process.on('unhandledRejection', onUnhandled);
-  });
-  afterAll(() => {
-    process.off('unhandledRejection', onUnhandled);
-  });
+  /** Between billing and orders' listener: the replies billing dials back to orders. */
+  let replyProxy: FaultProxy;
 
   beforeEach(async () => {
     pki ??= await makeTestPki();
     billing = await hybridApp(await serviceOptions(pki, 'billing'));
-    const port = billing.get(AureliaServer).unwrap<Domus>().localAddr.port as number;
-    proxy = await FaultProxy.start({ host: '127.0.0.1', port });
+    proxy = await FaultProxy.start(portOf(billing.get(AureliaServer).unwrap<Domus>()));
+    // Orders' port is known once it listens: the reply proxy is pointed at it then.
+    replyProxy = await FaultProxy.start(1);
     const address = `tls://127.0.0.1:${proxy.port}`;
     orders = await callerApp(
       await serviceOptions(pki, 'orders', {
         routes: Object.fromEntries(PATTERNS.map((p) => [p, address])),
         requestTimeoutMs: 3000,
+        replyAddress: `tls://127.0.0.1:${replyProxy.port}`,
       }),
     );
     client = orders.get(ClientAurelia);
+    replyProxy.retarget(portOf(client.unwrap<Domus>()));
   });
   afterEach(async () => {
     await orders.close();
     await billing.close();
     await proxy.close();
-    expect(unhandled).toEqual([]);
+    await replyProxy.close();
   });
 
-  it('completes a streamed reply across a cut connection with every value once', async () => {
-    const values: number[] = [];
-    const done = new Promise<void>((resolve, reject) =>
-      client.send<number>('ticks', 15).subscribe({
-        next: (v) => {
-          values.push(v);
-          if (v === 5) proxy.cut();
-        },
-        error: reject,
-        complete: resolve,
-      }),
-    );
-    await done;
-    expect(values).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
-    expect(proxy.accepted).toBeGreaterThanOrEqual(2);
-  });
-
-  it('errors a streaming send() with PeerRestarted when the server restarts mid-stream', async () => {
+  /** Starts `send(pattern, n)`, collecting its values; `outcome` settles with 'completed' or the error. */
+  function stream(pattern: string, n: number, onValue: (v: number) => void = () => undefined) {
     const values: number[] = [];
     const outcome = new Promise<unknown>((resolve) =>
-      client.send<number>('ticks', 1000).subscribe({
-        next: (v) => values.push(v),
+      client.send<number>(pattern, n).subscribe({
+        next: (v) => {
+          values.push(v);
+          onValue(v);
+        },
         error: resolve,
         complete: () => resolve('completed'),
       }),
     );
+    return { values, outcome };
+  }
+
+  it('completes a streamed reply across a cut connection with every value once', async () => {
+    const { values, outcome } = stream('ticks', 15, (v) => {
+      if (v === 5) proxy.cut();
+    });
+    expect(await outcome).toBe('completed');
+    expect(values).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
+    expect(proxy.accepted).toBeGreaterThanOrEqual(2);
+  });
+
+  it('completes a streamed reply with every value once when the reply leg is cut mid-stream', async () => {
+    const { values, outcome } = stream('ticks', 15, (v) => {
+      if (v === 5) replyProxy.cut();
+    });
+    // Never a silent truncation: the replies billing had in flight are replayed, not dropped.
+    expect(await outcome).toBe('completed');
+    expect(values).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
+    // The replies after the cut came back on a new connection from billing.
+    expect(replyProxy.accepted).toBeGreaterThanOrEqual(2);
+  });
+
+  it('errors a streaming send() with SendTimeout when the server vanishes for good mid-stream', async () => {
+    const { values, outcome } = stream('ticks', 1000);
     await eventually(() => values.length >= 2, 'the first values');
-    // billing "crashes": its connections drop and a new process answers at the same address.
-    const reborn = await hybridApp(await serviceOptions(pki, 'billing-reborn'));
+    for (const leg of [proxy, replyProxy]) {
+      leg.refuse();
+      leg.cut();
+    }
+    const err = await outcome;
+    expect(AureliaError.is(err, ErrorId.SendTimeout)).toBe(true);
+    expect(values).toEqual(Array.from({ length: values.length }, (_, i) => i + 1));
+  });
+
+  it('errors a streaming send() with PeerRestarted when the server restarts with the same identity, then recovers', async () => {
+    const { values, outcome } = stream('ticks', 1000);
+    await eventually(() => values.length >= 2, 'the first values');
+    // billing "crashes" and comes back: same certificate, a new domus (a new session) behind
+    // the address orders dials.
+    const reborn = await hybridApp(await serviceOptions(pki, 'billing'));
     try {
-      proxy.retarget({
-        host: '127.0.0.1',
-        port: reborn.get(AureliaServer).unwrap<Domus>().localAddr.port as number,
-      });
+      const restarted = firstMatch<DomusReportingEvent>(
+        client.unwrap<Domus>().reporting.events$,
+        (e) => e.type === 'PeerSessionRestarted',
+        'orders to see the new session',
+      );
+      proxy.retarget(portOf(reborn.get(AureliaServer).unwrap<Domus>()));
       proxy.cut();
       const err = await outcome;
       expect(AureliaError.is(err, ErrorId.PeerRestarted)).toBe(true);
+      expect(await restarted).toMatchObject({ identity: 'spiffe://aurelia.local/billing' });
       expect(await lastValueFrom(client.send('sum', [3, 4]))).toBe(7);
+      expect(await lastValueFrom(client.send<number>('ticks', 3).pipe(toArray()))).toEqual([
+        1, 2, 3,
+      ]);
     } finally {
       await reborn.close();
     }
@@ -181,7 +208,26 @@ describe('Nest calls through a faulty network', () => {
     expect(seen.notes.filter((n) => n.text === 'while down')).toHaveLength(1);
   });
 
-  it('survives connection resets mid-traffic without crashing or unhandled rejections', async () => {
+  it('errors an emit() whose outage outlasts its deadline with SendTimeout, and never delivers it', async () => {
+    expect(await lastValueFrom(client.send('sum', [1]))).toBe(1);
+    proxy.refuse();
+    proxy.cut();
+    const err = await lastValueFrom(client.emit('note', 'outlasted'), {
+      defaultValue: undefined,
+    }).then(
+      () => 'delivered',
+      (e: unknown) => e,
+    );
+    expect(AureliaError.is(err, ErrorId.SendTimeout)).toBe(true);
+    proxy.forward();
+    // The next event travels on the reconnected session; a replayed 'outlasted' would be ahead.
+    await lastValueFrom(client.emit('note', 'after the outage'), { defaultValue: undefined });
+    const texts = seen.notes.map((n) => n.text);
+    expect(texts).toContain('after the outage');
+    expect(texts).not.toContain('outlasted');
+  });
+
+  it('answers or fails every call with an AureliaError across connection resets, then serves again', async () => {
     const calls = Array.from({ length: 40 }, (_, i) =>
       lastValueFrom(client.send<number>('sum', [i, 1])).then(
         (v) => v,
