@@ -1,10 +1,8 @@
 // Nodes as child processes: SIGKILL and restart a peer, and check what its senders see.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 
 import {
   DomusAddr,
@@ -14,31 +12,13 @@ import {
   type DomusReportingEvent,
 } from '../../lib/index.js';
 import { DeliveryLedger } from '../../lib/cli/soak/ledger.js';
+import { builtEntry, repoRoot, unusableBuild } from '../support/built.js';
 import { TestMesh, fastConfig, firstMatch } from '../support/mesh.js';
 import { writeTestNodeFiles, type TestPkiFiles } from '../support/pki.js';
 import { EventQueue, within } from '../support/transport.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const script = path.join(root, 'test', 'support', 'node-process.mjs');
-const entry = process.env.AURELIA_ENTRY ?? path.join(root, 'dist', 'lib', 'index.js');
+const script = path.join(repoRoot, 'test', 'support', 'node-process.mjs');
 
-/**
- * Why the child processes cannot run the built package, or undefined when they can: dist/ must
- * exist and be newer than every source file (CI's `npm ci` builds it; locally run `npm run build`).
- * An explicit AURELIA_ENTRY is trusted as it is.
- */
-function unusableBuild(): string | undefined {
-  if (!existsSync(entry)) return `${path.relative(root, entry)} is missing; run \`npm run build\``;
-  if (process.env.AURELIA_ENTRY !== undefined) return undefined;
-  const builtAt = statSync(entry).mtimeMs;
-  const lib = path.join(root, 'lib');
-  const newer = readdirSync(lib, { recursive: true, encoding: 'utf8' }).find(
-    (file) => file.endsWith('.ts') && statSync(path.join(lib, file)).mtimeMs > builtAt,
-  );
-  return newer === undefined
-    ? undefined
-    : `dist/ is older than lib/${newer}; run \`npm run build\``;
-}
 const notBuilt = unusableBuild();
 
 interface Note {
@@ -104,7 +84,7 @@ class NodeProcess {
     const child = spawn(process.execPath, [script], {
       env: {
         ...process.env,
-        AURELIA_ENTRY: entry,
+        AURELIA_ENTRY: builtEntry,
         AURELIA_CA: files.ca,
         AURELIA_CERT: files.cert,
         AURELIA_KEY: files.key,
