@@ -1,5 +1,11 @@
 import { Observable, lastValueFrom, take, toArray } from 'rxjs';
-import { AureliaError, DomusAddr, ErrorId, type Domus } from '../../lib/index.js';
+import {
+  AureliaError,
+  DomusAddr,
+  ErrorId,
+  type Domus,
+  type DomusReportingEvent,
+} from '../../lib/index.js';
 import {
   RemoteRequestError,
   RequestReplyClient,
@@ -10,7 +16,7 @@ import {
   RequestReplyCodec,
 } from '../../lib/engine/services/request-reply-wire.js';
 import { FaultProxy } from '../support/proxy.js';
-import { TestMesh, eventually } from '../support/mesh.js';
+import { TestMesh, eventually, fastConfig, firstMatch } from '../support/mesh.js';
 
 const ECHO = 101n;
 const text = (b: Buffer): string => b.toString('utf8');
@@ -239,6 +245,42 @@ describe('A2 request/reply under faults', () => {
     emit!(Buffer.from('b'));
     done!();
     expect((await all).map(text)).toEqual(['a', 'b']);
+  });
+
+  it('ends a handler its request reached late with SendTimeout as soon as the caller gives up', async () => {
+    mesh = await TestMesh.create();
+    // A refused first dial is retried after 2 s: the request arrives 2 s into a 3 s call.
+    const caller = await mesh.add('caller', {
+      config: fastConfig((b) => b.reconnectBackoffMs([2000])),
+    });
+    const handler = await mesh.add('handler');
+    proxy = await FaultProxy.start({ host: '127.0.0.1', port: handler.localAddr.port as number });
+    mesh.resolver.insert(ECHO, DomusAddr.tcp('127.0.0.1', proxy.port));
+    let started = false;
+    let stopped: { at: number; reason: unknown } | undefined;
+    await RequestReplyServer.serve(handler, ECHO, (_req, signal) => {
+      started = true;
+      signal.addEventListener('abort', () => (stopped = { at: Date.now(), reason: signal.reason }));
+      return new Observable<Buffer>(() => undefined);
+    });
+    proxy.refuse();
+    const dialFailed = firstMatch<DomusReportingEvent>(
+      caller.reporting.events$,
+      (e) => e.type === 'PeerDialFailed',
+      'the refused dial',
+    );
+    const client = await RequestReplyClient.for(caller);
+    const outcome = failure(client.request(ECHO, Buffer.alloc(0), { timeoutMs: 3000 }));
+    await dialFailed;
+    proxy.forward();
+    await eventually(() => started, 'the late request to start the handler');
+    const err = await outcome;
+    const failedAt = Date.now();
+    expect(err.kind).toBe(ErrorId.SendTimeout);
+    // The handler counts 3 s from the request's arrival; the caller's CANCEL stops it first.
+    await eventually(() => stopped !== undefined, 'the handler to be stopped');
+    expect(stopped!.at - failedAt).toBeLessThan(1000);
+    expect(AureliaError.is(stopped!.reason, ErrorId.SendTimeout)).toBe(true);
   });
 
   it('fails a streaming call with PeerRestarted when the handler domus restarts', async () => {

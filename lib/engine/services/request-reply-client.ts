@@ -211,15 +211,15 @@ export class RequestReplyClient {
     } else {
       // The handler counts the caller's time from the request's arrival, so a request that
       // waited in a queue or for a reconnect would outlive this deadline there: stop it now.
-      if (AureliaError.is(err, ErrorId.SendTimeout)) this.cancel(call, correlationId);
+      if (AureliaError.is(err, ErrorId.SendTimeout)) this.cancel(call, correlationId, true);
       call.subscriber.error(err);
     }
   }
 
-  private cancel(call: PendingCall, correlationId: bigint): void {
+  private cancel(call: PendingCall, correlationId: bigint, deadline = false): void {
     let payload: Buffer;
     try {
-      payload = encodeCancel({ correlationId, replyAddress: call.replyAddress });
+      payload = encodeCancel({ correlationId, replyAddress: call.replyAddress, deadline });
     } catch {
       return;
     }

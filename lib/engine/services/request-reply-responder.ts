@@ -289,13 +289,21 @@ export class RequestReplyResponder {
     return channel;
   }
 
-  /** Handles a CANCEL: ends the matching call (if any) and accepts the CANCEL. */
+  /**
+   * Handles a CANCEL: ends the matching call (if any) with `SendTimeout` when the caller's
+   * deadline passed, `RemoteTabernaRejected` when it unsubscribed, and accepts the CANCEL.
+   */
   cancel(request: TabernaRequest<unknown>, frame: CancelFrame): void {
     const channel = this.open.get(
       callKey(request.peer.identity, frame.replyAddress, frame.correlationId),
     );
     channel?.terminate(
-      new AureliaError(ErrorId.RemoteTabernaRejected, `call ${frame.correlationId} was cancelled`),
+      frame.deadline === true
+        ? deadlineError(frame)
+        : new AureliaError(
+            ErrorId.RemoteTabernaRejected,
+            `call ${frame.correlationId} was cancelled`,
+          ),
     );
     request.accept();
   }
@@ -366,7 +374,7 @@ function callKey(identity: string, replyAddress: string, correlationId: bigint):
   return `${identity}\n${replyAddress}\n${correlationId}`;
 }
 
-function deadlineError(frame: RequestFrame): AureliaError {
+function deadlineError(frame: RequestFrame | CancelFrame): AureliaError {
   return new AureliaError(
     ErrorId.SendTimeout,
     `the caller's deadline for call ${frame.correlationId} passed`,

@@ -17,7 +17,8 @@ export const REQUEST_MESSAGE_TYPE: MessageType = A2_MESSAGE_TYPE_BASE + 1;
 export const REPLY_MESSAGE_TYPE: MessageType = A2_MESSAGE_TYPE_BASE + 2;
 /**
  * A2 message type of a cancellation: the caller lost interest; sent to the handler's taberna.
- * Payload: `version u8 (=1) | flags u8 (=0) | correlationId u64 | replyAddrLen u16 | replyAddr`.
+ * Payload: `version u8 (=1) | flags u8 (0x1 DEADLINE) | correlationId u64 | replyAddrLen u16 |
+ * replyAddr`.
  */
 export const CANCEL_MESSAGE_TYPE: MessageType = A2_MESSAGE_TYPE_BASE + 3;
 
@@ -33,6 +34,12 @@ export const REPLY_FLAG_ERROR = 0x1;
  * accepted right after). Saves the caller waiting for the request's acknowledgement.
  */
 export const REPLY_FLAG_LAST = 0x2;
+
+/**
+ * CANCEL flag: the caller's deadline passed (rather than the caller unsubscribing), so the
+ * handler's call ends with `SendTimeout`. Peers that do not know it read a plain cancel.
+ */
+export const CANCEL_FLAG_DEADLINE = 0x1;
 
 /**
  * First taberna id reserved for Aurelia's own A2 services: the top 256 ids of the u64 space
@@ -83,6 +90,8 @@ export interface CancelFrame {
   readonly kind: 'cancel';
   readonly correlationId: bigint;
   readonly replyAddress: string;
+  /** Present and true when the caller cancels because its deadline passed. */
+  readonly deadline?: boolean;
 }
 
 /** Anything a taberna serving request/reply may receive: a service frame or an A3 message. */
@@ -140,7 +149,7 @@ export function encodeCancel(frame: Omit<CancelFrame, 'kind'>): Buffer {
   const addr = addressBytes(frame.replyAddress);
   const out = Buffer.allocUnsafe(CANCEL_HEADER + addr.length);
   out[0] = REQUEST_REPLY_WIRE_VERSION;
-  out[1] = 0;
+  out[1] = frame.deadline === true ? CANCEL_FLAG_DEADLINE : 0;
   out.writeBigUInt64BE(frame.correlationId, 2);
   out.writeUInt16BE(addr.length, 10);
   addr.copy(out, CANCEL_HEADER);
@@ -195,11 +204,12 @@ export function decodeCancel(payload: Buffer): CancelFrame {
       `CANCEL payload is ${payload.length} bytes, expected ${CANCEL_HEADER + addrLen}`,
     );
   }
-  return {
+  const frame: CancelFrame = {
     kind: 'cancel',
     correlationId: payload.readBigUInt64BE(2),
     replyAddress: readAddress(payload, CANCEL_HEADER, addrLen, 'CANCEL'),
   };
+  return (payload[1] & CANCEL_FLAG_DEADLINE) === 0 ? frame : { ...frame, deadline: true };
 }
 
 /**
