@@ -152,6 +152,13 @@ export class Domus {
         this.limitedLog.warn(`${errorIdName(err.kind)}:${firstWords(err.message)}`, err.message, {
           errorId: errorIdName(err.kind),
         }),
+      (thrown) => {
+        const message = thrown instanceof Error ? thrown.message : String(thrown);
+        this.limitedLog.error(
+          `subscriber:${firstWords(message)}`,
+          `a reporting subscriber threw (the feed goes on): ${message}`,
+        );
+      },
     );
     this.registry = new TabernaRegistry({
       queueSize: () => this.config.value.tabernaAcceptQueueSize,

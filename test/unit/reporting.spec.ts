@@ -1,10 +1,19 @@
 import { describe, expect, it } from '@jest/globals';
 import fc from 'fast-check';
-import { firstValueFrom, take, toArray } from 'rxjs';
+import { config as rxjsConfig, firstValueFrom, lastValueFrom, map, take, toArray } from 'rxjs';
 import { AureliaError, ErrorId } from '../../lib/engine/errors.js';
 import { LatencyHistogram } from '../../lib/engine/reporting/histogram.js';
 import { MetricsRecorder } from '../../lib/engine/reporting/metrics.js';
 import { DomusReporting, type DomusReportingEvent } from '../../lib/engine/reporting/reporting.js';
+
+/** Waits (yielding to the event loop) until `predicate` holds; fails after `timeoutMs`. */
+async function until(predicate: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise<void>((resolve) => setTimeout(resolve, 2));
+  }
+}
 
 function exactQuantile(sorted: number[], q: number): number {
   return sorted[Math.max(1, Math.ceil(q * sorted.length)) - 1]!;
@@ -94,6 +103,28 @@ describe('MetricsRecorder', () => {
     expect(m.snapshot().peakPeers).toBe(3);
   });
 
+  it('keeps separate windows that never reset each other', () => {
+    const m = new MetricsRecorder();
+    const a = m.openWindow(0);
+    m.messagesSent += 5;
+    m.peerDelta(1);
+    m.recordSendLatency(4);
+    const b = m.openWindow(10);
+    m.messagesSent += 2;
+    m.peerDelta(1);
+    m.peerDelta(-1);
+    expect(a.sample(20)).toMatchObject({ messagesSent: 7, peakPeers: 2, intervalMs: 20 });
+    expect(a.sample(30)).toMatchObject({ messagesSent: 0, peakPeers: 1, intervalMs: 10 });
+    const fromB = b.sample(40);
+    expect(fromB).toMatchObject({ messagesSent: 2, peakPeers: 2, intervalMs: 30 });
+    expect(fromB.sendLatency.count).toBe(0);
+    expect(m.snapshotAndReset()).toMatchObject({ messagesSent: 7 });
+    b.close();
+    m.messagesSent += 1;
+    expect(a.sample(50).messagesSent).toBe(1);
+    expect(m.openWindows).toBe(2);
+  });
+
   it('summarises send latency per interval and since build', () => {
     const m = new MetricsRecorder();
     for (let i = 1; i <= 100; i++) m.recordSendLatency(i);
@@ -131,10 +162,92 @@ describe('DomusReporting', () => {
     const seen: number[] = [];
     r.events$.subscribe((e) => seen.push(e.at));
     for (let i = 0; i < 10_005; i++) r.emit(event(i));
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    expect(seen).toHaveLength(10_000);
+    await until(() => seen.length === 10_000, 'the 10 000 newest events');
     expect(seen[0]).toBe(5);
+    expect(seen.at(-1)).toBe(10_004);
     expect(r.droppedFeedItems).toBe(5);
+  });
+
+  it('hands a backlog over in slices, so a slow subscriber never stalls timers', async () => {
+    const r = reporting();
+    const total = 600;
+    let delivered = 0;
+    let workMs = 0;
+    r.events$.subscribe(() => {
+      const started = performance.now();
+      while (performance.now() - started < 1); // a subscriber that takes ~1 ms per event
+      workMs += performance.now() - started;
+      delivered++;
+    });
+    // A 1 ms ticker measures the longest gap the event loop had while the backlog drained.
+    let longestGapMs = 0;
+    let last = performance.now();
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      longestGapMs = Math.max(longestGapMs, now - last);
+      last = now;
+    }, 1);
+    try {
+      for (let i = 0; i < total; i++) r.emit(event(i));
+      await until(() => delivered === total, 'every event delivered', 30_000);
+    } finally {
+      clearInterval(ticker);
+    }
+    // Handing the whole backlog over in one turn would stall timers for all of workMs (≥ 0.6 s).
+    expect(workMs).toBeGreaterThanOrEqual(total);
+    expect(longestGapMs).toBeLessThan(workMs / 4);
+  });
+
+  it('contains a subscriber that throws: it is reported, and every subscriber keeps its feed', async () => {
+    const reported: unknown[] = [];
+    const r = new DomusReporting(
+      new MetricsRecorder(),
+      () => [],
+      () => {},
+      (err) => reported.push(err),
+    );
+    const unhandled: unknown[] = [];
+    const previous = rxjsConfig.onUnhandledError;
+    rxjsConfig.onUnhandledError = (err) => unhandled.push(err);
+    try {
+      const thrower: number[] = [];
+      const calm: number[] = [];
+      r.events$.subscribe((e) => {
+        thrower.push(e.at);
+        throw new Error(`subscriber failed on ${e.at}`);
+      });
+      r.events$
+        .pipe(
+          map((e) => {
+            if (e.at === 1) throw new Error('operator failed');
+            return e.at;
+          }),
+        )
+        .subscribe(() => {});
+      r.errors$.subscribe({
+        next: () => {
+          throw new Error('error subscriber failed');
+        },
+      });
+      r.events$.subscribe((e) => calm.push(e.at));
+      r.emit(event(1));
+      r.emit(event(2));
+      r.error(new AureliaError(ErrorId.ProtocolViolation, 'bad frame'));
+      await until(() => calm.length === 2 && reported.length === 4, 'both events and reports');
+      expect(thrower).toEqual([1, 2]);
+      expect(calm).toEqual([1, 2]);
+      expect((reported as Error[]).map((e) => e.message).sort()).toEqual([
+        'error subscriber failed',
+        'operator failed',
+        'subscriber failed on 1',
+        'subscriber failed on 2',
+      ]);
+      // rxjs reports unhandled errors on a later timer: one scheduled now runs after any of them.
+      await new Promise<void>((resolve) => setTimeout(resolve, 0));
+      expect(unhandled).toEqual([]);
+    } finally {
+      rxjsConfig.onUnhandledError = previous;
+    }
   });
 
   it('keeps nothing when nobody listens', async () => {
@@ -158,12 +271,51 @@ describe('DomusReporting', () => {
     expect((await events).map((e) => e.at)).toEqual([9]);
   });
 
+  it('gives every metrics$ subscription deltas over its own interval, apart from snapshotAndReset', async () => {
+    const recorder = new MetricsRecorder();
+    const r = new DomusReporting(recorder, () => []);
+    const sums = [0, 0];
+    const subs = [r.metrics$(10), r.metrics$(25)].map((feed, i) =>
+      feed.subscribe((delta) => (sums[i] += delta.messagesSent)),
+    );
+    try {
+      recorder.messagesSent += 300;
+      await until(() => sums[0] === 300 && sums[1] === 300, 'both subscriptions to see 300');
+      recorder.messagesSent += 210;
+      await until(() => sums[0] === 510 && sums[1] === 510, 'both subscriptions to see 510');
+      // Neither subscription reset the interval snapshotAndReset callers share.
+      expect(r.snapshotAndReset().messagesSent).toBe(510);
+      expect(r.snapshotAndReset().messagesSent).toBe(0);
+      expect(sums).toEqual([510, 510]);
+    } finally {
+      for (const sub of subs) sub.unsubscribe();
+    }
+    expect(recorder.openWindows).toBe(1); // only snapshotAndReset's is left
+  });
+
+  it('completes metrics$ subscriptions after the event feed when the domus closes', async () => {
+    const r = reporting();
+    const order: string[] = [];
+    r.events$.subscribe({ next: () => order.push('event'), complete: () => order.push('events') });
+    const metrics = lastValueFrom(r.metrics$(3_600_000).pipe(toArray()));
+    r.metrics$(10).subscribe({ complete: () => order.push('metrics') });
+    r.emit({ type: 'ShutdownComplete', at: 1 });
+    r.close();
+    expect(await metrics).toEqual([]);
+    expect(order).toEqual(['event', 'events', 'metrics']);
+    // A subscription made after the close completes at once.
+    expect(await lastValueFrom(r.metrics$(10).pipe(toArray()))).toEqual([]);
+  });
+
   it('samples metrics deltas on an interval and refuses a bad interval', async () => {
     const recorder = new MetricsRecorder();
     const r = new DomusReporting(recorder, () => []);
-    recorder.messagesSent = 3;
-    const [delta] = await firstValueFrom(r.metrics$(10).pipe(take(1), toArray()));
-    expect(delta!.messagesSent).toBe(3);
+    recorder.messagesSent = 3; // before the subscription: not in its first interval
+    const first = firstValueFrom(r.metrics$(10).pipe(take(1), toArray()));
+    recorder.messagesSent += 4;
+    const [delta] = await first;
+    expect(delta!.messagesSent).toBe(4);
+    expect(delta!.intervalMs).toBeGreaterThanOrEqual(9);
     for (const bad of [0, 9, 1.5, 3_600_001]) {
       expect(() => r.metrics$(bad)).toThrow(
         expect.objectContaining({ kind: ErrorId.InvalidConfig }) as unknown as Error,

@@ -79,8 +79,52 @@ const COUNTERS: readonly Counter[] = [
 ];
 
 /**
+ * One interval over which deltas are taken: the counters' values at its start, the gauges' peaks
+ * and the send latencies since then. `snapshotAndReset` has one; each `metrics$` subscription
+ * opens its own, so readers never reset each other's interval.
+ */
+export class MetricsWindow {
+  /** @internal */
+  baseline: Record<Counter, number>;
+  /** @internal */
+  startedAt: number;
+  /** @internal */
+  peakPeers: number;
+  /** @internal */
+  peakPrimary: number;
+  /** @internal */
+  peakBlob: number;
+  /** @internal */
+  readonly latency = new LatencyHistogram();
+
+  /** @internal Opened by `MetricsRecorder.openWindow`. */
+  constructor(
+    private readonly recorder: MetricsRecorder,
+    now: number,
+  ) {
+    this.baseline = recorder.counters();
+    this.startedAt = now;
+    const gauges = recorder.gauges();
+    this.peakPeers = gauges.peers;
+    this.peakPrimary = gauges.primary;
+    this.peakBlob = gauges.blob;
+  }
+
+  /** Counter increments since the window's start (or last sample), gauges, peaks; restarts it. */
+  sample(now = Date.now()): DomusMetricsDelta {
+    return this.recorder.sampleWindow(this, now);
+  }
+
+  /** Stops tracking this window (its owner unsubscribed). Idempotent. */
+  close(): void {
+    this.recorder.closeWindow(this);
+  }
+}
+
+/**
  * The mutable metrics of one domus. The engine bumps the public fields directly (a field
- * increment is the cheapest thing a hot path can do); readers take snapshots.
+ * increment is the cheapest thing a hot path can do); readers take snapshots, or deltas over a
+ * `MetricsWindow` of their own.
  */
 export class MetricsRecorder {
   callisOpened = 0;
@@ -109,25 +153,27 @@ export class MetricsRecorder {
   private peakPeersEver = 0;
   private peakPrimaryEver = 0;
   private peakBlobEver = 0;
-  private peakPeersInterval = 0;
-  private peakPrimaryInterval = 0;
-  private peakBlobInterval = 0;
   private readonly latencyEver = new LatencyHistogram();
-  private readonly latencyInterval = new LatencyHistogram();
-  private baseline: Record<Counter, number> = zeroCounters();
-  private intervalStart = Date.now();
+  /** Open windows; the first is `snapshotAndReset`'s. */
+  private readonly windows: MetricsWindow[] = [];
+  private readonly resetWindow: MetricsWindow;
+
+  constructor() {
+    this.resetWindow = this.openWindow();
+  }
 
   /** Records the round trip of one accepted send. */
   recordSendLatency(ms: number): void {
     this.latencyEver.record(ms);
-    this.latencyInterval.record(ms);
+    const windows = this.windows;
+    for (let i = 0; i < windows.length; i++) windows[i].latency.record(ms);
   }
 
   /** Adjusts the live peer gauge by +1 / -1. */
   peerDelta(delta: 1 | -1): void {
     this.peers += delta;
     if (this.peers > this.peakPeersEver) this.peakPeersEver = this.peers;
-    if (this.peers > this.peakPeersInterval) this.peakPeersInterval = this.peers;
+    for (const w of this.windows) if (this.peers > w.peakPeers) w.peakPeers = this.peers;
   }
 
   /** Adjusts the live callis gauge of a kind by +1 / -1 (and the opened/closed totals). */
@@ -137,20 +183,18 @@ export class MetricsRecorder {
     if (kind === 'primary') {
       this.primary += delta;
       if (this.primary > this.peakPrimaryEver) this.peakPrimaryEver = this.primary;
-      if (this.primary > this.peakPrimaryInterval) this.peakPrimaryInterval = this.primary;
+      for (const w of this.windows) if (this.primary > w.peakPrimary) w.peakPrimary = this.primary;
     } else {
       this.blob += delta;
       if (this.blob > this.peakBlobEver) this.peakBlobEver = this.blob;
-      if (this.blob > this.peakBlobInterval) this.peakBlobInterval = this.blob;
+      for (const w of this.windows) if (this.blob > w.peakBlob) w.peakBlob = this.blob;
     }
   }
 
   /** Cumulative values since build. */
   snapshot(): DomusMetrics {
-    const counters = {} as Record<Counter, number>;
-    for (const name of COUNTERS) counters[name] = this[name];
     return Object.freeze({
-      ...counters,
+      ...this.counters(),
       currentPeers: this.peers,
       peakPeers: this.peakPeersEver,
       currentPrimaryCallis: this.primary,
@@ -161,38 +205,68 @@ export class MetricsRecorder {
     });
   }
 
-  /** Increments since the previous call, current gauges and peaks over the interval; resets. */
+  /**
+   * Increments since the previous call (or since build), current gauges and peaks over that
+   * interval; starts the next interval. Its interval is its own: `metrics$` subscriptions keep
+   * theirs (see `openWindow`).
+   */
   snapshotAndReset(): DomusMetricsDelta {
-    const now = Date.now();
+    return this.sampleWindow(this.resetWindow, Date.now());
+  }
+
+  /** Opens an interval of its own for one reader, starting now; `close()` it when done. */
+  openWindow(now = Date.now()): MetricsWindow {
+    const window = new MetricsWindow(this, now);
+    this.windows.push(window);
+    return window;
+  }
+
+  /** Windows being tracked, `snapshotAndReset`'s included. */
+  get openWindows(): number {
+    return this.windows.length;
+  }
+
+  /** @internal */
+  counters(): Record<Counter, number> {
+    const out = {} as Record<Counter, number>;
+    for (const name of COUNTERS) out[name] = this[name];
+    return out;
+  }
+
+  /** @internal */
+  gauges(): { peers: number; primary: number; blob: number } {
+    return { peers: this.peers, primary: this.primary, blob: this.blob };
+  }
+
+  /** @internal See `MetricsWindow.sample`. */
+  sampleWindow(window: MetricsWindow, now: number): DomusMetricsDelta {
+    const current = this.counters();
     const counters = {} as Record<Counter, number>;
-    const next = zeroCounters();
-    for (const name of COUNTERS) {
-      counters[name] = this[name] - this.baseline[name];
-      next[name] = this[name];
-    }
+    for (const name of COUNTERS) counters[name] = current[name] - window.baseline[name];
     const delta: DomusMetricsDelta = Object.freeze({
       ...counters,
       currentPeers: this.peers,
-      peakPeers: this.peakPeersInterval,
+      peakPeers: window.peakPeers,
       currentPrimaryCallis: this.primary,
-      peakPrimaryCallis: this.peakPrimaryInterval,
+      peakPrimaryCallis: window.peakPrimary,
       currentBlobCallis: this.blob,
-      peakBlobCallis: this.peakBlobInterval,
-      sendLatency: this.latencyInterval.summary(),
-      intervalMs: now - this.intervalStart,
+      peakBlobCallis: window.peakBlob,
+      sendLatency: window.latency.summary(),
+      intervalMs: now - window.startedAt,
     });
-    this.baseline = next;
-    this.intervalStart = now;
-    this.peakPeersInterval = this.peers;
-    this.peakPrimaryInterval = this.primary;
-    this.peakBlobInterval = this.blob;
-    this.latencyInterval.reset();
+    window.baseline = current;
+    window.startedAt = now;
+    window.peakPeers = this.peers;
+    window.peakPrimary = this.primary;
+    window.peakBlob = this.blob;
+    window.latency.reset();
     return delta;
   }
-}
 
-function zeroCounters(): Record<Counter, number> {
-  const out = {} as Record<Counter, number>;
-  for (const name of COUNTERS) out[name] = 0;
-  return out;
+  /** @internal See `MetricsWindow.close`. */
+  closeWindow(window: MetricsWindow): void {
+    if (window === this.resetWindow) return;
+    const i = this.windows.indexOf(window);
+    if (i >= 0) this.windows.splice(i, 1);
+  }
 }

@@ -1,5 +1,13 @@
 // Observability of one domus: metrics snapshots, connected peers, and live event/error feeds.
-import { Observable, Subject, interval, map } from 'rxjs';
+import {
+  Observable,
+  type Observer,
+  type Operator,
+  Subject,
+  Subscriber,
+  type Subscription,
+  type TeardownLogic,
+} from 'rxjs';
 import { AureliaError, ErrorId } from '../errors.js';
 import type { MessagePriorityClass } from '../ids.js';
 import type { DomusMetrics, DomusMetricsDelta, MetricsRecorder } from './metrics.js';
@@ -117,68 +125,219 @@ export interface DomusReportingFeeds {
 
 /** Events and errors buffered for subscribers before the oldest are dropped. */
 const FEED_BUFFER = 10_000;
+/** Most items handed to subscribers in one event-loop turn. */
+const SLICE_ITEMS = 512;
+/** Most time spent handing items to subscribers in one turn, in ms. */
+const SLICE_MS = 2;
+
+/** Where a subscriber's exception goes instead of becoming an uncaught exception. */
+export type SubscriberErrorSink = (err: unknown) => void;
 
 /**
- * Hands items to subscribers on a later event-loop turn, so a subscriber never runs inside the
- * engine and a slow one never delays it; past `FEED_BUFFER` pending items the oldest are dropped
- * (and counted).
+ * An Observable whose subscribers' exceptions are contained: a `next`, `error` or `complete`
+ * callback that throws (or an operator in a `pipe` of it that throws, for a subscriber without
+ * an `error` callback) is passed to `report` instead of reaching rxjs' default handler, which
+ * rethrows it as an uncaught exception and would end the process. Operators applied with `pipe`
+ * yield contained Observables too.
+ */
+class ContainedObservable<T> extends Observable<T> {
+  constructor(
+    subscribe: ((subscriber: Subscriber<T>) => TeardownLogic) | undefined,
+    private readonly report: SubscriberErrorSink,
+  ) {
+    super(subscribe);
+  }
+
+  override lift<R>(operator: Operator<T, R>): Observable<R> {
+    const lifted = new ContainedObservable<R>(undefined, this.report);
+    // The two fields rxjs' own lift sets; kept so that `pipe` stays contained.
+    lifted.source = this;
+    lifted.operator = operator;
+    return lifted;
+  }
+
+  override subscribe(
+    observerOrNext?: Partial<Observer<T>> | ((value: T) => void) | null,
+    error?: ((err: unknown) => void) | null,
+    complete?: (() => void) | null,
+  ): Subscription {
+    // Operators and firstValueFrom subscribe with a Subscriber of their own, which already routes
+    // what throws inside it to the final subscriber, the one wrapped here.
+    if (observerOrNext instanceof Subscriber) return super.subscribe(observerOrNext);
+    const observer: Partial<Observer<T>> =
+      typeof observerOrNext === 'function' || observerOrNext == null
+        ? {
+            next: observerOrNext ?? undefined,
+            error: error ?? undefined,
+            complete: complete ?? undefined,
+          }
+        : observerOrNext;
+    const report = this.report;
+    return super.subscribe({
+      next(value) {
+        try {
+          observer.next?.call(observer, value);
+        } catch (err) {
+          report(err);
+        }
+      },
+      error(err) {
+        if (typeof observer.error !== 'function') {
+          report(err);
+          return;
+        }
+        try {
+          observer.error.call(observer, err);
+        } catch (thrown) {
+          report(thrown);
+        }
+      },
+      complete() {
+        try {
+          observer.complete?.call(observer);
+        } catch (err) {
+          report(err);
+        }
+      },
+    });
+  }
+}
+
+/**
+ * Hands items to subscribers on later event-loop turns, so a subscriber never runs inside the
+ * engine: at most `SLICE_ITEMS` items or `SLICE_MS` of subscriber time per turn, and after a
+ * slice that used up its time the next waits as long as that slice took, so a slow subscriber
+ * gets at most about half of the thread and timers and I/O keep running between slices. Past
+ * `FEED_BUFFER` pending items the oldest are dropped (and counted).
  */
 class DetachedFeed<T> {
   private readonly subject = new Subject<T>();
-  private pending: T[] = [];
+  private queue: T[] = [];
+  private head = 0;
   private scheduled = false;
+  private completing = false;
+  private onDone: (() => void) | undefined;
   dropped = 0;
-  readonly observable: Observable<T> = this.subject.asObservable();
+  readonly observable: Observable<T>;
 
-  push(item: T): void {
-    if (!this.subject.observed) return;
-    if (this.pending.length >= FEED_BUFFER) {
-      this.pending.shift();
-      this.dropped++;
-    }
-    this.pending.push(item);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.flush);
-    }
+  constructor(report: SubscriberErrorSink) {
+    const subject = this.subject;
+    this.observable = new ContainedObservable<T>(
+      (subscriber) => subject.subscribe(subscriber),
+      report,
+    );
   }
 
-  complete(): void {
-    this.flush();
-    this.subject.complete();
+  /** Items waiting for delivery. */
+  get pending(): number {
+    return this.queue.length - this.head;
+  }
+
+  push(item: T): void {
+    if (this.completing || !this.subject.observed) return;
+    if (this.queue.length - this.head >= FEED_BUFFER) {
+      this.queue[this.head++] = undefined as T;
+      this.dropped++;
+    }
+    this.queue.push(item);
+    this.schedule(0);
+  }
+
+  /** Delivers what is pending (in slices, as ever), then completes and calls `onDone`. */
+  complete(onDone: () => void): void {
+    if (this.completing) return;
+    this.completing = true;
+    this.onDone = onDone;
+    if (this.pending === 0) this.finish();
+  }
+
+  private schedule(pauseMs: number): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    if (pauseMs <= 0) setImmediate(this.flush);
+    else setTimeout(this.flush, pauseMs);
   }
 
   private readonly flush = (): void => {
     this.scheduled = false;
-    const items = this.pending;
-    this.pending = [];
-    for (const item of items) this.subject.next(item);
+    const started = performance.now();
+    let elapsed = 0;
+    let delivered = 0;
+    while (this.head < this.queue.length && this.subject.observed) {
+      const item = this.queue[this.head];
+      this.queue[this.head++] = undefined as T;
+      this.subject.next(item);
+      elapsed = performance.now() - started;
+      if (++delivered >= SLICE_ITEMS || elapsed >= SLICE_MS) break;
+    }
+    if (this.head >= this.queue.length || !this.subject.observed) {
+      this.queue = [];
+      this.head = 0;
+      if (this.completing) this.finish();
+      return;
+    }
+    if (this.head >= 1024 && this.head * 2 >= this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+    this.schedule(elapsed >= SLICE_MS ? Math.ceil(elapsed) : 0);
   };
+
+  private finish(): void {
+    this.subject.complete();
+    const done = this.onDone;
+    this.onDone = undefined;
+    done?.();
+  }
+}
+
+/** A live `metrics$` subscription, completed at shutdown. */
+interface MetricsStream {
+  complete(): void;
 }
 
 /**
  * Observability handle of a running domus (`domus.reporting`): metrics snapshots, the list of
  * connected peers, and rxjs feeds of events, errors and periodic metrics deltas. Subscribers are
- * called asynchronously; a slow subscriber never slows the mesh.
+ * called asynchronously, in bounded slices per event-loop turn, so a slow subscriber never
+ * stalls the mesh; a subscriber that throws is reported to the domus's logger and does not end
+ * the process. Every feed completes at shutdown, after `ShutdownComplete` was delivered.
  */
 export class DomusReporting {
-  private readonly eventFeed = new DetachedFeed<DomusReportingEvent>();
-  private readonly errorFeed = new DetachedFeed<AureliaError>();
+  private readonly eventFeed: DetachedFeed<DomusReportingEvent>;
+  private readonly errorFeed: DetachedFeed<AureliaError>;
+  private readonly metricStreams = new Set<MetricsStream>();
+  private readonly report: SubscriberErrorSink;
   private closed = false;
+  private completed = false;
 
   /** @internal Created by the domus. */
   constructor(
     private readonly recorder: MetricsRecorder,
     private readonly peers: () => PeerIdentityReport[],
     private readonly onError: (err: AureliaError) => void = () => {},
-  ) {}
+    onSubscriberError: SubscriberErrorSink = () => {},
+  ) {
+    this.report = (err) => {
+      try {
+        onSubscriberError(err);
+      } catch {
+        // A logger must not throw; if it does, the subscriber's error is dropped, not rethrown.
+      }
+    };
+    this.eventFeed = new DetachedFeed(this.report);
+    this.errorFeed = new DetachedFeed(this.report);
+  }
 
   /** Live events (connections, restarts, overruns, reloads, shutdown). Completes at shutdown. */
   get events$(): Observable<DomusReportingEvent> {
     return this.eventFeed.observable;
   }
 
-  /** Errors the domus met outside any caller's promise (dial failures, protocol violations, …). */
+  /**
+   * Errors the domus met outside any caller's promise (dial failures, protocol violations, …).
+   * Completes at shutdown.
+   */
   get errors$(): Observable<AureliaError> {
     return this.errorFeed.observable;
   }
@@ -189,8 +348,11 @@ export class DomusReporting {
   }
 
   /**
-   * Emits `snapshotAndReset()`-style deltas every `intervalMs` while subscribed. Note that each
-   * subscription resets the shared interval counters when it samples. Throws
+   * Emits, every `intervalMs` while subscribed, the deltas over that subscription's own last
+   * interval (counter increments, current gauges, peaks and send latencies since its previous
+   * emission, or since it subscribed). Subscriptions are independent of each other and of
+   * `snapshotAndReset()`, so any number of consumers can sample at their own pace. The timer does
+   * not keep the process alive; the Observable completes at shutdown. Throws
    * `AureliaError(InvalidConfig)` for an interval that is not an integer in 10..3600000.
    */
   metrics$(intervalMs: number): Observable<DomusMetricsDelta> {
@@ -200,7 +362,22 @@ export class DomusReporting {
         `metrics interval must be an integer in 10..3600000 ms, got ${intervalMs}`,
       );
     }
-    return interval(intervalMs).pipe(map(() => this.snapshotAndReset()));
+    return new ContainedObservable<DomusMetricsDelta>((subscriber) => {
+      if (this.completed) {
+        subscriber.complete();
+        return undefined;
+      }
+      const window = this.recorder.openWindow();
+      const timer = setInterval(() => subscriber.next(window.sample()), intervalMs);
+      timer.unref();
+      const stream: MetricsStream = { complete: () => subscriber.complete() };
+      this.metricStreams.add(stream);
+      return () => {
+        clearInterval(timer);
+        window.close();
+        this.metricStreams.delete(stream);
+      };
+    }, this.report);
   }
 
   /** Cumulative metrics since the domus was built. */
@@ -208,7 +385,11 @@ export class DomusReporting {
     return this.recorder.snapshot();
   }
 
-  /** Counter increments since the previous call, current gauges, peaks over the interval. */
+  /**
+   * Counter increments since the previous `snapshotAndReset()` call (or since build), current
+   * gauges and peaks over that interval. All callers share this one interval; `metrics$`
+   * subscriptions have their own and neither disturbs the other.
+   */
   snapshotAndReset(): DomusMetricsDelta {
     return this.recorder.snapshotAndReset();
   }
@@ -235,11 +416,21 @@ export class DomusReporting {
     this.errorFeed.push(err);
   }
 
-  /** @internal Completes both feeds (after delivering what is pending). */
+  /**
+   * @internal Completes every feed: the event and error feeds after delivering what is pending
+   * (so `ShutdownComplete` reaches event subscribers first), then the `metrics$` subscriptions.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.eventFeed.complete();
-    this.errorFeed.complete();
+    let open = 2;
+    const oneDone = (): void => {
+      if (--open > 0) return;
+      this.completed = true;
+      for (const stream of [...this.metricStreams]) stream.complete();
+      this.metricStreams.clear();
+    };
+    this.eventFeed.complete(oneDone);
+    this.errorFeed.complete(oneDone);
   }
 }
