@@ -123,6 +123,8 @@ export class Domus {
   private readonly handshaking = new Set<Callis>();
   private readonly inboundCallis = new Map<string, number>();
   private readonly links = new Map<string, PeerLinks>();
+  /** Every callis from construction to close, for live config updates. */
+  private readonly liveCallis = new Set<Callis>();
   private readonly localSink = new LocalSink(this.metrics);
   private readonly selfPeer: PeerInfo;
   private readonly limitedLog: RateLimitedLogger;
@@ -496,6 +498,7 @@ export class Domus {
       keepaliveIntervalMs: () => config.value.keepaliveIntervalMs,
       onBackpressure: this.onBackpressure,
       traffic: this.metrics,
+      live: this.liveCallis,
       blobProposal: () =>
         addr.kind === 'tcp' ? config.value.tcpBlobWindow : config.value.socketBlobWindow,
       dial: async (signal, timeoutMs, expectedIdentity) => {
@@ -671,6 +674,7 @@ export class Domus {
     keepaliveIntervalMs: () => this.config.value.keepaliveIntervalMs,
     onBackpressure: this.onBackpressure,
     traffic: this.metrics,
+    live: this.liveCallis,
   };
 
   private readonly sessionHost: SessionHost = {
@@ -691,6 +695,7 @@ export class Domus {
         reason: reason.message,
       });
     },
+    onOversizeRefused: (_session, err) => this.reporting.error(err),
     onCallisClosed: (session, callis, reason) => {
       this.releaseInbound(session.identity);
       if (isViolation(reason.kind)) this.metrics.protocolViolations++;
@@ -766,8 +771,10 @@ export class Domus {
       this.limitedLog.intervalMs = next.limitedLogIntervalMs;
     }
     if (next.maxPayloadLen !== previous.maxPayloadLen) {
-      for (const session of this.sessions.values())
-        session.current?.setMaxPayloadLen(next.maxPayloadLen);
+      for (const callis of this.liveCallis) callis.setMaxPayloadLen(next.maxPayloadLen);
+    }
+    if (next.keepaliveIntervalMs !== previous.keepaliveIntervalMs) {
+      for (const callis of this.liveCallis) callis.rearmKeepalive();
     }
     this.reporting.emit({ type: 'ConfigReloaded', at: Date.now(), changed });
   }

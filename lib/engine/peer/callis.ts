@@ -3,7 +3,15 @@ import type { Duplex } from 'node:stream';
 import { AureliaError, ErrorId } from '../errors.js';
 import type { TransportKind } from '../addr.js';
 import { FrameDecoder } from '../wire/decoder.js';
-import { ControlType, FrameBatch, type Frame, type OutboundFrame } from '../wire/frame.js';
+import { DOMUS_CONFIG_MAX } from '../config.js';
+import {
+  ControlType,
+  FrameBatch,
+  describeFrame,
+  type Frame,
+  type FrameHeader,
+  type OutboundFrame,
+} from '../wire/frame.js';
 import { decodeClose, encodeClose, encodeError, encodeKeepalive } from '../wire/control.js';
 
 /** An authenticated byte stream and who is at the other end (produced by the transport layer). */
@@ -27,6 +35,14 @@ export interface CallisHandler {
   onWritable(callis: Callis, batch: FrameBatch, budget: number): void;
   /** The callis closed; called exactly once, with why. */
   onClosed(callis: Callis, reason: AureliaError): void;
+  /**
+   * A message frame announced a payload over the current `maxPayloadLen` but within the
+   * protocol's hard maximum (`DOMUS_CONFIG_MAX.maxPayloadLen`): its bytes are being skipped, and
+   * the handler answers it (a live decrease of `maxPayloadLen` must not turn a message already
+   * on its way into a protocol violation). A handler without this method gets the frame treated
+   * as a protocol violation, as one over the hard maximum always is.
+   */
+  onOversizeMessage?(callis: Callis, header: FrameHeader, maxPayloadLen: number): void;
 }
 
 /** Counters one callis keeps for metrics. */
@@ -45,6 +61,11 @@ export interface CallisSettings {
   onBackpressure?(callis: Callis): void;
   /** Domus-wide byte counters the callis adds its traffic to. */
   readonly traffic?: { bytesIn: number; bytesOut: number };
+  /**
+   * The domus's set of live callis: a callis is in it from construction until it closes, so a
+   * live configuration update can reach every callis (keepalive timers, payload limit).
+   */
+  readonly live?: Set<Callis>;
 }
 
 /** Bytes gathered into one write before yielding to the event loop. */
@@ -95,8 +116,11 @@ export class Callis {
   ) {
     this.decoder = new FrameDecoder({
       maxPayloadLen: settings.maxPayloadLen(),
+      maxDiscardLen: DOMUS_CONFIG_MAX.maxPayloadLen,
       onFrame: (frame) => this.deliver(frame),
+      onOversize: (header) => this.deliverOversize(header),
     });
+    settings.live?.add(this);
     // Reading starts in setHandler: attaching 'data' now would let frames in before a handler.
     const socket = connection.socket;
     socket.on('drain', this.onDrain);
@@ -156,6 +180,17 @@ export class Callis {
   /** Applies a new maximum payload length to frames not yet started. */
   setMaxPayloadLen(maxPayloadLen: number): void {
     this.decoder.setMaxPayloadLen(maxPayloadLen);
+  }
+
+  /**
+   * Re-arms the keepalive timer with the current `keepaliveIntervalMs` (after a live update), so
+   * a shorter interval takes effect now rather than when the timer armed with the old one fires.
+   */
+  rearmKeepalive(): void {
+    if (this.closed) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.armTimer();
   }
 
   /** Queues an A1 control frame; it leaves before any message in the next flush. */
@@ -284,6 +319,20 @@ export class Callis {
     this.handler.onFrame(this, frame);
   }
 
+  private deliverOversize(header: FrameHeader): void {
+    if (this.closedReason) return;
+    const handler = this.handler;
+    const limit = this.decoder.maxPayloadLen;
+    if (this.held || handler?.onOversizeMessage === undefined) {
+      throw new AureliaError(
+        ErrorId.ProtocolViolation,
+        `${this.describe()}: ${describeFrame(header.msgType, header.peerMsgId)}: payload length ${header.payloadLen} exceeds maxPayloadLen ${limit}`,
+      );
+    }
+    this.counters.framesIn++;
+    handler.onOversizeMessage(this, header, limit);
+  }
+
   private readonly flush = (): void => {
     this.flushScheduled = false;
     if (this.closed) return;
@@ -351,6 +400,7 @@ export class Callis {
     if (this.closedReason) return;
     this.closedReason = reason;
     this.closing = true;
+    this.settings.live?.delete(this);
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     const socket = this.connection.socket;

@@ -510,6 +510,7 @@ export class OutboundPeer implements CallisHandler {
         maxPayloadLen: () => host.maxPayloadLen(),
         keepaliveIntervalMs: () => host.keepaliveIntervalMs(),
         traffic: host.traffic,
+        live: host.live,
         callisConnectTimeoutMs: () => host.callisConnectTimeoutMs(),
         reconnectBackoffMs: () => host.reconnectBackoffMs(),
         proposal: () => host.blobProposal(),

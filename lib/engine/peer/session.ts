@@ -7,6 +7,7 @@ import {
   MAX_ACK_IDS_PER_FRAME,
   type Frame,
   type FrameBatch,
+  type FrameHeader,
   type OutboundFrame,
 } from '../wire/frame.js';
 import { decodeError, encodeAck, encodeError } from '../wire/control.js';
@@ -28,6 +29,8 @@ export interface SessionHost {
   onCallisClosed(session: InboundSession, callis: Callis, reason: AureliaError): void;
   /** The session's blob callis closed. */
   onBlobCallisClosed(session: InboundSession, callis: Callis, reason: AureliaError): void;
+  /** A message over `maxPayloadLen` was discarded and refused with `err` (for the error feed). */
+  onOversizeRefused?(session: InboundSession, err: AureliaError): void;
   /**
    * A message arrived with the BLOB flag: reserves its stream's buffer and returns the release,
    * or throws (`BlobBufferFull`, ...) to refuse the message.
@@ -178,6 +181,29 @@ export class InboundSession implements CallisHandler, DecisionSink {
     this.host.onCallisClosed(this, callis, reason);
   }
 
+  /**
+   * @internal A message over our `maxPayloadLen` (within the protocol's hard maximum) is being
+   * skipped by the decoder. A new one is refused with `EncodeFailure`, so the sender's send fails
+   * at once and the callis stays up; a replay of a message delivered under an earlier, larger
+   * limit is answered from the dedupe window as any replay is.
+   */
+  onOversizeMessage(callis: Callis, header: FrameHeader, maxPayloadLen: number): void {
+    const id = header.peerMsgId;
+    const seen = this.dedupe.observe(id, Date.now());
+    if (seen.kind !== 'new') {
+      if (seen.kind === 'decided') this.send(id, seen.outcome);
+      else if (seen.kind === 'forgotten')
+        this.send(id, forgottenReplay(id, this.dedupe.retentionMs));
+      return;
+    }
+    const err = new AureliaError(
+      ErrorId.EncodeFailure,
+      `message ${id} from ${callis.identity} carries ${header.payloadLen} payload bytes, over the receiving domus's maxPayloadLen ${maxPayloadLen}; it was discarded unread`,
+    );
+    this.decide(id, refuse(err.kind, err.message));
+    this.host.onOversizeRefused?.(this, err);
+  }
+
   // ---- DecisionSink ----
 
   /** @internal The application (or a timeout) decided message `id`. */
@@ -219,13 +245,7 @@ export class InboundSession implements CallisHandler, DecisionSink {
         this.send(id, seen.outcome);
         return;
       case 'forgotten':
-        this.send(
-          id,
-          refuse(
-            ErrorId.SendTimeout,
-            `message ${id} was replayed after its outcome was forgotten (older than ${this.dedupe.retentionMs} ms)`,
-          ),
-        );
+        this.send(id, forgottenReplay(id, this.dedupe.retentionMs));
         return;
     }
   }
@@ -262,4 +282,11 @@ export class InboundSession implements CallisHandler, DecisionSink {
 
 function refuse(errorId: ErrorId, message: string): Decision {
   return { accepted: false, errorId, message };
+}
+
+function forgottenReplay(id: number, retentionMs: number): Decision {
+  return refuse(
+    ErrorId.SendTimeout,
+    `message ${id} was replayed after its outcome was forgotten (older than ${retentionMs} ms)`,
+  );
 }

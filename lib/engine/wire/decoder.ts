@@ -1,5 +1,6 @@
 // Incremental frame decoder: turns a byte stream in arbitrary chunks into validated frames.
 import { AureliaError, ErrorId } from '../errors.js';
+import { A1_MESSAGE_TYPE_MAX } from '../ids.js';
 import {
   BLOB_CHUNK_HEADER_LEN,
   ERROR_HEADER_LEN,
@@ -12,6 +13,7 @@ import {
   protocolViolation,
   unsupportedVersion,
   type Frame,
+  type FrameHeader,
   type FrameLimits,
 } from './frame.js';
 
@@ -31,6 +33,19 @@ export interface FrameDecoderOptions {
    * size agreed in the blob callis' hello.
    */
   readonly maxBlobChunkLen?: number;
+  /**
+   * Largest A2/A3 payload skipped rather than refused, 0..2^32-1 (default 0: none). A message
+   * frame announcing more than `maxPayloadLen` but at most this is not a protocol violation when
+   * `onOversize` is given: `onOversize` is told at its header, and its payload bytes are dropped
+   * as they arrive, never buffered. Anything larger stays a protocol violation.
+   */
+  readonly maxDiscardLen?: number;
+  /**
+   * Told of each message frame whose payload is being discarded (see `maxDiscardLen`), when its
+   * header is complete; `header.payloadLen` is the announced length. If it throws, `push`
+   * rethrows and the decoder stops.
+   */
+  readonly onOversize?: (header: FrameHeader) => void;
   /**
    * Receives each frame, in stream order, synchronously from within `push`. It must not call
    * `push` itself. If it throws, `push` rethrows that error and the decoder stops, because the
@@ -63,6 +78,9 @@ export class FrameDecoder implements FrameLimits {
   private maxPayload: number;
   private maxBlobChunk: number;
   private readonly onFrame: (frame: Frame) => void;
+  private readonly onOversize: ((header: FrameHeader) => void) | undefined;
+  /** Limits under which an oversize message frame is discarded instead of refused. */
+  private readonly discardLimits: FrameLimits;
 
   // A header that arrived split across chunks is gathered here; its fields are then copied out,
   // so this scratch buffer is never handed out and can be reused.
@@ -79,12 +97,15 @@ export class FrameDecoder implements FrameLimits {
   private peerMsgId = 0;
   private srcTaberna = 0n;
   private dstTaberna = 0n;
+  // True while the pending payload is an oversize message's, skipped rather than assembled.
+  private discarding = false;
 
   private failure: AureliaError | undefined;
 
   /**
-   * Creates a decoder. Throws `AureliaError(InvalidConfig)` when `maxPayloadLen` is not an
-   * integer in 0..2^32-1 or `maxBlobChunkLen` not one in 0..`MAX_BLOB_CHUNK_LEN`.
+   * Creates a decoder. Throws `AureliaError(InvalidConfig)` when `maxPayloadLen` or
+   * `maxDiscardLen` is not an integer in 0..2^32-1 or `maxBlobChunkLen` not one in
+   * 0..`MAX_BLOB_CHUNK_LEN`.
    */
   constructor(options: FrameDecoderOptions) {
     this.maxPayload = checkLimit('maxPayloadLen', options.maxPayloadLen, U32_MAX);
@@ -94,6 +115,11 @@ export class FrameDecoder implements FrameLimits {
       MAX_BLOB_CHUNK_LEN,
     );
     this.onFrame = options.onFrame;
+    this.onOversize = options.onOversize;
+    this.discardLimits = {
+      maxPayloadLen: checkLimit('maxDiscardLen', options.maxDiscardLen ?? 0, U32_MAX),
+      maxBlobChunkLen: 0,
+    };
   }
 
   /** Largest A2/A3 payload accepted for the next headers. */
@@ -125,6 +151,7 @@ export class FrameDecoder implements FrameLimits {
   /** Bytes the decoder currently holds for an incomplete frame (header and allocated payload). */
   get bufferedBytes(): number {
     if (this.pendingLen === 0) return this.headerFill;
+    if (this.discarding) return 0;
     return HEADER_LEN + (this.payload !== undefined ? this.payload.length : 0);
   }
 
@@ -143,7 +170,15 @@ export class FrameDecoder implements FrameLimits {
     );
   }
 
-  /** True between frames: nothing of an incomplete frame is held. A stream may end only here. */
+  /** True while the payload of an oversize message frame is being skipped. */
+  get discardingPayload(): boolean {
+    return this.discarding;
+  }
+
+  /**
+   * True between frames: nothing of an incomplete frame is held or being skipped. A stream may
+   * end only here.
+   */
   get atFrameBoundary(): boolean {
     return this.pendingLen === 0 && this.headerFill === 0;
   }
@@ -157,8 +192,8 @@ export class FrameDecoder implements FrameLimits {
    * Decodes `chunk`, calling `onFrame` for each frame it completes. Throws
    * `AureliaError(UnsupportedVersion)` for a header of another wire version, and
    * `AureliaError(ProtocolViolation)` for unknown flag bits, an unknown A1 control type, or a
-   * payload length over `maxPayloadLen` or its control type's limit. Rethrows what `onFrame`
-   * throws. After any failure, every call throws an `AureliaError` of the first failure's kind
+   * payload length over `maxPayloadLen` (unless the frame is discarded, see `maxDiscardLen`) or
+   * its control type's limit. Rethrows what `onFrame` or `onOversize` throws. After any failure, every call throws an `AureliaError` of the first failure's kind
    * (`ProtocolViolation` when `onFrame` threw something other than an `AureliaError`).
    */
   push(chunk: Buffer): void {
@@ -179,6 +214,7 @@ export class FrameDecoder implements FrameLimits {
           });
       this.payload = undefined;
       this.pendingLen = 0;
+      this.discarding = false;
       throw err;
     }
   }
@@ -220,13 +256,36 @@ export class FrameDecoder implements FrameLimits {
     const peerMsgId = source.readUInt32BE(offset + 8);
     const payloadLen = source.readUInt32BE(offset + 28);
     const problem = headerProblem(flags, msgType, payloadLen, this);
-    if (problem !== undefined) throw protocolViolation(msgType, peerMsgId, problem);
+    if (problem !== undefined && !this.discardable(flags, msgType, payloadLen)) {
+      throw protocolViolation(msgType, peerMsgId, problem);
+    }
     this.flags = flags;
     this.msgType = msgType;
     this.peerMsgId = peerMsgId;
     this.srcTaberna = source.readBigUInt64BE(offset + 12);
     this.dstTaberna = source.readBigUInt64BE(offset + 20);
+    if (problem !== undefined) {
+      this.discarding = true;
+      (this.onOversize as (header: FrameHeader) => void)({
+        version: WIRE_VERSION,
+        flags,
+        msgType,
+        peerMsgId,
+        srcTaberna: this.srcTaberna,
+        dstTaberna: this.dstTaberna,
+        payloadLen,
+      });
+    }
     return payloadLen;
+  }
+
+  /** True for a message frame over `maxPayloadLen` that may be skipped instead of refused. */
+  private discardable(flags: number, msgType: number, payloadLen: number): boolean {
+    return (
+      this.onOversize !== undefined &&
+      msgType > A1_MESSAGE_TYPE_MAX &&
+      headerProblem(flags, msgType, payloadLen, this.discardLimits) === undefined
+    );
   }
 
   /**
@@ -234,6 +293,10 @@ export class FrameDecoder implements FrameLimits {
    * for the rest. Returns the position after what was consumed.
    */
   private startPayload(chunk: Buffer, pos: number, payloadLen: number): number {
+    if (this.discarding) {
+      this.pendingLen = payloadLen;
+      return pos < chunk.length ? this.skipPayload(chunk, pos) : pos;
+    }
     if (payloadLen <= chunk.length - pos) {
       this.emit(chunk.subarray(pos, pos + payloadLen));
       return pos + payloadLen;
@@ -244,6 +307,7 @@ export class FrameDecoder implements FrameLimits {
 
   /** Takes what `chunk` holds of the pending payload; emits the frame once it is complete. */
   private continuePayload(chunk: Buffer, pos: number): number {
+    if (this.discarding) return this.skipPayload(chunk, pos);
     let payload = this.payload;
     if (payload === undefined) {
       // Nothing of the payload has arrived yet: when this chunk holds all of it, hand out a view.
@@ -267,6 +331,14 @@ export class FrameDecoder implements FrameLimits {
       this.pendingLen = 0;
       this.emit(payload);
     }
+    return pos + n;
+  }
+
+  /** Drops what `chunk` holds of a discarded payload; the frame ends when all of it passed. */
+  private skipPayload(chunk: Buffer, pos: number): number {
+    const n = Math.min(chunk.length - pos, this.pendingLen);
+    this.pendingLen -= n;
+    if (this.pendingLen === 0) this.discarding = false;
     return pos + n;
   }
 

@@ -18,6 +18,7 @@ import {
   encodeFrame,
   encodeFrames,
   type Frame,
+  type FrameHeader,
   type OutboundFrame,
 } from '../../../lib/engine/wire/frame.js';
 
@@ -375,5 +376,144 @@ describe('FrameDecoder', () => {
     decoder.push(Buffer.alloc(0));
     expect(frames).toEqual([]);
     expect(decoder.atFrameBoundary).toBe(true);
+  });
+});
+
+describe('FrameDecoder discarding oversize messages', () => {
+  const HARD_MAX = 64 * 1024 * 1024;
+
+  function discarding(maxPayloadLen: number, maxDiscardLen = HARD_MAX) {
+    const frames: Frame[] = [];
+    const oversize: FrameHeader[] = [];
+    const decoder = new FrameDecoder({
+      maxPayloadLen,
+      maxDiscardLen,
+      onFrame: (f) => frames.push(f),
+      onOversize: (h) => oversize.push(h),
+    });
+    return { decoder, frames, oversize };
+  }
+
+  it('skips a message over maxPayloadLen, reports its header once and decodes the next frame', () => {
+    const { decoder, frames, oversize } = discarding(100);
+    const stream = encodeFrames([
+      appFrame(Buffer.alloc(5000, 7), 9),
+      appFrame(Buffer.from('after'), 10),
+    ]);
+    decoder.push(stream);
+    expect(oversize).toEqual([
+      {
+        version: 1,
+        flags: 0,
+        msgType: APP_TYPE,
+        peerMsgId: 9,
+        srcTaberna: 0x1234n,
+        dstTaberna: (1n << 64n) - 1n,
+        payloadLen: 5000,
+      },
+    ]);
+    expect(frames.map((f) => [f.peerMsgId, f.payload.toString()])).toEqual([[10, 'after']]);
+    expect(decoder.atFrameBoundary).toBe(true);
+  });
+
+  it('skips the payload as it arrives in any chunking, holding none of it', () => {
+    const payloadLen = 3 * 1024 * 1024;
+    const stream = encodeFrames([
+      appFrame(Buffer.alloc(payloadLen, 1), 1),
+      appFrame(Buffer.alloc(10, 2), 2),
+    ]);
+    for (const step of [1, 31, 4096, 65_537]) {
+      const { decoder, frames, oversize } = discarding(1024);
+      const allocs = [jest.spyOn(Buffer, 'allocUnsafeSlow'), jest.spyOn(Buffer, 'alloc')];
+      let peakBuffered = 0;
+      const limit = step === 1 ? HEADER_LEN + 64 : stream.length;
+      for (let i = 0; i < limit; i += step) {
+        decoder.push(stream.subarray(i, Math.min(i + step, limit)));
+        peakBuffered = Math.max(peakBuffered, decoder.bufferedBytes);
+      }
+      if (step === 1) {
+        // Byte by byte, the header is reported as soon as it is complete; skip the rest at once.
+        expect(oversize).toHaveLength(1);
+        expect(decoder.discardingPayload).toBe(true);
+        decoder.push(stream.subarray(limit));
+      }
+      expect(oversize.map((h) => h.payloadLen)).toEqual([payloadLen]);
+      expect(frames.map((f) => f.peerMsgId)).toEqual([2]);
+      expect(peakBuffered).toBeLessThanOrEqual(HEADER_LEN);
+      for (const spy of allocs) expect(spy).not.toHaveBeenCalled();
+      jest.restoreAllMocks();
+    }
+  });
+
+  it('is not at a frame boundary while a discarded payload is still to come', () => {
+    const { decoder } = discarding(10);
+    const stream = encodeFrame(appFrame(Buffer.alloc(100), 3));
+    decoder.push(stream.subarray(0, HEADER_LEN + 40));
+    expect(decoder.discardingPayload).toBe(true);
+    expect(decoder.atFrameBoundary).toBe(false);
+    expect(decoder.bufferedBytes).toBe(0);
+    decoder.push(stream.subarray(HEADER_LEN + 40));
+    expect(decoder.discardingPayload).toBe(false);
+    expect(decoder.atFrameBoundary).toBe(true);
+  });
+
+  it('still refuses a message over the hard maximum, and any control frame over its limit', () => {
+    const over = discarding(100, 1000);
+    expect(() => over.decoder.push(rawHeader({ msgType: APP_TYPE, payloadLen: 1001 }))).toThrow(
+      aureliaError(ErrorId.ProtocolViolation, /exceeds maxPayloadLen 100/),
+    );
+    expect(over.oversize).toEqual([]);
+    const control = discarding(100);
+    expect(() =>
+      control.decoder.push(
+        rawHeader({ msgType: ControlType.Ack, payloadLen: MAX_ACK_PAYLOAD_LEN + 4 }),
+      ),
+    ).toThrow(aureliaError(ErrorId.ProtocolViolation));
+    const flags = discarding(100);
+    expect(() =>
+      flags.decoder.push(rawHeader({ msgType: APP_TYPE, flags: 0x80, payloadLen: 500 })),
+    ).toThrow(aureliaError(ErrorId.ProtocolViolation, /unknown flag bits/));
+  });
+
+  it('refuses an oversize message as before when no onOversize is given', () => {
+    const decoder = new FrameDecoder({
+      maxPayloadLen: 100,
+      maxDiscardLen: HARD_MAX,
+      onFrame: () => {},
+    });
+    expect(() => decoder.push(rawHeader({ msgType: APP_TYPE, payloadLen: 101 }))).toThrow(
+      aureliaError(ErrorId.ProtocolViolation, /exceeds maxPayloadLen 100/),
+    );
+  });
+
+  it('discards by the limit in force when the header arrives, after a live decrease', () => {
+    const { decoder, frames, oversize } = discarding(1 << 20);
+    decoder.push(encodeFrame(appFrame(Buffer.alloc(5000), 1)));
+    decoder.setMaxPayloadLen(1000);
+    decoder.push(encodeFrame(appFrame(Buffer.alloc(5000), 2)));
+    decoder.push(encodeFrame(appFrame(Buffer.alloc(1000), 3)));
+    expect(frames.map((f) => f.peerMsgId)).toEqual([1, 3]);
+    expect(oversize.map((h) => h.peerMsgId)).toEqual([2]);
+  });
+
+  it('stops when onOversize throws', () => {
+    const decoder = new FrameDecoder({
+      maxPayloadLen: 10,
+      maxDiscardLen: 100,
+      onFrame: () => {},
+      onOversize: () => {
+        throw new AureliaError(ErrorId.ProtocolViolation, 'not here');
+      },
+    });
+    expect(() => decoder.push(encodeFrame(appFrame(Buffer.alloc(50))))).toThrow(
+      aureliaError(ErrorId.ProtocolViolation, /not here/),
+    );
+    expect(decoder.failed?.message).toBe('not here');
+  });
+
+  it('refuses a maxDiscardLen outside 0..2^32-1 with InvalidConfig', () => {
+    expect(
+      () => new FrameDecoder({ maxPayloadLen: 1, maxDiscardLen: -1, onFrame: () => {} }),
+    ).toThrow(aureliaError(ErrorId.InvalidConfig, /maxDiscardLen -1/));
   });
 });
