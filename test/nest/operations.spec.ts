@@ -6,7 +6,6 @@ import {
 } from '@nestjs/common';
 import { type HealthCheckResult, HealthCheckService, TerminusModule } from '@nestjs/terminus';
 import { Test, type TestingModule } from '@nestjs/testing';
-import dns2 from 'dns2';
 import { readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -22,6 +21,7 @@ import type { AureliaModuleOptions } from '../../lib/nest/options.js';
 import { resolveAureliaOptions } from '../../lib/nest/options.js';
 import { tabernaIdForPattern } from '../../lib/nest/pattern.js';
 import { AURELIA_ERRORS } from '../../lib/nest/tokens.js';
+import { TestDns } from '../support/dns.js';
 import { firstMatch } from '../support/mesh.js';
 import { makeTestPki, type TestPki } from '../support/pki.js';
 import { callerApp, hybridApp, serviceOptions } from './fixtures.js';
@@ -114,54 +114,6 @@ async function bootstrapError(options: AureliaModuleOptions): Promise<unknown> {
     );
 }
 
-/** A DNS server on loopback UDP answering SRV and A records from a zone the test fills. */
-class LoopbackDns {
-  readonly srv = new Map<
-    string,
-    { priority: number; weight: number; port: number; target: string }[]
-  >();
-  readonly a = new Map<string, string>();
-  readonly queries: string[] = [];
-  private readonly server = dns2.createServer({
-    udp: true,
-    handle: (request, send) => {
-      const [question] = request.questions;
-      if (question === undefined) return;
-      const name = question.name.toLowerCase();
-      const response = dns2.Packet.createResponseFromRequest(request);
-      if (question.type === dns2.Packet.TYPE.SRV) {
-        this.queries.push(`SRV ${name}`);
-        const records = this.srv.get(name);
-        if (records === undefined) response.header.rcode = 3;
-        for (const record of records ?? []) {
-          response.answers.push(
-            dns2.Packet.createResourceFromQuestion(question, { ttl: 30, ...record }),
-          );
-        }
-      } else if (question.type === dns2.Packet.TYPE.A) {
-        const address = this.a.get(name);
-        if (address === undefined) response.header.rcode = 3;
-        else {
-          response.answers.push(
-            dns2.Packet.createResourceFromQuestion(question, { ttl: 30, address }),
-          );
-        }
-      }
-      void send(response);
-    },
-  });
-  address = '';
-
-  async start(): Promise<void> {
-    const bound = await this.server.listen({ udp: { port: 0, address: '127.0.0.1' } });
-    this.address = `127.0.0.1:${bound.udp!.port}`;
-  }
-
-  stop(): Promise<void> {
-    return this.server.close();
-  }
-}
-
 describe('AureliaModule operations', () => {
   let pki: TestPki;
   let billing: INestApplication;
@@ -252,11 +204,16 @@ describe('AureliaModule operations', () => {
       );
     });
 
-    it('registers nothing unless asked', async () => {
-      const registry = new Registry();
+    it("registers nothing unless asked, not even in prom-client's global registry", async () => {
+      // The global registry is where `metrics: { prometheus: true }` would register.
+      const names = () => globalRegister.getMetricsAsArray().map((m) => m.name);
+      const before = names();
       const caller = await callerApp(await serviceOptions(pki, 'quiet', { logger: false }));
       try {
-        expect(registry.getMetricsAsArray()).toHaveLength(0);
+        const running = names();
+        expect(running).toEqual(before);
+        expect(running.filter((name) => name.startsWith('aurelia_'))).toEqual([]);
+        expect(await globalRegister.metrics()).not.toContain('spiffe://aurelia.local/quiet');
       } finally {
         await caller.close();
       }
@@ -506,14 +463,14 @@ describe('AureliaModule operations', () => {
   });
 
   describe('DNS SRV discovery', () => {
-    let dns: LoopbackDns;
+    let dns: TestDns;
     beforeAll(async () => {
-      dns = new LoopbackDns();
+      dns = new TestDns();
       await dns.start();
-      dns.srv.set('_billing._tcp.aurelia.test', [
-        { priority: 10, weight: 1, port: billingPort, target: 'billing.aurelia.test' },
-      ]);
-      dns.a.set('billing.aurelia.test', '127.0.0.1');
+      dns.zone.set('_billing._tcp.aurelia.test', {
+        srv: [{ priority: 10, weight: 1, port: billingPort, target: 'billing.aurelia.test' }],
+      });
+      dns.zone.set('billing.aurelia.test', { a: [{ address: '127.0.0.1', ttl: 30 }] });
     });
     afterAll(async () => {
       await dns?.stop();
@@ -541,9 +498,9 @@ describe('AureliaModule operations', () => {
     });
 
     it('consults static routes before DNS', async () => {
-      dns.srv.set('_decoy._tcp.aurelia.test', [
-        { priority: 10, weight: 1, port: 1, target: 'billing.aurelia.test' },
-      ]);
+      dns.zone.set('_decoy._tcp.aurelia.test', {
+        srv: [{ priority: 10, weight: 1, port: 1, target: 'billing.aurelia.test' }],
+      });
       const caller = await callerApp(
         await serviceOptions(pki, 'mixed', {
           logger: false,

@@ -103,6 +103,10 @@ const ABSENT = new Set<string>([dns.NOTFOUND, dns.NODATA]);
  * among that priority. Answers are cached (see `cacheTtlMs`), concurrent lookups of one name
  * share one query, and `reportFailure` drops the cached answer holding an address so the next
  * send re-resolves. A cached answer is returned synchronously; a lookup returns a Promise.
+ *
+ * A domus resolves a send once, when it is made: sends already queued for an address whose dial
+ * failed stay queued for it, retried with `reconnectBackoffMs` until delivered or failed at their
+ * deadline; only later sends are routed to another endpoint.
  */
 export class DnsSrvResolver implements RouteResolver {
   readonly #exact = new Map<TabernaId, string>();
@@ -428,15 +432,25 @@ function groupByPriority(endpoints: readonly Endpoint[]): Endpoint[][] {
 }
 
 /**
- * RFC 2782 selection: a uniform integer r in 0..sum(weights), then the first endpoint whose
- * running weight sum reaches r. An endpoint of weight w is chosen with probability about
- * w / (sum + 1); zero-weight endpoints only when r is 0 (or when all weights are 0, uniformly).
+ * RFC 2782 selection inside one priority: with the zero-weight endpoints first, a uniform integer
+ * r in 0..sum(weights) picks the first endpoint whose running weight sum is at least r. Read
+ * literally that gives r = 0 to the first endpoint even when its weight is not 0 (weights 1 and 1
+ * would win 2/3 and 1/3), so r = 0 goes to the zero-weight endpoints only — their "very small
+ * chance", 1/(sum + 1) together — and without any, r is drawn from 1..sum. Every endpoint of
+ * weight w > 0 is then chosen with probability exactly w/sum (or w/(sum + 1) beside zero-weight
+ * ones); when all weights are 0 the choice is uniform. `group` must list zero weights first.
  */
 function pickWeighted(group: readonly Endpoint[], random: () => number): Endpoint {
   let total = 0;
-  for (const e of group) total += e.weight;
+  let zeros = 0;
+  for (const e of group) {
+    total += e.weight;
+    if (e.weight === 0) zeros++;
+  }
   if (total === 0) return group[Math.min(group.length - 1, Math.floor(random() * group.length))];
-  const r = Math.floor(random() * (total + 1));
+  const slots = zeros > 0 ? total + 1 : total;
+  const r = Math.min(slots - 1, Math.floor(random() * slots)) + (zeros > 0 ? 0 : 1);
+  if (r === 0) return group[Math.min(zeros - 1, Math.floor(random() * zeros))];
   let running = 0;
   for (const e of group) {
     running += e.weight;

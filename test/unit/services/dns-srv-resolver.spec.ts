@@ -1,97 +1,11 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
-import dns2 from 'dns2';
 import { DomusAddr } from '../../../lib/engine/addr.js';
 import { AureliaError, ErrorId } from '../../../lib/engine/errors.js';
 import {
   DnsSrvResolver,
   type DnsSrvResolverOptions,
 } from '../../../lib/engine/services/dns-srv-resolver.js';
-
-const { Packet } = dns2;
-const RCODE_NXDOMAIN = 3;
-const RCODE_SERVFAIL = 2;
-
-interface Srv {
-  priority: number;
-  weight: number;
-  port: number;
-  target: string;
-}
-
-/** What the test DNS server answers for one name. */
-interface Zone {
-  srv?: Srv[];
-  a?: { address: string; ttl: number }[];
-  aaaa?: { address: string; ttl: number }[];
-  /** Answer NXDOMAIN. */
-  nxdomain?: boolean;
-  /** Answer SERVFAIL. */
-  servfail?: boolean;
-  /** Never answer. */
-  silent?: boolean;
-}
-
-/** A real DNS server on loopback UDP whose zone each test edits, counting the queries it gets. */
-class TestDns {
-  readonly zone = new Map<string, Zone>();
-  readonly queries: string[] = [];
-  private readonly server = dns2.createServer({
-    udp: true,
-    handle: (request, send) => {
-      const [question] = request.questions;
-      if (question === undefined) return;
-      const type =
-        question.type === Packet.TYPE.SRV
-          ? 'SRV'
-          : question.type === Packet.TYPE.A
-            ? 'A'
-            : question.type === Packet.TYPE.AAAA
-              ? 'AAAA'
-              : String(question.type);
-      this.queries.push(`${type} ${question.name}`);
-      const entry = this.zone.get(question.name.toLowerCase());
-      if (entry?.silent === true) return;
-      const response = Packet.createResponseFromRequest(request);
-      if (entry === undefined || entry.nxdomain === true) {
-        response.header.rcode = RCODE_NXDOMAIN;
-      } else if (entry.servfail === true) {
-        response.header.rcode = RCODE_SERVFAIL;
-      } else if (type === 'SRV') {
-        for (const srv of entry.srv ?? []) {
-          response.answers.push(Packet.createResourceFromQuestion(question, { ttl: 30, ...srv }));
-        }
-      } else if (type === 'A' || type === 'AAAA') {
-        for (const record of (type === 'A' ? entry.a : entry.aaaa) ?? []) {
-          response.answers.push(Packet.createResourceFromQuestion(question, record));
-        }
-      }
-      void send(response);
-    },
-  });
-  port = 0;
-
-  async start(): Promise<void> {
-    const addresses = await this.server.listen({ udp: { port: 0, address: '127.0.0.1' } });
-    this.port = addresses.udp!.port;
-  }
-
-  stop(): Promise<void> {
-    return this.server.close();
-  }
-
-  get address(): string {
-    return `127.0.0.1:${this.port}`;
-  }
-
-  count(query: string): number {
-    return this.queries.filter((q) => q === query).length;
-  }
-
-  reset(): void {
-    this.zone.clear();
-    this.queries.length = 0;
-  }
-}
+import { TestDns } from '../../support/dns.js';
 
 /** Deterministic uniform numbers in [0, 1) (mulberry32). */
 function seeded(seed: number): () => number {
@@ -147,6 +61,29 @@ function twoPriorities(): void {
   dns.zone.set('backup.mesh.test', { a: [{ address: '127.0.0.3', ttl: 30 }] });
 }
 
+/**
+ * Serves `records` (all one priority, one target) and counts, per port, what `n` cached picks
+ * with `random` choose.
+ */
+async function pickCounts(
+  records: readonly { weight: number; port: number }[],
+  random: () => number,
+  n: number,
+): Promise<Map<number, number>> {
+  dns.zone.set(SERVICE, {
+    srv: records.map((r) => ({ priority: 1, target: 'w.mesh.test', ...r })),
+  });
+  dns.zone.set('w.mesh.test', { a: [{ address: '127.0.0.9', ttl: 300 }] });
+  const resolver = resolverFor({ random, cacheTtlMs: 3_600_000 });
+  await resolver.resolve(7n); // the lookup; every later pick is from the cache
+  const picks = new Map<number, number>();
+  for (let i = 0; i < n; i++) {
+    const port = (resolver.resolve(7n) as DomusAddr).port!;
+    picks.set(port, (picks.get(port) ?? 0) + 1);
+  }
+  return picks;
+}
+
 describe('DnsSrvResolver', () => {
   it('resolves a taberna to the target address and port of its SRV record', async () => {
     twoPriorities();
@@ -164,23 +101,17 @@ describe('DnsSrvResolver', () => {
   });
 
   it('spreads picks among equal priorities by weight, as RFC 2782 specifies', async () => {
-    dns.zone.set(SERVICE, {
-      srv: [
-        { priority: 1, weight: 60, port: 7060, target: 'w.mesh.test' },
-        { priority: 1, weight: 0, port: 7000, target: 'w.mesh.test' },
-        { priority: 1, weight: 10, port: 7010, target: 'w.mesh.test' },
-        { priority: 1, weight: 30, port: 7030, target: 'w.mesh.test' },
-      ],
-    });
-    dns.zone.set('w.mesh.test', { a: [{ address: '127.0.0.9', ttl: 300 }] });
-    const resolver = resolverFor({ random: seeded(42), cacheTtlMs: 3_600_000 });
-    await resolver.resolve(7n);
-    const picks = new Map<number, number>();
     const n = 50_000;
-    for (let i = 0; i < n; i++) {
-      const addr = resolver.resolve(7n) as DomusAddr;
-      picks.set(addr.port!, (picks.get(addr.port!) ?? 0) + 1);
-    }
+    const picks = await pickCounts(
+      [
+        { weight: 60, port: 7060 },
+        { weight: 0, port: 7000 },
+        { weight: 10, port: 7010 },
+        { weight: 30, port: 7030 },
+      ],
+      seeded(42),
+      n,
+    );
     // r is uniform in 0..100: weight w wins w/101 of the picks, weight 0 only when r is 0.
     for (const [port, weight] of [
       [7000, 1],
@@ -190,6 +121,47 @@ describe('DnsSrvResolver', () => {
     ]) {
       expect((picks.get(port) ?? 0) / n).toBeCloseTo(weight / 101, 2);
     }
+  });
+
+  it('picks endpoints of weights 1:1 and 3:1 exactly in proportion, favouring neither by order', async () => {
+    // Evenly spaced "random" numbers: every outcome of the draw comes up equally often, so the
+    // counts are exact and a bias towards the first record cannot hide in noise.
+    const n = 4000;
+    const evenly = (): (() => number) => {
+      let i = 0;
+      return () => ((i++ % n) + 0.5) / n;
+    };
+    for (const { weights, expected } of [
+      { weights: [1, 1], expected: [2000, 2000] },
+      { weights: [3, 1], expected: [3000, 1000] },
+      { weights: [1, 3], expected: [1000, 3000] },
+    ]) {
+      const picks = await pickCounts(
+        weights.map((weight, i) => ({ weight, port: 7100 + i })),
+        evenly(),
+        n,
+      );
+      expect([picks.get(7100) ?? 0, picks.get(7101) ?? 0]).toEqual(expected);
+    }
+  });
+
+  it('gives zero-weight endpoints a small chance only, 1/(sum + 1) in all', async () => {
+    const n = 40_000;
+    const picks = await pickCounts(
+      [
+        { weight: 3, port: 7203 },
+        { weight: 0, port: 7200 },
+        { weight: 1, port: 7201 },
+        { weight: 0, port: 7210 },
+      ],
+      seeded(7),
+      n,
+    );
+    // r uniform in 0..4: 0 → one of the two zero-weight records, 1..3 → weight 3, 4 → weight 1.
+    expect((picks.get(7203) ?? 0) / n).toBeCloseTo(3 / 5, 2);
+    expect((picks.get(7201) ?? 0) / n).toBeCloseTo(1 / 5, 2);
+    expect((picks.get(7200) ?? 0) / n).toBeCloseTo(1 / 10, 2);
+    expect((picks.get(7210) ?? 0) / n).toBeCloseTo(1 / 10, 2);
   });
 
   it('caches an answer for the shortest A/AAAA TTL of its targets and queries again after it', async () => {
