@@ -881,6 +881,8 @@ class LocalSink implements DecisionSink {
   constructor(private readonly metrics: MetricsRecorder) {}
 
   add(context: SendContext, deadline: number): number {
+    // Counted as received here, as an inbound session counts a remote message it delivers.
+    this.metrics.messagesReceived++;
     const token = this.nextToken++;
     const entry: LocalSend = { token, context, deadline, heapIndex: -1 };
     this.pending.set(token, entry);
