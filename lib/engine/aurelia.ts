@@ -70,6 +70,8 @@ export class DomusBuilder {
  */
 export class Aurelia {
   private readonly domus = new Set<Domus>();
+  /** Builds still binding their listener: a shutdown waits for them. */
+  private readonly building = new Set<Promise<unknown>>();
   private closed = false;
 
   /**
@@ -89,10 +91,17 @@ export class Aurelia {
     return [...this.domus];
   }
 
-  /** Shuts down every domus this runtime built (gracefully, in parallel). Idempotent. */
+  /**
+   * Shuts down every domus this runtime built (gracefully, in parallel), including one whose
+   * `build()` is still binding: that build rejects with `DomusClosed` once its domus is down.
+   * Idempotent.
+   */
   async shutdown(): Promise<void> {
     this.closed = true;
-    await Promise.all([...this.domus].map((d) => d.shutdown()));
+    await Promise.all([
+      ...[...this.domus].map((d) => d.shutdown()),
+      ...[...this.building].map((b) => b.then(noop, noop)),
+    ]);
   }
 
   /** @internal */
@@ -107,8 +116,28 @@ export class Aurelia {
       throw new AureliaError(ErrorId.DomusClosed, 'this Aurelia runtime was shut down');
     }
     const domus = new Domus(config, auth, resolver, (d) => this.domus.delete(d), logger);
+    const building = this.start(domus, addr);
+    this.building.add(building);
+    try {
+      return await building;
+    } finally {
+      this.building.delete(building);
+    }
+  }
+
+  private async start(domus: Domus, addr: DomusAddr): Promise<Domus> {
     await domus.start(addr);
+    if (this.closed) {
+      // shutdown() ran while the listener was binding: nobody else will ever close this domus.
+      await domus.shutdown();
+      throw new AureliaError(
+        ErrorId.DomusClosed,
+        'this Aurelia runtime was shut down while the domus was being built',
+      );
+    }
     this.domus.add(domus);
     return domus;
   }
 }
+
+function noop(): void {}

@@ -1,10 +1,12 @@
 import net from 'node:net';
 import {
+  Aurelia,
   AureliaError,
   BufferCodec,
   DomusAddr,
   ErrorId,
   JsonCodec,
+  SimpleResolver,
   a3MessageType,
   type Domus,
   type DomusReportingEvent,
@@ -12,6 +14,7 @@ import {
 } from '../../lib/index.js';
 import { rejection } from '../support/expect.js';
 import { FaultProxy } from '../support/proxy.js';
+import { makeTestPki } from '../support/pki.js';
 import { TestMesh, eventually, fastConfig, firstMatch } from '../support/mesh.js';
 
 interface Note {
@@ -463,6 +466,26 @@ describe('shutdown', () => {
     await alpha.shutdown(); // idempotent
     await beta.shutdown();
     await mesh.close();
+  });
+
+  it('a runtime shutdown during a build closes that domus too and fails the build with DomusClosed', async () => {
+    const before = countResources();
+    const pki = await makeTestPki();
+    const aurelia = new Aurelia();
+    const building = aurelia
+      .domusBuilder(
+        fastConfig(),
+        DomusAddr.tcp('127.0.0.1', 0),
+        (await pki.node('alpha')).auth(),
+        new SimpleResolver(),
+      )
+      .build();
+    await aurelia.shutdown();
+    expect((await rejection(building)).kind).toBe(ErrorId.DomusClosed);
+    expect(aurelia.running).toEqual([]);
+    await new Promise((resolve) => setImmediate(resolve));
+    const after = countResources();
+    expect(Object.entries(after).filter(([type, n]) => n > (before[type] ?? 0))).toEqual([]);
   });
 
   it('leaves no socket, listener or timer behind', async () => {
