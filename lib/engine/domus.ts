@@ -432,7 +432,8 @@ export class Domus {
     await Promise.all([listenerClosed, ...goodbyes]);
     this.reporting.emit({ type: 'ShutdownComplete', at: Date.now() });
     this.logger.log(`domus ${this.auth.identity} shut down`);
-    this.reporting.close();
+    // Resolve once subscribers have seen ShutdownComplete, unless they are too slow to wait for.
+    await this.reporting.close(FEED_DRAIN_BOUND_MS);
     this.onShutdown(this);
   }
 
@@ -796,6 +797,9 @@ export class Domus {
 }
 
 const MESSAGE_OUTCOME: SendOutcome = Object.freeze({ kind: 'message' });
+
+/** How long a shutdown waits for the reporting feeds to deliver what they still hold. */
+const FEED_DRAIN_BOUND_MS = 1000;
 
 // The promise executor of `PendingSend.promise`, shared so that a send allocates no closure for it:
 // `new Promise` runs it synchronously, while `capturing` names the send being created.

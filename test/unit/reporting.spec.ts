@@ -265,8 +265,9 @@ describe('DomusReporting', () => {
     const events = firstValueFrom(r.events$.pipe(toArray()));
     r.error(new AureliaError(ErrorId.ProtocolViolation, 'bad frame'));
     r.emit(event(9));
-    r.close();
+    const closed = r.close(1000);
     r.emit(event(10));
+    await closed;
     expect((await errors).map((e) => e.kind)).toEqual([ErrorId.ProtocolViolation]);
     expect((await events).map((e) => e.at)).toEqual([9]);
   });
@@ -300,9 +301,10 @@ describe('DomusReporting', () => {
     const metrics = lastValueFrom(r.metrics$(3_600_000).pipe(toArray()));
     r.metrics$(10).subscribe({ complete: () => order.push('metrics') });
     r.emit({ type: 'ShutdownComplete', at: 1 });
-    r.close();
-    expect(await metrics).toEqual([]);
+    await r.close(1000);
+    // close() resolved only once every feed had delivered what it held and completed.
     expect(order).toEqual(['event', 'events', 'metrics']);
+    expect(await metrics).toEqual([]);
     // A subscription made after the close completes at once.
     expect(await lastValueFrom(r.metrics$(10).pipe(toArray()))).toEqual([]);
   });

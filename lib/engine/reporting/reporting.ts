@@ -419,18 +419,25 @@ export class DomusReporting {
   /**
    * @internal Completes every feed: the event and error feeds after delivering what is pending
    * (so `ShutdownComplete` reaches event subscribers first), then the `metrics$` subscriptions.
+   * Resolves once every feed completed, or after `boundMs` if subscribers are still being fed
+   * (delivery then goes on in the background).
    */
-  close(): void {
-    if (this.closed) return;
+  close(boundMs: number): Promise<void> {
+    if (this.closed) return Promise.resolve();
     this.closed = true;
-    let open = 2;
-    const oneDone = (): void => {
-      if (--open > 0) return;
-      this.completed = true;
-      for (const stream of [...this.metricStreams]) stream.complete();
-      this.metricStreams.clear();
-    };
-    this.eventFeed.complete(oneDone);
-    this.errorFeed.complete(oneDone);
+    return new Promise((resolve) => {
+      const bound = setTimeout(resolve, boundMs);
+      let open = 2;
+      const oneDone = (): void => {
+        if (--open > 0) return;
+        this.completed = true;
+        for (const stream of [...this.metricStreams]) stream.complete();
+        this.metricStreams.clear();
+        clearTimeout(bound);
+        resolve();
+      };
+      this.eventFeed.complete(oneDone);
+      this.errorFeed.complete(oneDone);
+    });
   }
 }
