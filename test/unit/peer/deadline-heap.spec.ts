@@ -78,6 +78,87 @@ describe('DeadlineHeap', () => {
     expect(heap.pop()).toBe(entries[0]);
   });
 
+  it('keeps in-order pushes in its FIFO run and still orders them against out-of-order ones', () => {
+    const heap = new DeadlineHeap<Entry>();
+    const inOrder = [entry(1, 10), entry(2, 20), entry(3, 20), entry(4, 30)];
+    for (const e of inOrder) heap.push(e);
+    expect(inOrder.every((e) => e.heapIndex < -1)).toBe(true); // all in the run
+    const late = entry(5, 15);
+    const tie = entry(6, 20);
+    heap.push(late);
+    heap.push(tie);
+    expect(late.heapIndex).toBeGreaterThanOrEqual(0); // out of order: the binary heap
+    expect(heap.remove(inOrder[1])).toBe(true);
+    const order: number[] = [];
+    for (let e = heap.pop(); e; e = heap.pop()) order.push(e.name);
+    expect(order).toEqual([1, 5, 3, 6, 4]);
+  });
+
+  it('agrees with a sorted list when most deadlines come in order, through compactions', () => {
+    // Deadlines mostly grow (one timeout for every send), sometimes jump back; removals hit the
+    // front and the middle, so the run grows holes and gets compacted many times.
+    type Op =
+      | { kind: 'push'; step: number; back: boolean }
+      | { kind: 'popDue'; ahead: number }
+      | { kind: 'remove'; pick: number; front: boolean };
+    const op: fc.Arbitrary<Op> = fc.oneof(
+      {
+        weight: 5,
+        arbitrary: fc.record({
+          kind: fc.constant('push' as const),
+          step: fc.integer({ min: 0, max: 3 }),
+          back: fc.integer({ min: 0, max: 9 }).map((n) => n === 0),
+        }),
+      },
+      {
+        weight: 1,
+        arbitrary: fc.record({
+          kind: fc.constant('popDue' as const),
+          ahead: fc.integer({ min: -5, max: 20 }),
+        }),
+      },
+      {
+        weight: 4,
+        arbitrary: fc.record({
+          kind: fc.constant('remove' as const),
+          pick: fc.nat(),
+          front: fc.boolean(),
+        }),
+      },
+    );
+    fc.assert(
+      fc.property(fc.array(op, { minLength: 200, maxLength: 1500 }), (ops) => {
+        const heap = new DeadlineHeap<Entry>();
+        let model: Entry[] = [];
+        let clock = 0;
+        let name = 0;
+        for (const o of ops) {
+          if (o.kind === 'push') {
+            clock += o.step;
+            const e = entry(name++, o.back ? clock - 25 : clock);
+            heap.push(e);
+            model.push(e);
+            model.sort((a, b) => a.deadline - b.deadline || a.name - b.name);
+          } else if (o.kind === 'popDue') {
+            const now = (model[0]?.deadline ?? clock) + o.ahead;
+            const due =
+              model[0] !== undefined && model[0].deadline <= now ? model.shift() : undefined;
+            expect(heap.popDue(now)).toBe(due);
+          } else if (model.length > 0) {
+            const e = model[o.pick % (o.front ? Math.min(model.length, 4) : model.length)];
+            expect(heap.remove(e)).toBe(true);
+            expect(heap.has(e)).toBe(false);
+            model = model.filter((m) => m !== e);
+          }
+          expect(heap.size).toBe(model.length);
+          expect(heap.peek()).toBe(model[0]);
+        }
+        for (const e of model) expect(heap.has(e)).toBe(true);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
   it('behaves like a sorted list under any mix of push, pop, popDue and remove', () => {
     type Op =
       | { kind: 'push'; deadline: number }
