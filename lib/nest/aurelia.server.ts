@@ -291,20 +291,23 @@ export class AureliaServer
     const blob = request.blobReceiver as Readable | undefined;
     let view: HandlerBlob | undefined;
     let settled = false;
-    const dropped = `the handler of '${pattern}' stopped reading the blob before its end`;
-    const takeBlob = (): Readable => {
-      if (!view) {
-        request.accept();
-        view = new HandlerBlob(blob!, () => {
-          if (settled) abortBlob(blob!, dropped);
-        });
-      }
-      return view;
-    };
+    // Built only for a blob event: a plain event allocates no closure here.
+    const takeBlob =
+      blob &&
+      ((): Readable => {
+        if (!view) {
+          request.accept();
+          view = new HandlerBlob(blob, () => {
+            if (settled) abortBlob(blob, droppedBlob(pattern));
+          });
+        }
+        return view;
+      });
     try {
-      const packet = (await this.deserializer.deserialize(value, {
-        channel: pattern,
-      })) as IncomingEvent;
+      const deserialized = this.deserializer.deserialize(value, { channel: pattern });
+      const packet = (
+        deserialized instanceof Promise ? await deserialized : deserialized
+      ) as IncomingEvent;
       const handler = this.handlerFor(pattern);
       if (!handler?.isEventHandler) {
         const message = blob
@@ -315,7 +318,7 @@ export class AureliaServer
       }
       const context = new AureliaContext(
         [request.peer, tabernaId, pattern, packet.metadata],
-        blob ? takeBlob : undefined,
+        takeBlob,
       );
       await this.handleEvent(pattern, packet, context);
       settled = true;
@@ -326,7 +329,7 @@ export class AureliaServer
           `the handler of '${pattern}' completed without taking the blob (AureliaContext.getBlob())`,
         );
       } else if (view?.destroyed) {
-        abortBlob(blob!, dropped);
+        abortBlob(blob!, droppedBlob(pattern));
       }
     } catch (err) {
       settled = true;
@@ -461,4 +464,8 @@ function abortedBy(signal: AbortSignal): Observable<void> {
     signal.addEventListener('abort', onAbort, { once: true });
     return () => signal.removeEventListener('abort', onAbort);
   });
+}
+
+function droppedBlob(pattern: string): string {
+  return `the handler of '${pattern}' stopped reading the blob before its end`;
 }

@@ -11,7 +11,7 @@ import { type EncodedMessage, JsonCodec, type MessageCodec } from '../engine/cod
 import type { BlobSender } from '../engine/blob/sender.js';
 import type { Domus } from '../engine/domus.js';
 import { SendOptions } from '../engine/send-options.js';
-import { MessagePriorityClass, A3_MESSAGE_TYPE_BASE } from '../engine/ids.js';
+import { MessagePriorityClass, A3_MESSAGE_TYPE_BASE, type TabernaId } from '../engine/ids.js';
 import { RemoteRequestError, RequestReplyClient } from '../engine/services/request-reply-client.js';
 import { PacketBodyCodec, asAurelia } from './body.js';
 import { blobSendError, emitError } from './errors.js';
@@ -273,33 +273,51 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
     }
   }
 
-  protected async dispatchEvent<T = unknown>(packet: ReadPacket): Promise<T> {
-    const domus = this.domus!;
+  // Not `async`: an event whose serializer answers at once takes no promise besides the send's.
+  protected dispatchEvent<T = unknown>(packet: ReadPacket): Promise<T> {
     const pattern = patternText(packet.pattern);
-    const to = tabernaIdForPattern(packet.pattern);
-    const encoded = await this.encodeEvent(packet);
-    try {
-      await domus.dispatch({
-        priority: MessagePriorityClass.A3,
-        msgType: encoded.msgType,
-        payload: encoded.payload,
-        to,
-        timeoutMs: this.requestTimeoutMs,
-      });
-    } catch (err) {
-      throw emitError(err, pattern);
-    }
-    return undefined as T;
-  }
-
-  /** Serializes and encodes an event packet; throws `EncodeFailure` naming the problem. */
-  private async encodeEvent(packet: ReadPacket): Promise<EncodedMessage> {
     let value: unknown;
     try {
-      value = await this.serializer.serialize({ ...packet, pattern: patternText(packet.pattern) });
+      value = this.serializer.serialize({ ...packet, pattern });
     } catch (err) {
-      throw serializerError(err, 'event');
+      return Promise.reject(serializerError(err, 'event'));
     }
+    if (isThenable(value)) {
+      return Promise.resolve(value).then(
+        (serialized) => this.sendEvent<T>(packet.pattern, pattern, serialized),
+        (err: unknown) => {
+          throw serializerError(err, 'event');
+        },
+      );
+    }
+    return this.sendEvent<T>(packet.pattern, pattern, value);
+  }
+
+  private sendEvent<T>(raw: unknown, pattern: string, value: unknown): Promise<T> {
+    let encoded: EncodedMessage;
+    let to: TabernaId;
+    try {
+      to = tabernaIdForPattern(raw);
+      encoded = this.encodeEvent(value);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    return this.domus!.dispatch({
+      priority: MessagePriorityClass.A3,
+      msgType: encoded.msgType,
+      payload: encoded.payload,
+      to,
+      timeoutMs: this.requestTimeoutMs,
+    }).then(
+      () => undefined as T,
+      (err: unknown) => {
+        throw emitError(err, pattern);
+      },
+    );
+  }
+
+  /** Encodes a serialized event packet; throws `EncodeFailure` naming the problem. */
+  private encodeEvent(value: unknown): EncodedMessage {
     let encoded;
     try {
       encoded = this.body.codec.encodeApp(value);
@@ -468,4 +486,8 @@ class BlobTransfer {
 function abort(sender: BlobSender, reason: unknown): void {
   sender.once('error', () => undefined);
   sender.destroy(reason instanceof Error ? reason : undefined);
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as { then?: unknown } | null | undefined)?.then === 'function';
 }
