@@ -14,6 +14,7 @@ import {
   type Taberna,
 } from '../../lib/index.js';
 import type { AuthenticatedConnection } from '../../lib/engine/transport/connection.js';
+import { DOMUS_CONFIG_MAX } from '../../lib/engine/config.js';
 import { FrameDecoder } from '../../lib/engine/wire/decoder.js';
 import {
   ControlType,
@@ -24,6 +25,7 @@ import {
   type OutboundFrame,
 } from '../../lib/engine/wire/frame.js';
 import {
+  decodeAck,
   decodeError,
   decodeHello,
   encodeAck,
@@ -268,8 +270,14 @@ describe('hostile peers with valid certificates', () => {
       () => rawHeader({ msgType: APP_TYPE, dstTaberna: TABERNA, payloadLen: 0xffff_ffff }),
     ],
     [
-      'a message one byte over maxPayloadLen',
-      () => rawHeader({ msgType: APP_TYPE, dstTaberna: TABERNA, payloadLen: MAX_PAYLOAD + 1 }),
+      'a message one byte over the largest maxPayloadLen any domus may set (64 MiB)',
+      () =>
+        rawHeader({
+          msgType: APP_TYPE,
+          peerMsgId: 1,
+          dstTaberna: TABERNA,
+          payloadLen: DOMUS_CONFIG_MAX.maxPayloadLen + 1,
+        }),
     ],
     ['an unknown A1 message type', () => rawHeader({ msgType: 7, payloadLen: 0 })],
     [
@@ -290,6 +298,37 @@ describe('hostile peers with valid certificates', () => {
       () => [encodeBlobChunk({ requestMsgId: 1, chunkId: 0n, last: true, data: Buffer.alloc(8) })],
     ],
   ];
+
+  it('refuses a message over its own maxPayloadLen with EncodeFailure and keeps the callis', async () => {
+    // Within the protocol maximum an oversize message is not an attack (the receiver may have
+    // just lowered its limit): its bytes are skipped unbuffered and only that message fails.
+    const before = victim.reporting.snapshot();
+    const peer = await attacker();
+    await peer.hello(freshEpoch());
+    const oversize = Buffer.alloc(MAX_PAYLOAD + 1, 0x7b);
+    peer.write(
+      Buffer.concat([
+        rawHeader({
+          msgType: APP_TYPE,
+          peerMsgId: 1,
+          dstTaberna: TABERNA,
+          payloadLen: oversize.length,
+        }),
+        oversize,
+      ]),
+    );
+    peer.write([appMessage(2, 3001)]);
+    const refusal = await peer.error();
+    expect(refusal).toMatchObject({ errorId: ErrorId.EncodeFailure, peerMsgId: 1 });
+    expect(refusal.message).toContain(String(MAX_PAYLOAD));
+    // The next message on the same callis is delivered and acknowledged.
+    let ack = await peer.next();
+    while (ack.msgType !== ControlType.Ack) ack = await peer.next();
+    expect(decodeAck(ack)).toEqual([2]);
+    const after = victim.reporting.snapshot();
+    expect(after.protocolViolations).toBe(before.protocolViolations);
+    expect(after.messagesReceived).toBe(before.messagesReceived + 1);
+  });
 
   it.each(afterHello)(
     'closes only the callis that sends %s, counts a protocol violation and keeps serving',
