@@ -14,7 +14,7 @@ import {
 } from './ids.js';
 import type { RouteResolver } from './resolver.js';
 import { SendOptions } from './send-options.js';
-import { Callis, type CallisConnection } from './peer/callis.js';
+import { Callis, type CallisConnection, isPeerViolation } from './peer/callis.js';
 import { listenerHello } from './peer/handshake.js';
 import { OutboundPeer, type PeerHost, type SendContext } from './peer/peer.js';
 import type { OutboundSpec } from './peer/outbound-store.js';
@@ -187,7 +187,7 @@ export class Domus {
       onConnection: (conn) => this.onInbound(conn),
       onRefused: (err) => {
         this.metrics.handshakesRefused++;
-        if (err.kind === ErrorId.ProtocolViolation) this.metrics.protocolViolations++;
+        if (isPeerViolation(err)) this.metrics.protocolViolations++;
         this.reporting.error(err);
       },
     });
@@ -566,7 +566,7 @@ export class Domus {
       this.handshaking.delete(callis);
       this.releaseInbound(conn.identity);
       if (AureliaError.is(err)) {
-        if (isViolation(err.kind)) this.metrics.protocolViolations++;
+        if (isPeerViolation(err)) this.metrics.protocolViolations++;
         if (err.kind !== ErrorId.DomusClosed) this.reporting.error(err);
       }
       return;
@@ -685,7 +685,7 @@ export class Domus {
     admitBlob: () => this.reserveBlob('inbound'),
     onBlobCallisClosed: (session, callis, reason) => {
       this.releaseInbound(session.identity);
-      if (isViolation(reason.kind)) this.metrics.protocolViolations++;
+      if (isPeerViolation(reason)) this.metrics.protocolViolations++;
       this.callisDown(session.identity, callis.connection.remoteAddress, 'blob');
       this.reporting.emit({
         type: 'BlobCallisDisconnected',
@@ -699,7 +699,7 @@ export class Domus {
     onOversizeRefused: (_session, err) => this.reporting.error(err),
     onCallisClosed: (session, callis, reason) => {
       this.releaseInbound(session.identity);
-      if (isViolation(reason.kind)) this.metrics.protocolViolations++;
+      if (isPeerViolation(reason)) this.metrics.protocolViolations++;
       this.callisDown(session.identity, callis.connection.remoteAddress, 'primary');
       this.reporting.emit({
         type: 'PrimaryCallisDisconnected',
@@ -1015,22 +1015,6 @@ function withDeadline<T>(promise: Promise<T>, deadline: number, to: TabernaId): 
 /** The message's first words with numbers removed: a key grouping repeats of one problem. */
 function firstWords(message: string): string {
   return message.replace(/\d+/g, '#').slice(0, 80);
-}
-
-/**
- * True when an accepted callis closed because the peer broke the wire protocol: a malformed or
- * unexpected frame, a frame of an unknown wire version (answered with `UnsupportedVersion`), or a
- * blob stream that broke its rules. Counted in `protocolViolations`.
- */
-function isViolation(kind: ErrorId): boolean {
-  return (
-    kind === ErrorId.ProtocolViolation ||
-    kind === ErrorId.UnsupportedVersion ||
-    kind === ErrorId.BlobAckWindowExceeded ||
-    kind === ErrorId.BlobStreamNotFound ||
-    kind === ErrorId.BlobStreamOutOfOrder ||
-    kind === ErrorId.BlobStreamMissingChunk
-  );
 }
 
 // A domus epoch is random in its high 32 bits and zero below. Each outbound peer object it creates

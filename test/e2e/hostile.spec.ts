@@ -30,6 +30,7 @@ import {
   decodeHello,
   encodeAck,
   encodeBlobChunk,
+  encodeError,
   encodeHello,
   encodeHelloResponse,
   type ErrorPayload,
@@ -523,6 +524,41 @@ describe('a hostile listener answering a domus that dialed it', () => {
       () => victim.reporting.snapshot().protocolViolations === 1,
       'the protocol violation to be counted',
     );
+    await expectOthersServed();
+    await victim.shutdown();
+    expect(AureliaError.is(await pending)).toBe(true);
+  });
+
+  it('counts a hello answered in an unknown wire version as a protocol violation and keeps serving others', async () => {
+    const pending = victim.send(codec, TABERNA, { n: 1 }).catch((err: unknown) => err);
+    const peer = new HostilePeer(await server.connections.next());
+    expect((await peer.next()).msgType).toBe(ControlType.Hello);
+    peer.write(rawHeader({ version: 9, msgType: ControlType.HelloResponse, payloadLen: 0 }));
+    await peer.closed();
+    await eventually(
+      () => victim.reporting.snapshot().protocolViolations === 1,
+      'the protocol violation to be counted',
+    );
+    await expectOthersServed();
+    await victim.shutdown();
+    expect(AureliaError.is(await pending)).toBe(true);
+  });
+
+  it('does not count the listener reporting a problem with the callis as the listener breaking the protocol', async () => {
+    const pending = victim.send(codec, TABERNA, { n: 1 }).catch((err: unknown) => err);
+    const { peer } = await answerPrimary();
+    peer.write([
+      encodeError({
+        errorId: ErrorId.ProtocolViolation,
+        message: 'your frames look wrong',
+        peerMsgId: 0,
+      }),
+    ]);
+    await peer.closed();
+    // The victim redials (the send is still pending): wait for it, so the close was handled.
+    const redial = new HostilePeer(await server.connections.next());
+    expect((await redial.next()).msgType).toBe(ControlType.Hello);
+    expect(victim.reporting.snapshot().protocolViolations).toBe(0);
     await expectOthersServed();
     await victim.shutdown();
     expect(AureliaError.is(await pending)).toBe(true);

@@ -1,7 +1,7 @@
 // The receiving side of blobs: `BlobReceiver` streams and the inbound blob callis of a session.
 import { Readable } from 'node:stream';
 import { AureliaError, ErrorId, isErrorId } from '../errors.js';
-import type { Callis, CallisHandler } from '../peer/callis.js';
+import { type Callis, type CallisHandler, reportedByPeer } from '../peer/callis.js';
 import type { MetricsRecorder } from '../reporting/metrics.js';
 import {
   type HelloBlobWindow,
@@ -276,7 +276,7 @@ export class InboundBlobLink implements CallisHandler {
         if (receiver) {
           this.fail(receiver, new AureliaError(kind, message), false);
         } else if (peerMsgId === 0) {
-          callis.close(new AureliaError(kind, `${callis.describe()} reported: ${message}`));
+          callis.close(reportedByPeer(callis, kind, message));
         }
         return;
       }

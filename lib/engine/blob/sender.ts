@@ -1,7 +1,13 @@
 // The sending side of blobs: `BlobSender` streams and the blob callis that carries them.
 import { Writable } from 'node:stream';
 import { AureliaError, ErrorId, isErrorId } from '../errors.js';
-import { Callis, type CallisConnection, type CallisSettings } from '../peer/callis.js';
+import {
+  Callis,
+  type CallisConnection,
+  type CallisSettings,
+  isPeerViolation,
+  reportedByPeer,
+} from '../peer/callis.js';
 import { dialerHello } from '../peer/handshake.js';
 import type { MetricsRecorder } from '../reporting/metrics.js';
 import type { DomusReportingEvent } from '../reporting/reporting.js';
@@ -418,7 +424,7 @@ export class OutboundBlobLink {
       if (callis && !callis.closed) void callis.close(error);
       if (this.isClosed()) return;
       // The hello exchange failed before the link's handler (which counts on close) took over.
-      if (error.kind === ErrorId.ProtocolViolation) host.metrics.protocolViolations++;
+      if (isPeerViolation(error)) host.metrics.protocolViolations++;
       this.failures++;
       host.error(error);
       this.scheduleReconnect();
@@ -480,7 +486,7 @@ export class OutboundBlobLink {
       if (callis !== this.callis) return;
       this.callis = undefined;
       this.down(callis, reason);
-      if (reason.kind === ErrorId.ProtocolViolation) this.host.metrics.protocolViolations++;
+      if (isPeerViolation(reason)) this.host.metrics.protocolViolations++;
       if (this.state === 'closed') return;
       if (reason.kind !== ErrorId.DomusClosed && !callis.closedByPeer) this.host.error(reason);
       this.failures++;
@@ -502,7 +508,7 @@ export class OutboundBlobLink {
         const { errorId, message, peerMsgId } = decodeError(frame);
         const kind = isErrorId(errorId) ? errorId : ErrorId.ProtocolViolation;
         if (peerMsgId === 0) {
-          callis.close(new AureliaError(kind, `${callis.describe()} reported: ${message}`));
+          callis.close(reportedByPeer(callis, kind, message));
           return;
         }
         this.streams.get(peerMsgId)?.fail(new AureliaError(kind, message));

@@ -81,6 +81,40 @@ const HALF_OPEN_FACTOR = 3;
  * A keepalive goes out after one quiet interval; after three intervals with nothing received the
  * callis is declared half-open and closed with `ConnectionLost`.
  */
+// Errors that close a callis because the peer reported a problem with our own frames: the peer
+// did not break the protocol, so nobody counts them as its violation.
+const peerReports = new WeakSet<AureliaError>();
+
+/**
+ * The error to close `callis` with when the peer sent an `error` frame of `kind` about the
+ * callis itself (no message id): it keeps the peer's kind for whoever fails on it.
+ */
+export function reportedByPeer(callis: Callis, kind: ErrorId, message: string): AureliaError {
+  const err = new AureliaError(kind, `${callis.describe()} reported: ${message}`);
+  peerReports.add(err);
+  return err;
+}
+
+/**
+ * True when `err` closed a callis because the peer broke the wire protocol (a malformed or
+ * unexpected frame, an unknown version, a broken blob stream rule), as opposed to the peer
+ * reporting such a problem about our frames (`reportedByPeer`). Counted in
+ * `protocolViolations`.
+ */
+export function isPeerViolation(err: AureliaError): boolean {
+  switch (err.kind) {
+    case ErrorId.ProtocolViolation:
+    case ErrorId.UnsupportedVersion:
+    case ErrorId.BlobAckWindowExceeded:
+    case ErrorId.BlobStreamNotFound:
+    case ErrorId.BlobStreamOutOfOrder:
+    case ErrorId.BlobStreamMissingChunk:
+      return !peerReports.has(err);
+    default:
+      return false;
+  }
+}
+
 export class Callis {
   readonly counters: CallisCounters = { bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0 };
   private readonly decoder: FrameDecoder;

@@ -8,6 +8,8 @@ import {
   type CallisConnection,
   type CallisHandler,
   type CallisSettings,
+  isPeerViolation,
+  reportedByPeer,
 } from './callis.js';
 import { dialerHello } from './handshake.js';
 import { OutboundStore, type OutboundItem, type OutboundSpec } from './outbound-store.js';
@@ -313,6 +315,8 @@ export class OutboundPeer implements CallisHandler {
   private onDialFailed(error: AureliaError): void {
     const host = this.host;
     host.metrics.dialFailures++;
+    // A listener that answered the hello with garbage or an unknown version broke the protocol.
+    if (isPeerViolation(error)) host.metrics.protocolViolations++;
     this.failures++;
     this.lastError = error;
     host.emit({
@@ -358,7 +362,7 @@ export class OutboundPeer implements CallisHandler {
         const { errorId, message, peerMsgId } = decodeError(frame);
         const kind = isErrorId(errorId) ? errorId : ErrorId.ProtocolViolation;
         if (peerMsgId === 0) {
-          callis.close(new AureliaError(kind, `${callis.describe()} reported: ${message}`));
+          callis.close(reportedByPeer(callis, kind, message));
           return;
         }
         this.onDecision(callis, peerMsgId, new AureliaError(kind, message));
@@ -403,7 +407,7 @@ export class OutboundPeer implements CallisHandler {
 
   private onCallisGone(callis: Callis, reason: AureliaError): void {
     const host = this.host;
-    if (reason.kind === ErrorId.ProtocolViolation) host.metrics.protocolViolations++;
+    if (isPeerViolation(reason)) host.metrics.protocolViolations++;
     host.callisDown(callis.identity, this.address, 'primary');
     host.emit({
       type: 'PrimaryCallisDisconnected',
