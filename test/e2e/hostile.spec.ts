@@ -505,6 +505,23 @@ describe('a hostile listener answering a domus that dialed it', () => {
     await mesh.close();
   });
 
+  /**
+   * Runs `attack` while a send from the victim to the hostile listener is pending, then checks
+   * that `violations` were counted, that others are still served, and that the pending send
+   * ends (at the latest with the victim's shutdown) with an AureliaError.
+   */
+  async function duringPendingSend(violations: number, attack: () => Promise<void>): Promise<void> {
+    const pending = victim.send(codec, TABERNA, { n: 1 }).catch((err: unknown) => err);
+    await attack();
+    await eventually(
+      () => victim.reporting.snapshot().protocolViolations === violations,
+      `${violations} protocol violations to be counted`,
+    );
+    await expectOthersServed();
+    await victim.shutdown();
+    expect(AureliaError.is(await pending)).toBe(true);
+  }
+
   /** Answers the victim's primary callis and returns it with the first message it sent. */
   async function answerPrimary(): Promise<{ peer: HostilePeer; message: Frame }> {
     const peer = new HostilePeer(await server.connections.next());
@@ -515,53 +532,38 @@ describe('a hostile listener answering a domus that dialed it', () => {
   }
 
   it('closes the callis on acks for ids it never sent, counts a protocol violation and keeps serving others', async () => {
-    const pending = victim.send(codec, TABERNA, { n: 1 }).catch((err: unknown) => err);
-    const { peer, message } = await answerPrimary();
-    expect(message.peerMsgId).toBe(1);
-    peer.write([encodeAck([999])]);
-    await peer.closed();
-    await eventually(
-      () => victim.reporting.snapshot().protocolViolations === 1,
-      'the protocol violation to be counted',
-    );
-    await expectOthersServed();
-    await victim.shutdown();
-    expect(AureliaError.is(await pending)).toBe(true);
+    await duringPendingSend(1, async () => {
+      const { peer, message } = await answerPrimary();
+      expect(message.peerMsgId).toBe(1);
+      peer.write([encodeAck([999])]);
+      await peer.closed();
+    });
   });
 
   it('counts a hello answered in an unknown wire version as a protocol violation and keeps serving others', async () => {
-    const pending = victim.send(codec, TABERNA, { n: 1 }).catch((err: unknown) => err);
-    const peer = new HostilePeer(await server.connections.next());
-    expect((await peer.next()).msgType).toBe(ControlType.Hello);
-    peer.write(rawHeader({ version: 9, msgType: ControlType.HelloResponse, payloadLen: 0 }));
-    await peer.closed();
-    await eventually(
-      () => victim.reporting.snapshot().protocolViolations === 1,
-      'the protocol violation to be counted',
-    );
-    await expectOthersServed();
-    await victim.shutdown();
-    expect(AureliaError.is(await pending)).toBe(true);
+    await duringPendingSend(1, async () => {
+      const peer = new HostilePeer(await server.connections.next());
+      expect((await peer.next()).msgType).toBe(ControlType.Hello);
+      peer.write(rawHeader({ version: 9, msgType: ControlType.HelloResponse, payloadLen: 0 }));
+      await peer.closed();
+    });
   });
 
   it('does not count the listener reporting a problem with the callis as the listener breaking the protocol', async () => {
-    const pending = victim.send(codec, TABERNA, { n: 1 }).catch((err: unknown) => err);
-    const { peer } = await answerPrimary();
-    peer.write([
-      encodeError({
-        errorId: ErrorId.ProtocolViolation,
-        message: 'your frames look wrong',
-        peerMsgId: 0,
-      }),
-    ]);
-    await peer.closed();
-    // The victim redials (the send is still pending): wait for it, so the close was handled.
-    const redial = new HostilePeer(await server.connections.next());
-    expect((await redial.next()).msgType).toBe(ControlType.Hello);
-    expect(victim.reporting.snapshot().protocolViolations).toBe(0);
-    await expectOthersServed();
-    await victim.shutdown();
-    expect(AureliaError.is(await pending)).toBe(true);
+    await duringPendingSend(0, async () => {
+      const { peer } = await answerPrimary();
+      peer.write([
+        encodeError({
+          errorId: ErrorId.ProtocolViolation,
+          message: 'your frames look wrong',
+          peerMsgId: 0,
+        }),
+      ]);
+      await peer.closed();
+      // The victim redials (the send is still pending): by then it has handled the close.
+      const redial = new HostilePeer(await server.connections.next());
+      expect((await redial.next()).msgType).toBe(ControlType.Hello);
+    });
   });
 
   it('closes a blob callis whose hello-response agrees on a larger window than proposed, counts it and keeps serving others', async () => {
