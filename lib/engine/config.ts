@@ -79,7 +79,7 @@ export const DEFAULT_BLOB_WINDOWS: Readonly<{
   socket: BlobWindowConfig;
 }> = Object.freeze({
   tcp: Object.freeze({ chunkSize: 256 * 1024, ackWindow: 16 }),
-  socket: Object.freeze({ chunkSize: 256 * 1024, ackWindow: 16 }),
+  socket: Object.freeze({ chunkSize: 128 * 1024, ackWindow: 16 }),
 });
 
 type IntegerField = {

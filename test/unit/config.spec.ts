@@ -71,7 +71,7 @@ describe('defaultDomusConfig', () => {
       limitedLogIntervalMs: 120_000,
     });
     expect(DEFAULT_BLOB_WINDOWS.tcp).toEqual({ chunkSize: 262_144, ackWindow: 16 });
-    expect(DEFAULT_BLOB_WINDOWS.socket).toEqual({ chunkSize: 262_144, ackWindow: 16 });
+    expect(DEFAULT_BLOB_WINDOWS.socket).toEqual({ chunkSize: 131_072, ackWindow: 16 });
   });
 
   it('returns a fresh, deeply frozen object on every call', () => {
