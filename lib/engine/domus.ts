@@ -322,6 +322,26 @@ export class Domus {
     ) as Promise<void>;
   }
 
+  /**
+   * @internal Like `dispatch`, but when the lane to the target's address is full at once
+   * (`LocalQueueFull`) it returns `undefined` instead of a rejection, so an A2 service can wait
+   * and retry without a turn of the event loop to find out. A target whose address the resolver
+   * answers asynchronously reports a full lane as a rejection, as `dispatch` does.
+   */
+  dispatchUnlessFull(message: DispatchMessage): Promise<void> | undefined {
+    try {
+      return this.routeOrThrow(
+        message,
+        (message.flags ?? 0) & ~FrameFlags.Blob,
+        undefined,
+        undefined,
+      ) as Promise<void>;
+    } catch (err) {
+      if (AureliaError.is(err, ErrorId.LocalQueueFull)) return undefined;
+      return Promise.reject(err as Error);
+    }
+  }
+
   // Not `async`: a send whose target resolves at once takes no extra promise or microtask turn.
   // Every failure still arrives as a rejected promise.
   // `outcome` is what a message send resolves with (a blob send resolves with its sender).
@@ -332,30 +352,40 @@ export class Domus {
     outcome: unknown,
   ): Promise<unknown> {
     try {
-      if (this.closed) throw closedError();
-      const config = this.config.value;
-      const { payload, to } = message;
-      if (payload.length > config.maxPayloadLen) {
-        throw new AureliaError(
-          ErrorId.EncodeFailure,
-          `payload of ${payload.length} bytes exceeds maxPayloadLen ${config.maxPayloadLen}`,
-        );
-      }
-      const startedAt = performance.now();
-      const deadline = Date.now() + (message.timeoutMs ?? config.sendTimeoutMs);
-      if (message.address === undefined && this.registry.has(to)) {
-        return this.sendLocal(message, deadline, startedAt, outcome);
-      }
-      const addr = message.address ?? this.resolve(to, deadline);
-      if (addr instanceof DomusAddr) {
-        return this.routeTo(addr, message, flags, deadline, startedAt, blobRelease, outcome);
-      }
-      return addr.then((resolved) =>
-        this.routeTo(resolved, message, flags, deadline, startedAt, blobRelease, outcome),
-      );
+      return this.routeOrThrow(message, flags, blobRelease, outcome);
     } catch (err) {
       return Promise.reject(err as Error);
     }
+  }
+
+  // `route` without the conversion: what fails before anything was admitted throws.
+  private routeOrThrow(
+    message: DispatchMessage,
+    flags: number,
+    blobRelease: (() => void) | undefined,
+    outcome: unknown,
+  ): Promise<unknown> {
+    if (this.closed) throw closedError();
+    const config = this.config.value;
+    const { payload, to } = message;
+    if (payload.length > config.maxPayloadLen) {
+      throw new AureliaError(
+        ErrorId.EncodeFailure,
+        `payload of ${payload.length} bytes exceeds maxPayloadLen ${config.maxPayloadLen}`,
+      );
+    }
+    const startedAt = performance.now();
+    const deadline = Date.now() + (message.timeoutMs ?? config.sendTimeoutMs);
+    if (message.address === undefined && this.registry.has(to)) {
+      return this.sendLocal(message, deadline, startedAt, outcome);
+    }
+    const addr = message.address ?? this.resolve(to, deadline);
+    if (addr instanceof DomusAddr) {
+      return this.routeTo(addr, message, flags, deadline, startedAt, blobRelease, outcome);
+    }
+    return addr.then((resolved) =>
+      this.routeTo(resolved, message, flags, deadline, startedAt, blobRelease, outcome),
+    );
   }
 
   private routeTo(

@@ -370,7 +370,7 @@ export class AureliaServer
       return;
     }
     const context = new AureliaContext([channel.peer, tabernaId, pattern, packet.metadata]);
-    const aborted = abortedBy(channel.signal);
+    const aborted = abortedBy(channel);
     const started = this.handleRequest(
       context,
       async () =>
@@ -453,17 +453,9 @@ function abortBlob(blob: Readable, reason: string): void {
   blob.destroy(new AureliaError(ErrorId.RemoteTabernaRejected, reason));
 }
 
-/** An Observable that emits once when `signal` aborts (completing handler streams early). */
-function abortedBy(signal: AbortSignal): Observable<void> {
-  return new Observable<void>((subscriber) => {
-    if (signal.aborted) {
-      subscriber.next();
-      return undefined;
-    }
-    const onAbort = (): void => subscriber.next();
-    signal.addEventListener('abort', onAbort, { once: true });
-    return () => signal.removeEventListener('abort', onAbort);
-  });
+/** An Observable that emits once when the call ends early (completing handler streams early). */
+function abortedBy(channel: ReplyChannel): Observable<void> {
+  return new Observable<void>((subscriber) => channel.onAbort(() => subscriber.next()));
 }
 
 function droppedBlob(pattern: string): string {

@@ -61,6 +61,23 @@ describe('A2 request/reply between two domus', () => {
     expect(client.inFlight).toBe(0);
   });
 
+  it('slows replies down instead of failing them when the lane back to the caller is full', async () => {
+    // A reply lane of 4 and REPLY_WINDOW (32) replies per call in flight: eight calls streaming
+    // at once keep finding the lane full, and must wait their turn rather than fail.
+    const small = await mesh.add('small-lane', { config: fastConfig((b) => b.sendQueueSize(4)) });
+    await RequestReplyServer.serve(small, 103n, counting(100));
+    mesh.route(103n, 'small-lane');
+    const client = await RequestReplyClient.for(caller);
+    const calls = Array.from({ length: 8 }, (_, c) =>
+      lastValueFrom(client.request(103n, Buffer.from(`c${c}`)).pipe(toArray())),
+    );
+    const results = await Promise.all(calls);
+    results.forEach((replies, c) =>
+      expect(replies.map(text)).toEqual(Array.from({ length: 100 }, (_, i) => `c${c}-${i}`)),
+    );
+    expect(small.reporting.snapshot().queueOverrunsA2).toBeGreaterThan(0);
+  });
+
   it('answers a plain value and a promise as one reply', async () => {
     await RequestReplyServer.serve(handler, ECHO, (req) => Promise.resolve(req.body));
     await RequestReplyServer.serve(handler, 102n, () => Buffer.from('sync'));

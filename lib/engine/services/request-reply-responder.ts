@@ -53,7 +53,10 @@ export class ReplyChannel implements ServedRequest {
   readonly deadline: number;
   /** @internal Position in the responder's deadline heap. */
   heapIndex = -1;
-  private readonly abort = new AbortController();
+  // Made on first use of `signal`: most handlers listen through `onAbort`, which is cheaper.
+  private abort: AbortController | undefined;
+  private abortReason: AureliaError | undefined;
+  private abortListeners: ((reason: AureliaError) => void)[] | undefined;
   private seq = 0;
   private tail: Promise<void> = Promise.resolve();
   private readonly inflight: Promise<boolean>[] = [];
@@ -83,7 +86,28 @@ export class ReplyChannel implements ServedRequest {
 
   /** Aborts when the call ended before the handler finished; `reason` is an `AureliaError`. */
   get signal(): AbortSignal {
+    if (this.abort === undefined) {
+      this.abort = new AbortController();
+      if (this.abortReason !== undefined) this.abort.abort(this.abortReason);
+    }
     return this.abort.signal;
+  }
+
+  /**
+   * Calls `listener` with the reason when the call ends before the handler finished (when
+   * `signal` aborts), at once if it already did. Returns a function that removes the listener.
+   */
+  onAbort(listener: (reason: AureliaError) => void): () => void {
+    if (this.abortReason !== undefined) {
+      listener(this.abortReason);
+      return noop;
+    }
+    const listeners = (this.abortListeners ??= []);
+    listeners.push(listener);
+    return () => {
+      const i = listeners.indexOf(listener);
+      if (i >= 0) listeners.splice(i, 1);
+    };
   }
 
   /** True once the request was decided (completed, failed or ended early). */
@@ -188,7 +212,7 @@ export class ReplyChannel implements ServedRequest {
         this.terminate(deadlineError(this.frame));
         return undefined;
       }
-      const attempt = this.owner.domus.dispatch({
+      const attempt = this.owner.domus.dispatchUnlessFull({
         priority: MessagePriorityClass.A2,
         msgType: REPLY_MESSAGE_TYPE,
         payload,
@@ -198,7 +222,8 @@ export class ReplyChannel implements ServedRequest {
         expectedIdentity: this.peer.local ? undefined : this.peer.identity,
         timeoutMs: Math.min(remaining, REQUEST_TIMEOUT_MAX_MS),
       });
-      if (await admitted(attempt)) return { settled: this.settle(attempt) };
+      if (attempt !== undefined) return { settled: this.settle(attempt) };
+      // The lane to the caller is full: wait for an earlier reply of this call, or back off.
       const earlier = this.inflight.shift();
       if (earlier) await earlier;
       else await pause(Math.min(backoffMs, remaining));
@@ -228,7 +253,13 @@ export class ReplyChannel implements ServedRequest {
     if (this.finished) return;
     this.finished = true;
     this.owner.forget(this);
-    if (abortReason) this.abort.abort(abortReason);
+    if (abortReason) {
+      this.abortReason = abortReason;
+      this.abort?.abort(abortReason);
+      const listeners = this.abortListeners;
+      this.abortListeners = undefined;
+      if (listeners) for (const listener of listeners) listener(abortReason);
+    }
     if (rejectReason === undefined) this.request.accept();
     else this.request.reject(rejectReason);
   }
@@ -242,6 +273,8 @@ export class ReplyChannel implements ServedRequest {
  */
 export class RequestReplyResponder {
   private readonly open = new Map<string, ReplyChannel>();
+  /** Callers name their reply address in every REQUEST: each distinct one is parsed once. */
+  private readonly replyAddrs = new Map<string, DomusAddr>();
   private readonly deadlines = new DeadlineHeap<ReplyChannel>();
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
@@ -255,6 +288,16 @@ export class RequestReplyResponder {
   /** Number of calls in progress. */
   get active(): number {
     return this.open.size;
+  }
+
+  private replyAddr(text: string): DomusAddr {
+    let addr = this.replyAddrs.get(text);
+    if (addr === undefined) {
+      addr = DomusAddr.parse(text);
+      if (this.replyAddrs.size >= REPLY_ADDR_CACHE_SIZE) this.replyAddrs.clear();
+      this.replyAddrs.set(text, addr);
+    }
+    return addr;
   }
 
   /**
@@ -272,7 +315,7 @@ export class RequestReplyResponder {
     }
     let replyAddr: DomusAddr;
     try {
-      replyAddr = DomusAddr.parse(frame.replyAddress);
+      replyAddr = this.replyAddr(frame.replyAddress);
     } catch (err) {
       request.reject(`bad reply address: ${err instanceof Error ? err.message : String(err)}`);
       return undefined;
@@ -345,26 +388,10 @@ export class RequestReplyResponder {
   };
 }
 
-/**
- * Resolves with false when `attempt` was refused at once with `LocalQueueFull`, with true when it
- * was admitted. The domus refuses a full lane synchronously, so the refusal is always settled
- * before the next macrotask; waiting for that turn tells admission apart without engine help.
- */
-function admitted(attempt: Promise<void>): Promise<boolean> {
-  return new Promise<boolean>((resolve) => {
-    const turn = setImmediate(() => resolve(true));
-    attempt.then(
-      () => {
-        clearImmediate(turn);
-        resolve(true);
-      },
-      (err: unknown) => {
-        clearImmediate(turn);
-        resolve(!AureliaError.is(err, ErrorId.LocalQueueFull));
-      },
-    );
-  });
-}
+function noop(): void {}
+
+/** Distinct reply addresses remembered before the cache starts over. */
+const REPLY_ADDR_CACHE_SIZE = 1024;
 
 function pause(ms: number): Promise<void> {
   return new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
