@@ -313,13 +313,7 @@ export class Domus {
    * (`AddressMismatch` otherwise).
    */
   dispatch(message: DispatchMessage): Promise<void> {
-    // Without the BLOB flag a send resolves with nothing.
-    return this.route(
-      message,
-      (message.flags ?? 0) & ~FrameFlags.Blob,
-      undefined,
-      undefined,
-    ) as Promise<void>;
+    return this.route(message, dispatchFlags(message), undefined, undefined) as Promise<void>;
   }
 
   /**
@@ -332,7 +326,7 @@ export class Domus {
     try {
       return this.routeOrThrow(
         message,
-        (message.flags ?? 0) & ~FrameFlags.Blob,
+        dispatchFlags(message),
         undefined,
         undefined,
       ) as Promise<void>;
@@ -827,6 +821,11 @@ export class Domus {
 }
 
 const MESSAGE_OUTCOME: SendOutcome = Object.freeze({ kind: 'message' });
+
+/** The header flags of a dispatched message: never BLOB, so the send resolves with nothing. */
+function dispatchFlags(message: DispatchMessage): number {
+  return (message.flags ?? 0) & ~FrameFlags.Blob;
+}
 
 /** How long a shutdown waits for the reporting feeds to deliver what they still hold. */
 const FEED_DRAIN_BOUND_MS = 1000;

@@ -17,7 +17,7 @@ import {
   type Taberna,
 } from '../../lib/index.js';
 import { acceptAll } from '../support/accept.js';
-import { CountingProxy } from '../support/counting-proxy.js';
+import { FaultProxy, type ProxiedTraffic } from '../support/proxy.js';
 import { rejection } from '../support/expect.js';
 import { TestMesh, eventually, fastConfig, type TestTransport } from '../support/mesh.js';
 import { within } from '../support/transport.js';
@@ -237,7 +237,7 @@ describe.each([
   ['socket', 256],
 ] as const)('large blobs over %s', (transport, mib) => {
   let mesh: TestMesh;
-  let proxy: CountingProxy | undefined;
+  let proxy: FaultProxy | undefined;
   afterEach(async () => {
     await proxy?.close();
     proxy = undefined;
@@ -281,12 +281,12 @@ describe.each([
     const beta = await mesh.add('beta', { transport });
     const files = await beta.taberna(10n, codec);
     acceptAll(await beta.taberna(11n, codec));
-    proxy = await CountingProxy.start(transport, beta.localAddr);
+    proxy = await FaultProxy.start(beta.localAddr, { listen: transport });
     mesh.resolver.insert(10n, proxy.addr);
     mesh.resolver.insert(11n, proxy.addr);
     // The primary callis is the first connection: a message opens it before any blob.
     await alpha.send(codec, 11n, { name: 'hello' });
-    expect(proxy.connections).toHaveLength(1);
+    expect(proxy.traffic).toHaveLength(1);
     const total = 64 * MiB;
     const { sender, receiver } = await openBlob(alpha, files, 'big.bin');
     const sentHash = createHash('sha256');
@@ -296,11 +296,8 @@ describe.each([
     for (let n = 0; n < 10; n++) await alpha.send(codec, 11n, { name: `ping ${n}` });
     await Promise.all([writing, reading]);
     expect(receivedHash.digest('hex')).toBe(sentHash.digest('hex'));
-    expect(proxy.connections).toHaveLength(2);
-    const [primary, blob] = proxy.connections as [
-      (typeof proxy.connections)[0],
-      (typeof proxy.connections)[0],
-    ];
+    expect(proxy.traffic).toHaveLength(2);
+    const [primary, blob] = proxy.traffic as [ProxiedTraffic, ProxiedTraffic];
     expect(blob.bytesUp).toBeGreaterThanOrEqual(total);
     // Handshake, 12 messages, their acks and the blob request: nothing near one chunk of data.
     expect(primary.bytesUp + primary.bytesDown).toBeLessThan(64 * 1024);
@@ -360,7 +357,7 @@ describe.each(TRANSPORTS)('blob flow control and failures over %s', (transport) 
   let alpha: Domus;
   let beta: Domus;
   let taberna: Taberna<FileNote>;
-  let proxy: CountingProxy | undefined;
+  let proxy: FaultProxy | undefined;
 
   async function setup(alphaConfig = blobConfig(), betaConfig = blobConfig()): Promise<void> {
     mesh = await TestMesh.create();
@@ -371,8 +368,8 @@ describe.each(TRANSPORTS)('blob flow control and failures over %s', (transport) 
   }
 
   /** Routes taberna 10 through a proxy in front of beta. */
-  async function throughProxy(): Promise<CountingProxy> {
-    proxy = await CountingProxy.start(transport, beta.localAddr);
+  async function throughProxy(): Promise<FaultProxy> {
+    proxy = await FaultProxy.start(beta.localAddr, { listen: transport });
     mesh.resolver.insert(10n, proxy.addr);
     return proxy;
   }

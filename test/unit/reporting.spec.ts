@@ -5,15 +5,7 @@ import { AureliaError, ErrorId } from '../../lib/engine/errors.js';
 import { LatencyHistogram } from '../../lib/engine/reporting/histogram.js';
 import { MetricsRecorder } from '../../lib/engine/reporting/metrics.js';
 import { DomusReporting, type DomusReportingEvent } from '../../lib/engine/reporting/reporting.js';
-
-/** Waits (yielding to the event loop) until `predicate` holds; fails after `timeoutMs`. */
-async function until(predicate: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise<void>((resolve) => setTimeout(resolve, 2));
-  }
-}
+import { eventually } from '../support/mesh.js';
 
 function exactQuantile(sorted: number[], q: number): number {
   return sorted[Math.max(1, Math.ceil(q * sorted.length)) - 1]!;
@@ -162,7 +154,7 @@ describe('DomusReporting', () => {
     const seen: number[] = [];
     r.events$.subscribe((e) => seen.push(e.at));
     for (let i = 0; i < 10_005; i++) r.emit(event(i));
-    await until(() => seen.length === 10_000, 'the 10 000 newest events');
+    await eventually(() => seen.length === 10_000, 'the 10 000 newest events');
     expect(seen[0]).toBe(5);
     expect(seen.at(-1)).toBe(10_004);
     expect(r.droppedFeedItems).toBe(5);
@@ -189,7 +181,7 @@ describe('DomusReporting', () => {
     }, 1);
     try {
       for (let i = 0; i < total; i++) r.emit(event(i));
-      await until(() => delivered === total, 'every event delivered', 30_000);
+      await eventually(() => delivered === total, 'every event delivered', 30_000);
     } finally {
       clearInterval(ticker);
     }
@@ -233,7 +225,7 @@ describe('DomusReporting', () => {
       r.emit(event(1));
       r.emit(event(2));
       r.error(new AureliaError(ErrorId.ProtocolViolation, 'bad frame'));
-      await until(() => calm.length === 2 && reported.length === 4, 'both events and reports');
+      await eventually(() => calm.length === 2 && reported.length === 4, 'both events and reports');
       expect(thrower).toEqual([1, 2]);
       expect(calm).toEqual([1, 2]);
       expect((reported as Error[]).map((e) => e.message).sort()).toEqual([
@@ -281,9 +273,9 @@ describe('DomusReporting', () => {
     );
     try {
       recorder.messagesSent += 300;
-      await until(() => sums[0] === 300 && sums[1] === 300, 'both subscriptions to see 300');
+      await eventually(() => sums[0] === 300 && sums[1] === 300, 'both subscriptions to see 300');
       recorder.messagesSent += 210;
-      await until(() => sums[0] === 510 && sums[1] === 510, 'both subscriptions to see 510');
+      await eventually(() => sums[0] === 510 && sums[1] === 510, 'both subscriptions to see 510');
       // Neither subscription reset the interval snapshotAndReset callers share.
       expect(r.snapshotAndReset().messagesSent).toBe(510);
       expect(r.snapshotAndReset().messagesSent).toBe(0);

@@ -1,22 +1,41 @@
-// A TCP proxy in front of one domus that injects network faults: the soak run and the fault tests
-// both drive it.
+// A proxy in front of one domus, over TCP or a Unix socket, that injects network faults and counts
+// what each connection carried: the soak run and the fault tests both drive it.
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 
+import { DomusAddr, type TransportKind } from '../../engine/addr.js';
 import { AureliaError, ErrorId } from '../../engine/errors.js';
 
 /** How the proxy treats bytes right now. */
 export type ProxyMode = 'forward' | 'stall';
 
-/** Where a proxy forwards to: a port on 127.0.0.1, or a host and port. */
-export type ProxyTarget = number | { readonly host: string; readonly port: number };
+/**
+ * Where a proxy forwards to: a port on 127.0.0.1, a host and port, or a domus address (TCP or
+ * Unix socket).
+ */
+export type ProxyTarget = number | { readonly host: string; readonly port: number } | DomusAddr;
+
+/** What one proxied connection carried, in bytes. */
+export interface ProxiedTraffic {
+  /** From the dialing side to the target. */
+  bytesUp: number;
+  /** From the target back to the dialing side. */
+  bytesDown: number;
+}
 
 interface Pair {
   readonly client: net.Socket;
   readonly upstream: net.Socket;
+  readonly traffic: ProxiedTraffic;
 }
 
+type Endpoint = { readonly host: string; readonly port: number } | { readonly path: string };
+
 /**
- * Listens on 127.0.0.1 and forwards each connection to a target. Faults: `stall()` drops every
+ * Listens on 127.0.0.1 (or a Unix socket in a temporary directory) and forwards each connection
+ * to a target, counting the bytes of each connection in `traffic`. Faults: `stall()` drops every
  * byte in both directions without closing anything (a half-open network), `pause()` stops
  * reading from clients (real backpressure), `refuse()` closes new connections at once, `cut()`
  * destroys every live connection (both ends see a close), `reset()` sends TCP RST, `delayMs`
@@ -30,26 +49,34 @@ export class FaultProxy {
   private mode: ProxyMode = 'forward';
   private refusing = false;
   private paused = false;
-  private target: { host: string; port: number };
+  private target: Endpoint;
   /** Extra latency applied to every chunk, in ms (0: none). */
   delayMs = 0;
   /** Connections accepted and forwarded so far. */
   accepted = 0;
+  /** The bytes each accepted connection carried, oldest first. */
+  readonly traffic: ProxiedTraffic[] = [];
 
   private constructor(
     private readonly server: net.Server,
     target: ProxyTarget,
+    private readonly dir: string | undefined,
   ) {
-    this.target = targetOf(target);
+    this.target = endpointOf(target);
   }
 
   /**
-   * Starts a proxy in front of `target`. Rejects with `AureliaError(PeerUnavailable)` when no
-   * local port can be bound.
+   * Starts a proxy in front of `target`, listening on loopback TCP or, with `listen: 'socket'`,
+   * on a Unix socket. Rejects with `AureliaError(PeerUnavailable)` when it cannot listen.
    */
-  static async start(target: ProxyTarget): Promise<FaultProxy> {
+  static async start(
+    target: ProxyTarget,
+    options: { readonly listen?: TransportKind } = {},
+  ): Promise<FaultProxy> {
     const server = net.createServer();
-    const proxy = new FaultProxy(server, target);
+    const dir =
+      options.listen === 'socket' ? mkdtempSync(path.join(tmpdir(), 'aur-px-')) : undefined;
+    const proxy = new FaultProxy(server, target, dir);
     server.on('connection', (socket) => proxy.onConnection(socket));
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err) =>
@@ -63,14 +90,23 @@ export class FaultProxy {
           ),
         ),
       );
-      server.listen(0, '127.0.0.1', () => resolve());
+      if (dir) server.listen(path.join(dir, 'proxy.sock'), () => resolve());
+      else server.listen(0, '127.0.0.1', () => resolve());
     });
     return proxy;
   }
 
-  /** The port peers dial. */
+  /** The port peers dial (a TCP proxy). */
   get port(): number {
     return (this.server.address() as net.AddressInfo).port;
+  }
+
+  /** The address peers dial. */
+  get addr(): DomusAddr {
+    const address = this.server.address();
+    return typeof address === 'string'
+      ? DomusAddr.socket(address)
+      : DomusAddr.tcp('127.0.0.1', (address as net.AddressInfo).port);
   }
 
   /** Live proxied connections. */
@@ -80,7 +116,7 @@ export class FaultProxy {
 
   /** Sends new connections to `target` from now on. */
   retarget(target: ProxyTarget): void {
-    this.target = targetOf(target);
+    this.target = endpointOf(target);
   }
 
   /** Resumes forwarding (after `stall` or `pause`) and accepting (after `refuse`). */
@@ -137,12 +173,16 @@ export class FaultProxy {
     this.pairs.clear();
   }
 
-  /** Stops listening and destroys every connection and pending delayed chunk. */
+  /**
+   * Stops listening and destroys every connection and pending delayed chunk (and the socket's
+   * directory).
+   */
   async close(): Promise<void> {
     this.cut();
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
   }
 
   private onConnection(client: net.Socket): void {
@@ -151,8 +191,12 @@ export class FaultProxy {
       return;
     }
     this.accepted++;
-    const upstream = net.connect(this.target.port, this.target.host);
-    const pair: Pair = { client, upstream };
+    const target = this.target;
+    const upstream =
+      'path' in target ? net.connect(target.path) : net.connect(target.port, target.host);
+    const traffic: ProxiedTraffic = { bytesUp: 0, bytesDown: 0 };
+    this.traffic.push(traffic);
+    const pair: Pair = { client, upstream, traffic };
     this.pairs.add(pair);
     const drop = (): void => {
       this.pairs.delete(pair);
@@ -164,14 +208,21 @@ export class FaultProxy {
       socket.on('close', drop);
     }
     if (this.paused) client.pause();
-    this.pipe(client, upstream, true);
-    this.pipe(upstream, client, false);
+    this.pipe(client, upstream, true, traffic);
+    this.pipe(upstream, client, false, traffic);
   }
 
-  private pipe(from: net.Socket, to: net.Socket, fromClient: boolean): void {
+  private pipe(
+    from: net.Socket,
+    to: net.Socket,
+    fromClient: boolean,
+    traffic: ProxiedTraffic,
+  ): void {
     // Delayed chunks leave in arrival order, even after the delay is lowered or removed.
     let lastReleaseAt = 0;
     from.on('data', (chunk: Buffer) => {
+      if (fromClient) traffic.bytesUp += chunk.length;
+      else traffic.bytesDown += chunk.length;
       if (this.mode === 'stall') return;
       const now = Date.now();
       if (this.delayMs > 0 || lastReleaseAt > now) {
@@ -194,6 +245,10 @@ export class FaultProxy {
   }
 }
 
-function targetOf(target: ProxyTarget): { host: string; port: number } {
-  return typeof target === 'number' ? { host: '127.0.0.1', port: target } : { ...target };
+function endpointOf(target: ProxyTarget): Endpoint {
+  if (typeof target === 'number') return { host: '127.0.0.1', port: target };
+  if (target instanceof DomusAddr) {
+    return target.isTcp() ? { host: target.host, port: target.port } : { path: target.path! };
+  }
+  return { host: target.host, port: target.port };
 }
