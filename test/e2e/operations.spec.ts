@@ -69,10 +69,12 @@ async function blobRoundTrip(from: Domus, taberna: Taberna<Note>, data: Buffer):
  */
 function inboundPeerCertificates(domus: Domus): tls.PeerCertificate[] {
   const internals = domus as unknown as {
-    sessions: Map<string, { current?: { connection: { socket: tls.TLSSocket } } }>;
+    inbound: {
+      sessions: Map<string, { current?: { connection: { socket: tls.TLSSocket } } }>;
+    };
   };
   const out: tls.PeerCertificate[] = [];
-  for (const session of internals.sessions.values()) {
+  for (const session of internals.inbound.sessions.values()) {
     const socket = session.current?.connection.socket;
     if (socket) out.push(socket.getPeerCertificate());
   }
