@@ -1,35 +1,18 @@
-// The public entry point: everything a user imports comes from here.
+// The public entry point: what README.md and docs/NEST.md teach. Lower-level engine pieces (the
+// A2 request/reply service, wire constants, configuration maxima) are in `aurelia-mesh/engine`
+// (lib/engine/index.ts); the terminus indicator in `aurelia-mesh/health`; test helpers in
+// `aurelia-mesh/testing`.
 export { AureliaError, ErrorId, errorIdName } from './engine/errors.js';
+export { a3MessageType, type MessageType, type TabernaId } from './engine/ids.js';
 export {
-  A1_MESSAGE_TYPE_MAX,
-  A2_MESSAGE_TYPE_BASE,
-  A2_MESSAGE_TYPE_MAX,
-  A3_MESSAGE_TYPE_BASE,
-  A3_MESSAGE_TYPE_MAX_OFFSET,
-  MessagePriorityClass,
-  a3MessageType,
-  classifyMessagePriority,
-  tryA3MessageType,
-  type MessageType,
-  type TabernaId,
-} from './engine/ids.js';
-export {
-  BLOB_ACK_WINDOW_MAX,
-  BLOB_CHUNK_SIZE_MAX,
-  DEFAULT_BLOB_WINDOWS,
-  DOMUS_CONFIG_MAX,
   DomusConfigBuilder,
-  RECONNECT_BACKOFF_STEPS_MAX,
-  RECONNECT_BACKOFF_STEP_MS_MAX,
   defaultDomusConfig,
   mergeDomusConfig,
-  validateDomusConfig,
   type BlobWindowConfig,
   type DomusConfig,
 } from './engine/config.js';
 export {
   DomusAddr,
-  SOCKET_PATH_MAX_BYTES,
   type SocketDomusAddr,
   type TcpDomusAddr,
   type TransportKind,
@@ -49,14 +32,12 @@ export {
   type PeerInfo,
   type TabernaRequestParts,
 } from './engine/taberna/request.js';
-export { Taberna } from './engine/taberna/taberna.js';
+export { Taberna, type TabernaOptions } from './engine/taberna/taberna.js';
 export {
-  RateLimitedLogger,
   silentLogger,
   type AureliaLogContext,
   type AureliaLogger,
   type AureliaLogLevel,
-  type RateLimitedLoggerOptions,
 } from './engine/logger.js';
 export {
   DnsSrvResolver,
@@ -64,7 +45,6 @@ export {
   type DnsSrvResolverOptions,
 } from './engine/services/dns-srv-resolver.js';
 export {
-  OTHER_PEER_IDENTITY,
   registerAureliaMetrics,
   type AureliaMetricsOptions,
   type AureliaMetricsRegistration,
@@ -72,25 +52,12 @@ export {
 export {
   Pkcs8AuthConfig,
   Pkcs8PrivateKey,
-  loadAuthMaterial,
-  type AuthCertificateInfo,
-  type AuthKeyType,
-  type AuthMaterial,
-  type AuthSourceLabels,
-  type LoadAuthMaterialOptions,
   type Pkcs8AuthFiles,
   type Pkcs8DerConfig,
   type Pkcs8PemConfig,
 } from './engine/auth.js';
-export { certificateIdentity } from './engine/transport/identity.js';
-export { type TabernaOptions } from './engine/taberna/taberna.js';
 export { Aurelia, DomusBuilder } from './engine/aurelia.js';
-export {
-  Domus,
-  DomusConfigAccess,
-  type DispatchMessage,
-  type SendOutcome,
-} from './engine/domus.js';
+export { Domus, DomusConfigAccess, type SendOutcome } from './engine/domus.js';
 export { type LatencySummary } from './engine/reporting/histogram.js';
 export { type DomusMetrics, type DomusMetricsDelta } from './engine/reporting/metrics.js';
 export {
@@ -111,28 +78,6 @@ export {
 } from './engine/reporting/reporting.js';
 export { BlobSender } from './engine/blob/sender.js';
 export { BlobReceiver } from './engine/blob/receiver.js';
-// A2 services: request/reply (what Nest send() is built on).
-export {
-  CANCEL_MESSAGE_TYPE,
-  REPLY_MESSAGE_TYPE,
-  REPLY_TABERNA_ID,
-  REQUEST_MESSAGE_TYPE,
-  RESERVED_TABERNA_ID_BASE,
-  RequestReplyCodec,
-  type RequestReplyInbound,
-} from './engine/services/request-reply-wire.js';
-export {
-  REPLY_WINDOW,
-  RemoteRequestError,
-  ReplyChannel,
-  RequestReplyClient,
-  RequestReplyResponder,
-  RequestReplyServer,
-  type RequestHandler,
-  type RequestOptions,
-  type RequestReplyServerOptions,
-  type ServedRequest,
-} from './engine/services/request-reply.js';
 // NestJS integration.
 export {
   AureliaModule,
@@ -150,7 +95,7 @@ export {
   type AureliaClientStatus,
   type ClientAureliaOptions,
 } from './nest/client-aurelia.js';
-export { AureliaContext, type AureliaContextArgs } from './nest/context.js';
+export { AureliaContext } from './nest/context.js';
 export {
   InjectAureliaErrors,
   InjectAureliaEvents,
@@ -163,15 +108,8 @@ export {
   type AureliaRoute,
   type AureliaServerSerialization,
 } from './nest/options.js';
+export { tabernaIdForPattern, type AureliaPattern } from './nest/pattern.js';
 export {
-  PATTERN_HASH_PREFIX,
-  normalizePattern,
-  tabernaIdForPattern,
-  tabernaIdForRoute,
-  type AureliaPattern,
-} from './nest/pattern.js';
-export {
-  AURELIA_LOG_CONTEXT,
   type AureliaDnsSrvOptions,
   type AureliaDnsSrvService,
   type AureliaModuleDiscoveryOptions,

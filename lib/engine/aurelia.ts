@@ -15,7 +15,7 @@ import { type AureliaLogger, silentLogger } from './logger.js';
 export class DomusBuilder {
   private log: AureliaLogger = silentLogger;
 
-  /** @internal Use `Aurelia.domusBuilder`. */
+  /** Not for applications: use `Aurelia.domusBuilder`. */
   constructor(
     private readonly aurelia: Aurelia,
     private readonly config: DomusConfig,

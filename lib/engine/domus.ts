@@ -46,7 +46,7 @@ const HOUSEKEEPING_INTERVAL_MS = 1000;
  * windows for new blob callis).
  */
 export class DomusConfigAccess {
-  /** @internal */
+  /** Not for applications: the domus creates it (`domus.config`). */
   constructor(
     private current: DomusConfig,
     private readonly apply: (next: DomusConfig, previous: DomusConfig) => void,
@@ -107,7 +107,7 @@ export class Domus {
   private closing: Promise<void> | undefined;
   private closed = false;
 
-  /** @internal Use `DomusBuilder.build()`. */
+  /** Not for applications: use `DomusBuilder.build()`. */
   constructor(
     config: DomusConfig,
     private auth: AuthMaterial,

@@ -16,7 +16,7 @@ import type { LinkBook } from './links.js';
 import { LocalSink, PendingSend, promiseOf } from './local-sink.js';
 import { dial } from './transport/dial.js';
 
-/** @internal An encoded message for `Domus.dispatch`. */
+/** An encoded message for `Domus.dispatch` (engine-internal; not exported by any entry). */
 export interface DispatchMessage {
   readonly priority: MessagePriorityClass.A2 | MessagePriorityClass.A3;
   readonly msgType: MessageType;

@@ -3,23 +3,25 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { config as rxjsConfig, lastValueFrom, map, toArray } from 'rxjs';
 import {
-  A2_MESSAGE_TYPE_BASE,
-  A3_MESSAGE_TYPE_BASE,
   AureliaError,
   BlobReceiver,
-  DEFAULT_BLOB_WINDOWS,
   DnsSrvResolver,
   DomusAddr,
   ErrorId,
   JsonCodec,
-  MessagePriorityClass,
   SendOptions,
-  loadAuthMaterial,
   type Domus,
   type DomusConfig,
   type DomusReportingEvent,
   type Taberna,
 } from '../../lib/index.js';
+import {
+  A2_MESSAGE_TYPE_BASE,
+  A3_MESSAGE_TYPE_BASE,
+  DEFAULT_BLOB_WINDOWS,
+  MessagePriorityClass,
+  loadAuthMaterial,
+} from '../../lib/engine/index.js';
 import { TestDns } from '../support/dns.js';
 import { rejection } from '../support/expect.js';
 import { FaultProxy } from '../support/proxy.js';

@@ -1,17 +1,15 @@
 import fc from 'fast-check';
+import { AureliaError, ErrorId, a3MessageType } from '../../lib/index.js';
 import {
   A1_MESSAGE_TYPE_MAX,
   A2_MESSAGE_TYPE_BASE,
   A2_MESSAGE_TYPE_MAX,
   A3_MESSAGE_TYPE_BASE,
   A3_MESSAGE_TYPE_MAX_OFFSET,
-  AureliaError,
-  ErrorId,
   MessagePriorityClass,
-  a3MessageType,
   classifyMessagePriority,
   tryA3MessageType,
-} from '../../lib/index.js';
+} from '../../lib/engine/index.js';
 import { assertTabernaId, isTabernaId } from '../../lib/engine/ids.js';
 
 describe('message type ranges', () => {

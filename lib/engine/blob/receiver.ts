@@ -40,7 +40,7 @@ export class BlobReceiver extends Readable {
   private ended = false;
   /** @internal */ lastActivity = Date.now();
 
-  /** @internal */
+  /** Not for applications: the domus creates receivers (`TabernaRequest.blobReceiver`). */
   constructor(
     private readonly link: InboundBlobLink,
     /** The message id of the request that opened the stream. */
@@ -263,7 +263,7 @@ export class InboundBlobLink implements CallisHandler {
 
   // ---- CallisHandler ----
 
-  /** @internal */
+  /** CallisHandler: a frame arrived on the blob callis. */
   onFrame(callis: Callis, frame: Frame): void {
     switch (frame.msgType) {
       case ControlType.BlobChunk:
@@ -291,7 +291,7 @@ export class InboundBlobLink implements CallisHandler {
     }
   }
 
-  /** @internal */
+  /** CallisHandler: the blob callis can take more writes. */
   onWritable(_callis: Callis, batch: FrameBatch): void {
     for (const { requestMsgId, err } of this.aborts.splice(0)) {
       batch.add(encodeStreamError(requestMsgId, err));
@@ -308,7 +308,7 @@ export class InboundBlobLink implements CallisHandler {
     for (const frame of encodeBlobAcks(acks)) batch.add(frame);
   }
 
-  /** @internal */
+  /** CallisHandler: the blob callis closed. */
   onClosed(callis: Callis, reason: AureliaError): void {
     if (callis !== this.callis) return;
     this.callis = undefined;

@@ -69,7 +69,7 @@ export class BlobSender extends Writable {
   private completed = false;
   /** @internal */ lastActivity = Date.now();
 
-  /** @internal */
+  /** Not for applications: the domus creates senders (`SendOutcome.sender`). */
   constructor(
     private readonly link: OutboundBlobLink,
     /** The message id of the request that opened the stream. */

@@ -350,7 +350,7 @@ export class OutboundPeer implements CallisHandler {
 
   // ---- CallisHandler ----
 
-  /** @internal */
+  /** CallisHandler: a frame arrived on one of this peer's callis. */
   onFrame(callis: Callis, frame: Frame): void {
     switch (frame.msgType) {
       case ControlType.Ack: {
@@ -379,7 +379,7 @@ export class OutboundPeer implements CallisHandler {
     }
   }
 
-  /** @internal */
+  /** CallisHandler: a callis can take more writes. */
   onWritable(_callis: Callis, batch: FrameBatch, budget: number): void {
     if (!this.store.hasWritable()) return;
     const items = this.store.takeWritable(budget);
@@ -392,7 +392,7 @@ export class OutboundPeer implements CallisHandler {
     this.host.metrics.messagesSent += first;
   }
 
-  /** @internal */
+  /** CallisHandler: a callis closed. */
   onClosed(callis: Callis, reason: AureliaError): void {
     if (callis !== this.callis) return;
     this.callis = undefined;

@@ -97,7 +97,7 @@ export class MetricsWindow {
   /** @internal */
   readonly latency = new LatencyHistogram();
 
-  /** @internal Opened by `MetricsRecorder.openWindow`. */
+  /** Not for applications: opened by `MetricsRecorder.openWindow`. */
   constructor(
     private readonly recorder: MetricsRecorder,
     now: number,

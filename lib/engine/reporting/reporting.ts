@@ -311,7 +311,7 @@ export class DomusReporting {
   private closed = false;
   private completed = false;
 
-  /** @internal Created by the domus. */
+  /** Not for applications: the domus creates its reporting (`domus.reporting`). */
   constructor(
     private readonly recorder: MetricsRecorder,
     private readonly peers: () => PeerIdentityReport[],

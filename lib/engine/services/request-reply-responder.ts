@@ -63,7 +63,7 @@ export class ReplyChannel implements ServedRequest {
   private finished = false;
   private readonly replyAddr: DomusAddr;
 
-  /** @internal Created by `RequestReplyResponder.accept`. */
+  /** Not for applications: created by `RequestReplyResponder.accept`. */
   constructor(
     private readonly owner: RequestReplyResponder,
     private readonly request: TabernaRequest<unknown>,

@@ -81,22 +81,22 @@ export class TabernaRegistry implements TabernaHost {
     return { tabernae: this.tabernae.size, backlog };
   }
 
-  /** @internal TabernaHost */
+  /** TabernaHost */
   queueSize(): number {
     return this.host.queueSize();
   }
 
-  /** @internal TabernaHost */
+  /** TabernaHost */
   acceptTimeoutMs(): number {
     return this.host.acceptTimeoutMs();
   }
 
-  /** @internal TabernaHost */
+  /** TabernaHost */
   onDecided(id: TabernaId, delivery: Delivery, decision: Decision): void {
     this.host.onDecided(id, delivery, decision);
   }
 
-  /** @internal TabernaHost */
+  /** TabernaHost */
   onClosed(taberna: Taberna<unknown>): void {
     if (this.tabernae.get(taberna.id) === taberna) this.tabernae.delete(taberna.id);
   }

@@ -3,13 +3,7 @@ import { AureliaError, ErrorId } from '../errors.js';
 import { DeadlineHeap } from '../peer/deadline-heap.js';
 import type { MessageCodec } from '../codec.js';
 import type { TabernaId } from '../ids.js';
-import {
-  type Decision,
-  type DecisionObserver,
-  type Delivery,
-  TabernaRequest,
-  refusal,
-} from './request.js';
+import { type Decision, type Delivery, TabernaRequest, refusal } from './request.js';
 
 /** What a taberna reads from the live configuration and reports to its owner. */
 export interface TabernaHost {
@@ -65,7 +59,9 @@ type Timed<T> =
  * otherwise it is rejected. A full or slow taberna never delays another: nothing here blocks the
  * connection that delivered the message.
  */
-export class Taberna<T> implements DecisionObserver, AsyncIterable<TabernaRequest<T>> {
+export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
+  // A DecisionObserver too, structurally: naming it in `implements` would break the published
+  // .d.ts, which strips the internal `onDecided`.
   private readonly ready: Delivery[] = [];
   private readyHead = 0;
   private readonly overflow: Delivery[] = [];
@@ -80,7 +76,7 @@ export class Taberna<T> implements DecisionObserver, AsyncIterable<TabernaReques
   private timerAt = Infinity;
   private closedWith: AureliaError | undefined;
 
-  /** @internal Created by `Domus.taberna`. */
+  /** Not for applications: use `Domus.taberna`. */
   constructor(
     /** The taberna id senders address. */
     readonly id: TabernaId,
