@@ -19,7 +19,6 @@ import { FrameDecoder } from '../../lib/engine/wire/decoder.js';
 import {
   ControlType,
   FrameFlags,
-  HEADER_LEN,
   encodeFrames,
   type Frame,
   type OutboundFrame,
@@ -47,6 +46,7 @@ import {
   startListener,
   within,
 } from '../support/transport.js';
+import { rawHeader } from '../support/wire.js';
 
 interface Note {
   n: number;
@@ -56,29 +56,6 @@ const TABERNA = 10n;
 const MAX_PAYLOAD = 4096;
 const BLOB_WINDOW: HelloBlobWindow = { chunkSize: 1024, ackWindow: 4 };
 const APP_TYPE = a3MessageType(0);
-
-/** The fields of a frame header, any of which may be invalid. */
-interface RawHeader {
-  version?: number;
-  flags?: number;
-  msgType: number;
-  peerMsgId?: number;
-  dstTaberna?: bigint;
-  payloadLen: number;
-}
-
-/** A header written byte by byte, bypassing every check an honest encoder makes. */
-function rawHeader(h: RawHeader): Buffer {
-  const out = Buffer.alloc(HEADER_LEN);
-  out.writeUInt16BE(h.version ?? 1, 0);
-  out.writeUInt16BE(h.flags ?? 0, 2);
-  out.writeUInt32BE(h.msgType >>> 0, 4);
-  out.writeUInt32BE(h.peerMsgId ?? 0, 8);
-  out.writeBigUInt64BE(0n, 12);
-  out.writeBigUInt64BE(h.dstTaberna ?? 0n, 20);
-  out.writeUInt32BE(h.payloadLen >>> 0, 28);
-  return out;
-}
 
 /** A well-formed A3 message frame for taberna `dst`. */
 function appMessage(id: number, n: number, flags = FrameFlags.None): OutboundFrame {

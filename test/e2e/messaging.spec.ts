@@ -1,4 +1,3 @@
-import net from 'node:net';
 import {
   Aurelia,
   AureliaError,
@@ -10,9 +9,12 @@ import {
   a3MessageType,
   type Domus,
   type DomusReportingEvent,
-  type Taberna,
 } from '../../lib/index.js';
+import { acceptAll, expectEachOnce } from '../support/accept.js';
 import { rejection } from '../support/expect.js';
+import { LogCapture } from '../support/logs.js';
+import { unusedPort } from '../support/ports.js';
+import { countResources, expectNothingLeftSince } from '../support/resources.js';
 import { FaultProxy } from '../support/proxy.js';
 import { makeTestPki } from '../support/pki.js';
 import { TestMesh, eventually, fastConfig, firstMatch } from '../support/mesh.js';
@@ -21,55 +23,6 @@ interface Note {
   n: number;
 }
 const codec = new JsonCodec<Note>();
-
-/** Accepts every request of `taberna` (until it closes), counting message numbers seen. */
-function acceptAll(taberna: Taberna<Note>, seen: Map<number, number> = new Map()) {
-  const done = (async () => {
-    try {
-      for await (const request of taberna) {
-        seen.set(request.message.n, (seen.get(request.message.n) ?? 0) + 1);
-        request.accept();
-      }
-    } catch (err) {
-      if (!AureliaError.is(err, ErrorId.DomusClosed)) throw err;
-    }
-  })();
-  return { seen, done };
-}
-
-/** Counts the resources keeping the event loop alive, by type. */
-function countResources(): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const type of process.getActiveResourcesInfo()) {
-    if (type === 'Immediate' || type === 'TTYWrap') continue;
-    counts[type] = (counts[type] ?? 0) + 1;
-  }
-  return counts;
-}
-
-/**
- * Fails unless the process holds no more resources of any type than `before`. Other suites of the
- * same worker may leave short timers of their own running, so it waits (bounded) for the counts
- * to come back before judging.
- */
-async function expectNothingLeftSince(before: Record<string, number>): Promise<void> {
-  const leaked = () =>
-    Object.entries(countResources()).filter(([type, n]) => n > (before[type] ?? 0));
-  await eventually(
-    () => leaked().length === 0,
-    'every socket, server and timer to be gone',
-    3000,
-  ).catch(() => undefined);
-  expect(leaked()).toEqual([]);
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 describe.each(['tcp', 'socket'] as const)('messaging over %s', (transport) => {
   let mesh: TestMesh;
@@ -215,7 +168,7 @@ describe('outbound lanes and deadlines', () => {
     const alpha = await mesh.add('alpha', {
       config: fastConfig((b) => b.sendTimeoutMs(400).callisConnectTimeoutMs(200)),
     });
-    const dead = DomusAddr.tcp('127.0.0.1', await freePort());
+    const dead = DomusAddr.tcp('127.0.0.1', await unusedPort());
     mesh.resolver.insert(10n, dead);
     const reported: string[] = [];
     Object.assign(mesh.resolver, {
@@ -250,7 +203,7 @@ describe('outbound lanes and deadlines', () => {
     );
     const quick = Array.from({ length: 50 }, (_, n) => alpha.send(codec, 11n, { n }));
     await Promise.all(quick);
-    expect(fast.seen.size).toBe(50);
+    expectEachOnce(fast, 50);
     expect(stuckSettled).toBe(false);
     await beta.shutdown();
     for (const p of stuck) expect((await p).kind).toBe(ErrorId.DomusClosed);
@@ -300,7 +253,7 @@ describe('outbound lanes and deadlines', () => {
       'beta to list alpha',
     );
     await alpha.shutdown();
-    expect(taberna.seen.size).toBe(1);
+    expect(taberna).toEqual([{ n: 1 }]);
     const types = events.map((e) => e.type);
     for (const type of [
       'PeerConnected',
@@ -323,12 +276,7 @@ describe('outbound lanes and deadlines', () => {
 
   it('logs its lifecycle and collapses repeated background errors', async () => {
     mesh = await TestMesh.create();
-    const lines: { level: string; message: string }[] = [];
-    const logger = {
-      error: (message: string) => lines.push({ level: 'error', message }),
-      warn: (message: string) => lines.push({ level: 'warn', message }),
-      log: (message: string) => lines.push({ level: 'log', message }),
-    };
+    const logger = new LogCapture();
     const node = await mesh.pki.node('alpha');
     const alpha = await mesh.aurelia
       .domusBuilder(
@@ -339,19 +287,22 @@ describe('outbound lanes and deadlines', () => {
       )
       .logger(logger)
       .build();
-    expect(lines[0]).toEqual({
+    expect(logger.lines[0]).toMatchObject({
       level: 'log',
       message: expect.stringContaining('listening on tls://127.0.0.1:'),
     });
-    mesh.resolver.insert(10n, DomusAddr.tcp('127.0.0.1', await freePort()));
+    mesh.resolver.insert(10n, DomusAddr.tcp('127.0.0.1', await unusedPort()));
     await rejection(alpha.send(codec, 10n, { n: 1 }));
     const dialFailures = alpha.reporting.snapshot().dialFailures;
-    const warnings = lines.filter((l) => l.level === 'warn');
+    const warnings = logger.at('warn');
     expect(dialFailures).toBeGreaterThan(1);
     expect(warnings).toHaveLength(1);
     expect(warnings[0]!.message).toMatch(/127\.0\.0\.1/);
     await alpha.shutdown();
-    expect(lines.at(-1)).toEqual({ level: 'log', message: expect.stringContaining('shut down') });
+    expect(logger.lines.at(-1)).toMatchObject({
+      level: 'log',
+      message: expect.stringContaining('shut down'),
+    });
   });
 
   it('completes 1000 concurrent sends across three peers', async () => {
@@ -370,9 +321,7 @@ describe('outbound lanes and deadlines', () => {
       alpha.send(codec, BigInt(100 + (n % 3)), { n }),
     );
     await Promise.all(sends);
-    const total = counters.reduce((sum, c) => sum + c.seen.size, 0);
-    expect(total).toBe(1000);
-    for (const c of counters) for (const count of c.seen.values()) expect(count).toBe(1);
+    expectEachOnce(counters.flat(), 1000);
     expect(alpha.reporting.snapshot().sendsAccepted).toBe(1000);
   });
 });
@@ -399,19 +348,18 @@ describe('faults between two domus', () => {
   it('loses and duplicates nothing when the connection is cut mid-traffic', async () => {
     await setup(fastConfig((b) => b.sendQueueSize(1024)));
     const taberna = await beta.taberna(10n, codec);
-    const { seen } = acceptAll(taberna);
+    const seen = acceptAll(taberna);
     const total = 600;
     const results: Promise<unknown>[] = [];
     for (let n = 0; n < total; n++) {
       results.push(alpha.send(codec, 10n, { n }));
       if (n === 150 || n === 400) {
-        await eventually(() => seen.size > n - 100, 'some traffic through');
+        await eventually(() => seen.length > n - 100, 'some traffic through');
         proxy.cut();
       }
     }
     await Promise.all(results);
-    expect(seen.size).toBe(total);
-    for (const count of seen.values()) expect(count).toBe(1);
+    expectEachOnce(seen, total);
     expect(proxy.accepted).toBeGreaterThanOrEqual(2);
     expect(alpha.reporting.snapshot().sendsAccepted).toBe(total);
     expect(beta.reporting.snapshot().messagesAccepted).toBe(total);
@@ -470,7 +418,7 @@ describe('shutdown', () => {
     const beta = await mesh.add('beta');
     const inbound = await alpha.taberna(1n, codec);
     const pendingNext = inbound.next(10_000);
-    mesh.resolver.insert(10n, DomusAddr.tcp('127.0.0.1', await freePort()));
+    mesh.resolver.insert(10n, DomusAddr.tcp('127.0.0.1', await unusedPort()));
     const queued = alpha.send(codec, 10n, { n: 1 });
     const started = Date.now();
     await alpha.shutdown();

@@ -119,18 +119,6 @@ export function exercise(chunks: readonly Buffer[]): Exercised {
   return { frames, stoppedBy: undefined };
 }
 
-/** Cuts `bytes` into consecutive pieces of the given sizes (cycling), the rest as one piece. */
-export function split(bytes: Buffer, sizes: readonly number[]): Buffer[] {
-  const out: Buffer[] = [];
-  let pos = 0;
-  for (let i = 0; pos < bytes.length; i++) {
-    const size = sizes.length === 0 ? bytes.length : Math.max(1, sizes[i % sizes.length]!);
-    out.push(bytes.subarray(pos, pos + size));
-    pos += size;
-  }
-  return out;
-}
-
 /** The corpus files, by name. */
 export function corpus(): { name: string; bytes: Buffer }[] {
   return readdirSync(CORPUS_DIR)

@@ -17,7 +17,6 @@ import {
 } from '../../lib/engine/wire/control.js';
 import {
   ControlType,
-  HEADER_LEN,
   MAX_BLOB_ACK_WINDOW,
   encodeFrame,
   type OutboundFrame,
@@ -29,8 +28,8 @@ import {
   corpus,
   exercise,
   exercisePayload,
-  split,
 } from './harness.js';
+import { rawHeader, split } from '../support/wire.js';
 
 const A2 = 0x1_0000;
 const A3 = 0x100_0000;
@@ -92,14 +91,15 @@ const rawFrame: fc.Arbitrary<Buffer> = fc
     announced: u32,
   })
   .map((f) => {
-    const head = Buffer.alloc(HEADER_LEN);
-    head.writeUInt16BE(f.version, 0);
-    head.writeUInt16BE(f.flags, 2);
-    head.writeUInt32BE(f.msgType, 4);
-    head.writeUInt32BE(f.peerMsgId, 8);
-    head.writeBigUInt64BE(f.src, 12);
-    head.writeBigUInt64BE(f.dst, 20);
-    head.writeUInt32BE(f.lengthMatches ? f.payload.length : f.announced, 28);
+    const head = rawHeader({
+      version: f.version,
+      flags: f.flags,
+      msgType: f.msgType,
+      peerMsgId: f.peerMsgId,
+      srcTaberna: f.src,
+      dstTaberna: f.dst,
+      payloadLen: f.lengthMatches ? f.payload.length : f.announced,
+    });
     return Buffer.concat([head, f.payload]);
   });
 

@@ -220,3 +220,21 @@ export async function callerApp(options: AureliaModuleOptions): Promise<INestApp
   await moduleRef.init();
   return moduleRef;
 }
+
+/**
+ * What compiling a testing module with `imports` fails with; fails the test (after closing the
+ * module) when it compiles.
+ */
+export async function bootstrapError(
+  imports: Parameters<typeof Test.createTestingModule>[0]['imports'],
+): Promise<unknown> {
+  return Test.createTestingModule({ imports })
+    .compile()
+    .then(
+      async (m) => {
+        await m.close();
+        throw new Error('expected the bootstrap to fail');
+      },
+      (e: unknown) => e,
+    );
+}

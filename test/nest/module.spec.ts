@@ -16,42 +16,16 @@ import { AureliaServer } from '../../lib/nest/aurelia.server.js';
 import { ClientAurelia, type AureliaClientStatus } from '../../lib/nest/client-aurelia.js';
 import { AURELIA_ERRORS, AURELIA_EVENTS, AURELIA_METRICS } from '../../lib/nest/tokens.js';
 import { eventually, firstMatch } from '../support/mesh.js';
+import { countResources, expectNothingLeftSince } from '../support/resources.js';
 import { makeTestPki, type TestPki } from '../support/pki.js';
-import { FAST, callerApp, hybridApp, serviceOptions, standaloneMicroservice } from './fixtures.js';
-
-function countResources(): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const type of process.getActiveResourcesInfo()) {
-    if (type === 'Immediate' || type === 'TTYWrap') continue;
-    counts[type] = (counts[type] ?? 0) + 1;
-  }
-  return counts;
-}
-
-/** Expects no more resources than `before` once sockets had a bounded moment to close. */
-async function expectNothingLeftSince(before: Record<string, number>): Promise<void> {
-  const leaked = (): [string, number][] =>
-    Object.entries(countResources()).filter(([type, n]) => n > (before[type] ?? 0));
-  // Sockets close asynchronously after the last byte; give the loop a bounded moment.
-  await eventually(() => leaked().length === 0, 'resources to be released', 1000).catch(
-    () => undefined,
-  );
-  expect(leaked()).toEqual([]);
-}
-
-async function bootstrapError(
-  imports: Parameters<typeof Test.createTestingModule>[0]['imports'],
-): Promise<unknown> {
-  return Test.createTestingModule({ imports })
-    .compile()
-    .then(
-      async (m) => {
-        await m.close();
-        throw new Error('expected the bootstrap to fail');
-      },
-      (e: unknown) => e,
-    );
-}
+import {
+  FAST,
+  bootstrapError,
+  callerApp,
+  hybridApp,
+  serviceOptions,
+  standaloneMicroservice,
+} from './fixtures.js';
 
 @Injectable()
 class Feature {

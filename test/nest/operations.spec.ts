@@ -1,13 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import {
-  type INestApplication,
-  type LoggerService,
-  ServiceUnavailableException,
-} from '@nestjs/common';
+import { type INestApplication, ServiceUnavailableException } from '@nestjs/common';
 import { type HealthCheckResult, HealthCheckService, TerminusModule } from '@nestjs/terminus';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { readFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import fc from 'fast-check';
 import { Registry, register as globalRegister } from 'prom-client';
@@ -22,97 +17,14 @@ import { resolveAureliaOptions } from '../../lib/nest/options.js';
 import { tabernaIdForPattern } from '../../lib/nest/pattern.js';
 import { AURELIA_ERRORS } from '../../lib/nest/tokens.js';
 import { TestDns } from '../support/dns.js';
+import { LogCapture } from '../support/logs.js';
+import { unusedPort } from '../support/ports.js';
+import { parseExposition, sampleValue } from '../support/prometheus.js';
 import { firstMatch } from '../support/mesh.js';
 import { makeTestPki, type TestPki } from '../support/pki.js';
-import { callerApp, hybridApp, serviceOptions } from './fixtures.js';
+import { bootstrapError, callerApp, hybridApp, serviceOptions } from './fixtures.js';
 
 const BILLING = 'spiffe://aurelia.local/billing';
-
-/** One sample line of the Prometheus text format: `name{labels} value`. */
-interface PromSample {
-  readonly name: string;
-  readonly labels: Record<string, string>;
-  readonly value: number;
-}
-
-/** Parses exposition text, failing on any line that is neither a comment nor a sample. */
-function parseExposition(text: string): PromSample[] {
-  const samples: PromSample[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('# HELP ') || line.startsWith('# TYPE ')) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (match === null) throw new Error(`not a Prometheus sample line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const pair of (match[2] ?? '').match(/[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"/g) ?? []) {
-      const eq = pair.indexOf('=');
-      labels[pair.slice(0, eq)] = JSON.parse(pair.slice(eq + 1)) as string;
-    }
-    const value = Number(match[3]);
-    if (Number.isNaN(value)) throw new Error(`not a number in: ${line}`);
-    samples.push({ name: match[1], labels, value });
-  }
-  return samples;
-}
-
-function sampleValue(
-  samples: readonly PromSample[],
-  name: string,
-  labels: Record<string, string>,
-): number | undefined {
-  return samples.find(
-    (s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v),
-  )?.value;
-}
-
-/** Captures what reaches a Nest LoggerService, with the context Nest's Logger appends. */
-class CapturingLogger implements LoggerService {
-  readonly lines: { level: string; message: string; context: unknown; params: unknown[] }[] = [];
-  log(message: unknown, ...params: unknown[]): void {
-    this.push('log', message, params);
-  }
-  error(message: unknown, ...params: unknown[]): void {
-    this.push('error', message, params);
-  }
-  warn(message: unknown, ...params: unknown[]): void {
-    this.push('warn', message, params);
-  }
-  debug(message: unknown, ...params: unknown[]): void {
-    this.push('debug', message, params);
-  }
-  verbose(message: unknown, ...params: unknown[]): void {
-    this.push('verbose', message, params);
-  }
-  private push(level: string, message: unknown, params: unknown[]): void {
-    const context = params.length > 0 ? params[params.length - 1] : undefined;
-    this.lines.push({ level, message: String(message), context, params });
-  }
-  from(context: string): { level: string; message: string }[] {
-    return this.lines
-      .filter((l) => l.context === context)
-      .map(({ level, message }) => ({ level, message }));
-  }
-}
-
-/** A loopback address nobody listens on (bound, then released). */
-async function deadAddress(): Promise<string> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `tls://127.0.0.1:${port}`;
-}
-
-async function bootstrapError(options: AureliaModuleOptions): Promise<unknown> {
-  return Test.createTestingModule({ imports: [AureliaModule.forRoot(options)] })
-    .compile()
-    .then(
-      async (m) => {
-        await m.close();
-        throw new Error('expected the bootstrap to fail');
-      },
-      (e: unknown) => e,
-    );
-}
 
 describe('AureliaModule operations', () => {
   let pki: TestPki;
@@ -225,12 +137,14 @@ describe('AureliaModule operations', () => {
         await serviceOptions(pki, 'twin', { logger: false, metrics: { prometheus: { registry } } }),
       );
       try {
-        const err = await bootstrapError(
-          await serviceOptions(pki, 'twin', {
-            logger: false,
-            metrics: { prometheus: { registry } },
-          }),
-        );
+        const err = await bootstrapError([
+          AureliaModule.forRoot(
+            await serviceOptions(pki, 'twin', {
+              logger: false,
+              metrics: { prometheus: { registry } },
+            }),
+          ),
+        ]);
         expect(err).toBeInstanceOf(AureliaError);
         expect((err as AureliaError).kind).toBe(ErrorId.InvalidConfig);
         expect((err as AureliaError).message).toMatch(
@@ -386,7 +300,7 @@ describe('AureliaModule operations', () => {
 
   describe('logging', () => {
     it("sends lifecycle lines to Nest's logger with context 'Aurelia' by default", async () => {
-      const capture = new CapturingLogger();
+      const capture = new LogCapture();
       const moduleRef = await Test.createTestingModule({
         imports: [AureliaModule.forRoot(await serviceOptions(pki, 'chatty'))],
       })
@@ -407,13 +321,13 @@ describe('AureliaModule operations', () => {
     });
 
     it('writes repeated background errors once per interval to the given logger', async () => {
-      const capture = new CapturingLogger();
+      const capture = new LogCapture();
       const moduleRef = await Test.createTestingModule({
         imports: [
           AureliaModule.forRoot(
             await serviceOptions(pki, 'dialer', {
               logger: capture,
-              routes: { note: await deadAddress() },
+              routes: { note: `tls://127.0.0.1:${await unusedPort()}` },
             }),
           ),
         ],
@@ -440,7 +354,7 @@ describe('AureliaModule operations', () => {
     });
 
     it('is silent with logger: false', async () => {
-      const capture = new CapturingLogger();
+      const capture = new LogCapture();
       const moduleRef = await Test.createTestingModule({
         imports: [AureliaModule.forRoot(await serviceOptions(pki, 'mute', { logger: false }))],
       })

@@ -1,14 +1,66 @@
-// Small assertion helpers shared by end-to-end tests.
-import { AureliaError } from '../../lib/index.js';
+// Small assertion helpers shared by tests.
+import { AureliaError, errorIdName, type ErrorId } from '../../lib/engine/errors.js';
 
-/** Resolves with the `AureliaError` `p` rejects with; fails if it fulfils or rejects otherwise. */
-export async function rejection(p: Promise<unknown>): Promise<AureliaError> {
-  const outcome = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
+/**
+ * Resolves with the `AureliaError` that `work` rejects with (a promise, or a function whose call
+ * throws or returns a promise that rejects). Fails when it fulfils, fails with anything else, or,
+ * given `kind`, fails with another kind.
+ */
+export async function rejection(
+  work: Promise<unknown> | (() => unknown),
+  kind?: ErrorId,
+): Promise<AureliaError> {
+  let outcome: unknown;
+  try {
+    await (typeof work === 'function' ? work() : work);
+  } catch (err) {
+    outcome = err;
+  }
   if (!(outcome instanceof AureliaError)) {
     throw new Error(`expected an AureliaError rejection, got ${String(outcome)}`);
   }
+  if (kind !== undefined && outcome.kind !== kind) {
+    throw new Error(
+      `expected ${errorIdName(kind) ?? kind}, got ${errorIdName(outcome.kind) ?? outcome.kind}: ${outcome.message}`,
+    );
+  }
   return outcome;
+}
+
+/**
+ * Runs `fn`, expecting it to throw an `AureliaError` of `kind` whose message contains every one
+ * of `fragments`; returns the error. Fails the test otherwise.
+ */
+export function expectError(
+  kind: ErrorId,
+  fn: () => unknown,
+  ...fragments: string[]
+): AureliaError {
+  const error = thrown(fn);
+  expect(errorIdName(error.kind)).toBe(errorIdName(kind));
+  for (const fragment of fragments) expect(error.message).toContain(fragment);
+  return error;
+}
+
+/** Matches an `AureliaError` of `kind`, whose message matches `message` when given. */
+export function aureliaError(
+  kind: ErrorId,
+  message?: RegExp,
+): ReturnType<typeof expect.objectContaining> {
+  return expect.objectContaining({
+    name: 'AureliaError',
+    kind,
+    ...(message ? { message: expect.stringMatching(message) } : {}),
+  });
+}
+
+/** The `AureliaError` that `fn` throws; fails when it returns or throws anything else. */
+export function thrown(fn: () => unknown): AureliaError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof AureliaError) return err;
+    throw err;
+  }
+  throw new Error('expected an AureliaError to be thrown');
 }

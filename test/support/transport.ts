@@ -5,11 +5,10 @@ import {
   generateKeyPairSync,
   type JsonWebKey,
 } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import tls, { type SecureContext } from 'node:tls';
+
+import { afterAll, afterEach } from '@jest/globals';
 
 import { DomusAddr, type TransportKind } from '../../lib/engine/addr.js';
 import { loadAuthMaterial, type AuthMaterial } from '../../lib/engine/auth.js';
@@ -17,6 +16,7 @@ import type { AureliaError } from '../../lib/engine/errors.js';
 import type { AuthenticatedConnection } from '../../lib/engine/transport/connection.js';
 import { dial, type DialOptions } from '../../lib/engine/transport/dial.js';
 import { TlsListener, type TlsListenerLimits } from '../../lib/engine/transport/tls-listener.js';
+import { socketDir } from './mesh.js';
 import type { TestNode } from './pki.js';
 
 /** Default wait for anything a transport test expects to happen. */
@@ -97,16 +97,6 @@ export class Cleanup {
     }
     if (first !== undefined) throw first;
   }
-}
-
-/** A temporary directory for Unix socket paths, removed by `cleanup`. */
-export function tempSocketDir(): { dir: string; path(name: string): string; cleanup(): void } {
-  const dir = mkdtempSync(path.join(tmpdir(), 'aur-t-'));
-  return {
-    dir,
-    path: (name) => path.join(dir, `${name}.sock`),
-    cleanup: () => rmSync(dir, { recursive: true, force: true }),
-  };
 }
 
 /** Loads a test node's material (a fresh config each time, since loading consumes the key). */
@@ -334,21 +324,16 @@ export function unvalidatedContext(
   });
 }
 
-/**
- * Resolves once `condition()` holds, checking after every turn of the event loop; rejects
- * naming `what` when it still does not hold after `ms`. For state with no event to wait on
- * (such as a server-side accept, which the client cannot observe). Uses no timer of its own, so
- * it can wait for the process's timers to drain.
- */
-export function until(condition: () => boolean, what: string, ms = WAIT_MS): Promise<void> {
-  const deadline = performance.now() + ms;
-  return new Promise<void>((resolve, reject) => {
-    const check = (): void => {
-      if (condition()) resolve();
-      else if (performance.now() > deadline)
-        reject(new Error(`timed out after ${ms} ms waiting for ${what}`));
-      else setImmediate(check);
-    };
-    check();
-  });
+/** One `Cleanup` for a whole test file, run after each of its tests. */
+export function cleanupAfterEach(): Cleanup {
+  const cleanup = new Cleanup();
+  afterEach(() => cleanup.run());
+  return cleanup;
+}
+
+/** A socket directory for a whole test file, removed after its last test. */
+export function socketDirForFile(): ReturnType<typeof socketDir> {
+  const dir = socketDir();
+  afterAll(() => dir.cleanup());
+  return dir;
 }

@@ -2,19 +2,11 @@ import { inspect } from 'node:util';
 import fc from 'fast-check';
 import { DomusAddr, SOCKET_PATH_MAX_BYTES } from '../../lib/engine/addr.js';
 import { AureliaError, ErrorId } from '../../lib/engine/errors.js';
+import { expectError } from '../support/expect.js';
 
 /** Runs `fn`, expecting `AureliaError(InvalidConfig)` whose message contains every fragment. */
-function expectInvalid(fn: () => unknown, ...fragments: string[]): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(AureliaError);
-  expect((caught as AureliaError).kind).toBe(ErrorId.InvalidConfig);
-  for (const fragment of fragments) expect((caught as AureliaError).message).toContain(fragment);
-}
+const expectInvalid = (fn: () => unknown, ...fragments: string[]): AureliaError =>
+  expectError(ErrorId.InvalidConfig, fn, ...fragments);
 
 describe('DomusAddr.parse', () => {
   it('reads a TLS address with an IPv4 host', () => {

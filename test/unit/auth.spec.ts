@@ -22,6 +22,7 @@ import {
   type TestNode,
   type TestPki,
 } from '../support/pki.js';
+import { expectError } from '../support/expect.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -35,17 +36,8 @@ beforeAll(async () => {
 });
 
 /** Runs `fn`, expecting `AureliaError(InvalidConfig)`; returns its message. */
-function invalidMessage(fn: () => unknown): string {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(AureliaError);
-  expect((caught as AureliaError).kind).toBe(ErrorId.InvalidConfig);
-  return (caught as AureliaError).message;
-}
+const invalidMessage = (fn: () => unknown): string =>
+  expectError(ErrorId.InvalidConfig, fn).message;
 
 async function invalidMessageAsync(promise: Promise<unknown>): Promise<string> {
   const caught = await promise.then(

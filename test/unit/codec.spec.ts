@@ -1,22 +1,8 @@
 import fc from 'fast-check';
 import { BufferCodec, JsonCodec, type MessageCodec } from '../../lib/engine/codec.js';
-import { AureliaError, ErrorId } from '../../lib/engine/errors.js';
+import { ErrorId } from '../../lib/engine/errors.js';
 import { A3_MESSAGE_TYPE_BASE, a3MessageType } from '../../lib/engine/ids.js';
-
-/** Runs `fn`, expecting an `AureliaError` of `kind` whose message contains every fragment. */
-function expectError(kind: ErrorId, fn: () => unknown, ...fragments: string[]): AureliaError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(AureliaError);
-  const error = caught as AureliaError;
-  expect(error.kind).toBe(kind);
-  for (const fragment of fragments) expect(error.message).toContain(fragment);
-  return error;
-}
+import { expectError } from '../support/expect.js';
 
 describe('JsonCodec', () => {
   it('uses the first A3 message type by default and the configured one otherwise', () => {

@@ -13,27 +13,17 @@ import {
   validateDomusConfig,
   type DomusConfig,
 } from '../../lib/engine/config.js';
+import { expectError } from '../support/expect.js';
+
+/** Runs `fn`, expecting `AureliaError(InvalidConfig)` whose message contains every fragment. */
+const expectInvalid = (fn: () => unknown, ...fragments: string[]): AureliaError =>
+  expectError(ErrorId.InvalidConfig, fn, ...fragments);
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 
 type IntegerField = keyof typeof DOMUS_CONFIG_MAX;
 const INTEGER_FIELDS = Object.keys(DOMUS_CONFIG_MAX) as IntegerField[];
-
-/** Runs `fn`, expecting `AureliaError(InvalidConfig)` whose message contains every fragment. */
-function expectInvalid(fn: () => unknown, ...fragments: string[]): AureliaError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(AureliaError);
-  const error = caught as AureliaError;
-  expect(error.kind).toBe(ErrorId.InvalidConfig);
-  for (const fragment of fragments) expect(error.message).toContain(fragment);
-  return error;
-}
 
 /** Defaults with the cross-field partners relaxed, so any single field may take 1 or its max. */
 function permissive(): Record<string, unknown> {

@@ -7,24 +7,8 @@ import {
   silentLogger,
   type AureliaLogContext,
   type AureliaLogger,
-  type AureliaLogLevel,
 } from '../../lib/engine/logger.js';
-
-interface Line {
-  level: AureliaLogLevel;
-  message: string;
-  context?: AureliaLogContext;
-}
-
-function recordingLogger(): AureliaLogger & { lines: Line[] } {
-  const lines: Line[] = [];
-  const at =
-    (level: AureliaLogLevel) =>
-    (message: string, context?: AureliaLogContext): void => {
-      lines.push(context === undefined ? { level, message } : { level, message, context });
-    };
-  return { lines, error: at('error'), warn: at('warn'), log: at('log'), debug: at('debug') };
-}
+import { LogCapture } from '../support/logs.js';
 
 function clock(start = 1_000): { now: () => number; advance: (ms: number) => void } {
   let t = start;
@@ -55,16 +39,16 @@ describe('AureliaLogger', () => {
 
 describe('RateLimitedLogger', () => {
   it('writes the first line of a key at once, with its context', () => {
-    const target = recordingLogger();
+    const target = new LogCapture();
     const limited = new RateLimitedLogger(target, { intervalMs: 1000, now: clock().now });
     expect(limited.warn('dial:a', 'dial to a failed', { address: 'tls://a:1' })).toBe(true);
-    expect(target.lines).toEqual([
+    expect(target.plain()).toEqual([
       { level: 'warn', message: 'dial to a failed', context: { address: 'tls://a:1' } },
     ]);
   });
 
   it('drops repeats within the interval and reports their count on the next line', () => {
-    const target = recordingLogger();
+    const target = new LogCapture();
     const c = clock();
     const limited = new RateLimitedLogger(target, { intervalMs: 1000, now: c.now });
     limited.warn('dial:a', 'dial to a failed');
@@ -77,7 +61,7 @@ describe('RateLimitedLogger', () => {
 
     c.advance(490); // exactly one interval after the first line
     expect(limited.warn('dial:a', 'dial to a failed', { attempt: 4 })).toBe(true);
-    expect(target.lines[1]).toEqual({
+    expect(target.plain()[1]).toEqual({
       level: 'warn',
       message: 'dial to a failed (2 similar suppressed)',
       context: { attempt: 4, suppressed: 2 },
@@ -86,11 +70,11 @@ describe('RateLimitedLogger', () => {
 
     c.advance(1000);
     limited.warn('dial:a', 'dial to a failed');
-    expect(target.lines[2]).toEqual({ level: 'warn', message: 'dial to a failed' });
+    expect(target.plain()[2]).toEqual({ level: 'warn', message: 'dial to a failed' });
   });
 
   it('limits each key independently', () => {
-    const target = recordingLogger();
+    const target = new LogCapture();
     const limited = new RateLimitedLogger(target, { intervalMs: 1000, now: clock().now });
     limited.warn('a', 'peer a');
     limited.warn('b', 'peer b');
@@ -106,7 +90,7 @@ describe('RateLimitedLogger', () => {
         }),
         fc.integer({ min: 1, max: 1000 }),
         (steps, intervalMs) => {
-          const target = recordingLogger();
+          const target = new LogCapture();
           const c = clock();
           const limited = new RateLimitedLogger(target, { intervalMs, now: c.now });
           const written = new Map<string, number[]>();
@@ -125,7 +109,10 @@ describe('RateLimitedLogger', () => {
           }
           // Every call is either a written line or counted: in a later line or still pending.
           const reported = target.lines.reduce(
-            (sum, l) => sum + ((l.context?.suppressed as number | undefined) ?? 0),
+            (sum, l) =>
+              sum +
+              (((l.context as AureliaLogContext | undefined)?.suppressed as number | undefined) ??
+                0),
             0,
           );
           const pending = ['a', 'b', 'c'].reduce((sum, k) => sum + limited.suppressedCount(k), 0);
@@ -137,7 +124,7 @@ describe('RateLimitedLogger', () => {
   });
 
   it('applies a changed interval to the next line', () => {
-    const target = recordingLogger();
+    const target = new LogCapture();
     const c = clock();
     const limited = new RateLimitedLogger(target, { intervalMs: 60_000, now: c.now });
     limited.log('k', 'x');
@@ -149,7 +136,7 @@ describe('RateLimitedLogger', () => {
   });
 
   it('forgets the oldest key past maxKeys, so memory stays bounded', () => {
-    const target = recordingLogger();
+    const target = new LogCapture();
     const limited = new RateLimitedLogger(target, {
       intervalMs: 1000,
       maxKeys: 2,
@@ -164,7 +151,7 @@ describe('RateLimitedLogger', () => {
   });
 
   it('rejects an interval or key bound outside its range with InvalidConfig naming it', () => {
-    const target = recordingLogger();
+    const target = new LogCapture();
     for (const intervalMs of [0, -1, 1.5, 3_600_001, Number.NaN]) {
       expect(() => new RateLimitedLogger(target, { intervalMs })).toThrow(
         expect.objectContaining({ kind: ErrorId.InvalidConfig }),

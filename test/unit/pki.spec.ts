@@ -18,8 +18,9 @@ import {
   type CertificateAuthority,
   type PkiKeyType,
 } from '../../lib/cli/pki.js';
-import { AureliaError, ErrorId } from '../../lib/engine/errors.js';
+import { ErrorId } from '../../lib/engine/errors.js';
 import { writeTestNodeFiles } from '../support/pki.js';
+import { rejection } from '../support/expect.js';
 
 const run = promisify(execFile);
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -32,15 +33,8 @@ beforeAll(async () => {
   ca = await createCertificateAuthority({ commonName: 'PKI Spec CA' });
 });
 
-async function rejection(promise: Promise<unknown>): Promise<AureliaError> {
-  const caught = await promise.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  expect(caught).toBeInstanceOf(AureliaError);
-  expect((caught as AureliaError).kind).toBe(ErrorId.InvalidConfig);
-  return caught as AureliaError;
-}
+/** The InvalidConfig error `p` rejects with. */
+const invalidConfig = (p: Promise<unknown>) => rejection(p, ErrorId.InvalidConfig);
 
 function extensionsOf(pem: string) {
   const cert = new x509.X509Certificate(pem);
@@ -106,17 +100,17 @@ describe('createCertificateAuthority', () => {
   });
 
   it('rejects an empty common name, an unknown key type and an inverted validity', async () => {
-    expect((await rejection(createCertificateAuthority({ commonName: ' ' }))).message).toBe(
+    expect((await invalidConfig(createCertificateAuthority({ commonName: ' ' }))).message).toBe(
       'commonName must be a non-empty string',
     );
     const keyType = 'dsa' as PkiKeyType;
     expect(
-      (await rejection(createCertificateAuthority({ commonName: 'x', keyType }))).message,
+      (await invalidConfig(createCertificateAuthority({ commonName: 'x', keyType }))).message,
     ).toBe("keyType 'dsa' is not one of ec-p256, ec-p384, ed25519, rsa");
     const now = Date.now();
     expect(
       (
-        await rejection(
+        await invalidConfig(
           createCertificateAuthority({
             commonName: 'x',
             notBefore: new Date(now),
@@ -132,7 +126,7 @@ describe('createCertificateAuthority', () => {
     expect(new X509Certificate(odd.certPem).subject).toBe('CN=Dev CA\\, \\"EU\\"');
     expect(odd.commonName).toBe('Dev CA, "EU"');
     expect(
-      (await rejection(createCertificateAuthority({ commonName: 'line\nbreak' }))).message,
+      (await invalidConfig(createCertificateAuthority({ commonName: 'line\nbreak' }))).message,
     ).toContain('must not contain control characters');
   });
 });
@@ -216,21 +210,23 @@ describe('issueNodeCertificate', () => {
   );
 
   it('rejects names, trust domains, DNS names and IPs that cannot be put in a certificate', async () => {
-    expect((await rejection(issueNodeCertificate(ca, { name: '../etc' }))).message).toContain(
+    expect((await invalidConfig(issueNodeCertificate(ca, { name: '../etc' }))).message).toContain(
       "node name '../etc' must be 1-64 letters, digits",
     );
     expect(
-      (await rejection(issueNodeCertificate(ca, { name: 'a', trustDomain: 'Upper.Case' }))).message,
+      (await invalidConfig(issueNodeCertificate(ca, { name: 'a', trustDomain: 'Upper.Case' })))
+        .message,
     ).toContain("trust domain 'Upper.Case'");
     expect(
-      (await rejection(issueNodeCertificate(ca, { name: 'a', dnsNames: ['bad host'] }))).message,
+      (await invalidConfig(issueNodeCertificate(ca, { name: 'a', dnsNames: ['bad host'] })))
+        .message,
     ).toBe("DNS name 'bad host' is not a valid host name");
     expect(
-      (await rejection(issueNodeCertificate(ca, { name: 'a', ipAddresses: ['300.1.1.1'] })))
+      (await invalidConfig(issueNodeCertificate(ca, { name: 'a', ipAddresses: ['300.1.1.1'] })))
         .message,
     ).toBe("IP address '300.1.1.1' is not a valid IPv4 or IPv6 address");
     expect(
-      (await rejection(issueNodeCertificate(ca, { name: 'a', uri: false, commonName: false })))
+      (await invalidConfig(issueNodeCertificate(ca, { name: 'a', uri: false, commonName: false })))
         .message,
     ).toBe("node certificate 'a' would have no URI SAN, DNS SAN or common name");
   });
@@ -264,13 +260,13 @@ describe('loadCertificateAuthority', () => {
   it('refuses a key of another CA, a leaf certificate and garbage', async () => {
     const other = await createCertificateAuthority({ commonName: 'Other' });
     expect(
-      (await rejection(loadCertificateAuthority(ca.certPem, other.keyPem, 'ca.pem'))).message,
+      (await invalidConfig(loadCertificateAuthority(ca.certPem, other.keyPem, 'ca.pem'))).message,
     ).toBe('ca.pem key does not belong to the ca.pem certificate');
     const leaf = await issueNodeCertificate(ca, { name: 'leaf' });
-    expect((await rejection(loadCertificateAuthority(leaf.certPem, leaf.keyPem))).message).toBe(
+    expect((await invalidConfig(loadCertificateAuthority(leaf.certPem, leaf.keyPem))).message).toBe(
       'CA certificate is not a CA certificate (basicConstraints CA:false)',
     );
-    expect((await rejection(loadCertificateAuthority('junk', ca.keyPem))).message).toBe(
+    expect((await invalidConfig(loadCertificateAuthority('junk', ca.keyPem))).message).toBe(
       'CA certificate is not a valid PEM certificate',
     );
   });

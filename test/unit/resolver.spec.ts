@@ -2,23 +2,11 @@ import fc from 'fast-check';
 import { DomusAddr } from '../../lib/engine/addr.js';
 import { AureliaError, ErrorId } from '../../lib/engine/errors.js';
 import { SimpleResolver, type RouteResolver } from '../../lib/engine/resolver.js';
+import { expectError } from '../support/expect.js';
 
 const A = DomusAddr.parse('tls://127.0.0.1:7000');
 const B = DomusAddr.parse('unix:///run/b.sock');
 const U64_MAX = (1n << 64n) - 1n;
-
-/** Runs `fn`, expecting an `AureliaError` of `kind` whose message contains every fragment. */
-function expectError(kind: ErrorId, fn: () => unknown, ...fragments: string[]): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(AureliaError);
-  expect((caught as AureliaError).kind).toBe(kind);
-  for (const fragment of fragments) expect((caught as AureliaError).message).toContain(fragment);
-}
 
 describe('SimpleResolver', () => {
   it('resolves an inserted id to its address', async () => {

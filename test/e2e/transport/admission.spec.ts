@@ -1,5 +1,5 @@
 // Handshake deadlines and admission limits: stalled clients never lock honest peers out.
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { beforeAll, describe, expect, it } from '@jest/globals';
 
 import type { TransportKind } from '../../../lib/engine/addr.js';
 import { AureliaError, ErrorId } from '../../../lib/engine/errors.js';
@@ -14,27 +14,22 @@ import {
   material,
   rawConnect,
   startListener,
-  tempSocketDir,
   testLimits,
-  until,
   within,
+  cleanupAfterEach,
+  socketDirForFile,
 } from '../../support/transport.js';
+import { eventually } from '../../support/mesh.js';
+import { countResources, expectNothingLeftSince } from '../../support/resources.js';
 
 let pki: TestPki;
-const sockets = tempSocketDir();
-let cleanup: Cleanup;
+const sockets = socketDirForFile();
+const cleanup = cleanupAfterEach();
 let counter = 0;
 
 beforeAll(async () => {
   pki = await makeTestPki();
 });
-beforeEach(() => {
-  cleanup = new Cleanup();
-});
-afterEach(async () => {
-  await cleanup.run();
-});
-afterAll(() => sockets.cleanup());
 
 const deadlineField = (transport: TransportKind) =>
   transport === 'tcp' ? 'tcpHandshakeTimeoutMs' : 'socketHandshakeTimeoutMs';
@@ -126,7 +121,7 @@ describe.each<TransportKind>(['tcp', 'socket'])('over %s', (transport) => {
     const accepted = await server.connections.next();
     const stalled = await rawConnect(cleanup, server.addr);
     // The stalled socket is accepted (and handshaking) once the listener has a slot taken.
-    await until(
+    await eventually(
       () => server.listener.handshakesInProgress === 1,
       'the stalled connection to be accepted',
     );
@@ -146,29 +141,10 @@ describe.each<TransportKind>(['tcp', 'socket'])('over %s', (transport) => {
 });
 
 describe('clean-up', () => {
-  const counted = [
-    'TCPServerWrap',
-    'PipeServerWrap',
-    'TCPSocketWrap',
-    'PipeWrap',
-    'TLSWrap',
-    'Timeout',
-  ];
-  const resources = (): Map<string, number> => {
-    const counts = new Map<string, number>();
-    for (const name of process.getActiveResourcesInfo()) {
-      if (counted.includes(name)) counts.set(name, (counts.get(name) ?? 0) + 1);
-    }
-    return counts;
-  };
-  // Handles of earlier tests may still be closing, so "no more than before" is the check.
-  const noMoreThan = (before: Map<string, number>) => () =>
-    [...resources()].every(([name, count]) => count <= (before.get(name) ?? 0));
-
   it.each<TransportKind>(['tcp', 'socket'])(
     'over %s a closed listener and its closed connections leave no handle or timer behind',
     async (transport) => {
-      const before = resources();
+      const before = countResources();
       const local = new Cleanup();
       const server = await startListener(
         local,
@@ -178,17 +154,13 @@ describe('clean-up', () => {
       const client = await dialAs(local, server.addr, await pki.node('beta'));
       await server.connections.next();
       await rawConnect(local, server.addr);
-      await until(
+      await eventually(
         () => server.listener.handshakesInProgress === 1,
         'the stalled connection to be accepted',
       );
       await local.run();
       await closedWithin(client.socket);
-      await until(noMoreThan(before), 'every handle and timer of the test to be released').catch(
-        (err: unknown) => {
-          throw new Error(`${String(err)}: before ${[...before]}, now ${[...resources()]}`);
-        },
-      );
+      await expectNothingLeftSince(before);
     },
   );
 });

@@ -1,7 +1,7 @@
 // Mutual TLS 1.3 over TCP and Unix sockets: who sees whom, and what a dialer is told.
 import net from 'node:net';
 
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { beforeAll, describe, expect, it } from '@jest/globals';
 
 import { DomusAddr, type TransportKind } from '../../../lib/engine/addr.js';
 import { AureliaError, ErrorId } from '../../../lib/engine/errors.js';
@@ -9,46 +9,28 @@ import { dial } from '../../../lib/engine/transport/dial.js';
 import { TlsListener } from '../../../lib/engine/transport/tls-listener.js';
 import { makeTestPki, type TestPki } from '../../support/pki.js';
 import {
-  Cleanup,
   EventQueue,
   closedWithin,
   dialAs,
   listenAddr,
   material,
   startListener,
-  tempSocketDir,
   testLimits,
   within,
+  cleanupAfterEach,
+  socketDirForFile,
 } from '../../support/transport.js';
+import { rejection } from '../../support/expect.js';
 
 let pki: TestPki;
-const sockets = tempSocketDir();
-let cleanup: Cleanup;
+const sockets = socketDirForFile();
+const cleanup = cleanupAfterEach();
 
 beforeAll(async () => {
   pki = await makeTestPki();
 });
-afterEach(async () => {
-  await cleanup.run();
-});
-afterAll(() => sockets.cleanup());
-
-async function rejection(promise: Promise<unknown>): Promise<AureliaError> {
-  const outcome = await promise.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  if (!(outcome instanceof AureliaError)) {
-    throw new Error(`expected an AureliaError rejection, got ${String(outcome)}`);
-  }
-  return outcome;
-}
 
 describe.each<TransportKind>(['tcp', 'socket'])('over %s', (transport) => {
-  beforeEach(() => {
-    cleanup = new Cleanup();
-  });
-
   it('each side sees the identity of the other once the handshake completed', async () => {
     const alpha = await pki.node('alpha');
     const beta = await pki.node('beta');
@@ -147,10 +129,6 @@ describe.each<TransportKind>(['tcp', 'socket'])('over %s', (transport) => {
 });
 
 describe('hand-over', () => {
-  beforeEach(() => {
-    cleanup = new Cleanup();
-  });
-
   it('destroys a connection whose handler rejects, and keeps listening', async () => {
     const outcomes = new EventQueue<string>('a handler call');
     const listener = await TlsListener.listen({
@@ -173,10 +151,6 @@ describe('hand-over', () => {
 });
 
 describe('identity extraction end to end', () => {
-  beforeEach(() => {
-    cleanup = new Cleanup();
-  });
-
   it.each([
     [
       'a URI SAN',
@@ -206,10 +180,6 @@ describe('identity extraction end to end', () => {
 });
 
 describe('dial failures', () => {
-  beforeEach(() => {
-    cleanup = new Cleanup();
-  });
-
   it('rejects with PeerUnavailable naming the address when nothing listens on the TCP port', async () => {
     const probe = net.createServer();
     await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));

@@ -1,5 +1,5 @@
 // Handshakes that must fail: untrusted, expired or forged certificates, and peers that do not speak TLS 1.3.
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { beforeAll, describe, expect, it } from '@jest/globals';
 
 import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
@@ -9,7 +9,6 @@ import { AureliaError, ErrorId } from '../../../lib/engine/errors.js';
 import { dial } from '../../../lib/engine/transport/dial.js';
 import { makeTestPki, type TestPki } from '../../support/pki.js';
 import {
-  Cleanup,
   HTTP_REQUEST,
   closedWithin,
   forgedKeyContext,
@@ -18,39 +17,23 @@ import {
   noCertificateContext,
   sendRaw,
   startListener,
-  tempSocketDir,
   testLimits,
   tls12Client,
   unvalidatedContext,
   type RecordingListener,
+  cleanupAfterEach,
+  socketDirForFile,
 } from '../../support/transport.js';
+import { rejection } from '../../support/expect.js';
 
 let pki: TestPki;
 let foreign: TestPki;
-const sockets = tempSocketDir();
-let cleanup: Cleanup;
+const sockets = socketDirForFile();
+const cleanup = cleanupAfterEach();
 
 beforeAll(async () => {
   [pki, foreign] = await Promise.all([makeTestPki(), makeTestPki({ commonName: 'Foreign CA' })]);
 });
-beforeEach(() => {
-  cleanup = new Cleanup();
-});
-afterEach(async () => {
-  await cleanup.run();
-});
-afterAll(() => sockets.cleanup());
-
-async function rejection(promise: Promise<unknown>): Promise<AureliaError> {
-  const outcome = await promise.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  if (!(outcome instanceof AureliaError)) {
-    throw new Error(`expected an AureliaError rejection, got ${String(outcome)}`);
-  }
-  return outcome;
-}
 
 /** Expects exactly one refusal of `kind` whose message contains every fragment, and a free slot. */
 async function expectRefusal(

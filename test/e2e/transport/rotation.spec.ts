@@ -1,25 +1,25 @@
 // Swapping authentication material on a running listener: new handshakes only.
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { beforeAll, describe, expect, it } from '@jest/globals';
 
 import type { TransportKind } from '../../../lib/engine/addr.js';
 import { AureliaError, ErrorId } from '../../../lib/engine/errors.js';
 import { dial } from '../../../lib/engine/transport/dial.js';
 import { makeTestPki, type TestPki } from '../../support/pki.js';
 import {
-  Cleanup,
   WAIT_MS,
   dialAs,
   listenAddr,
   material,
   startListener,
-  tempSocketDir,
   within,
+  cleanupAfterEach,
+  socketDirForFile,
 } from '../../support/transport.js';
 
 let oldPki: TestPki;
 let newPki: TestPki;
-const sockets = tempSocketDir();
-let cleanup: Cleanup;
+const sockets = socketDirForFile();
+const cleanup = cleanupAfterEach();
 let counter = 0;
 
 beforeAll(async () => {
@@ -28,13 +28,6 @@ beforeAll(async () => {
     makeTestPki({ commonName: 'Rotated CA' }),
   ]);
 });
-beforeEach(() => {
-  cleanup = new Cleanup();
-});
-afterEach(async () => {
-  await cleanup.run();
-});
-afterAll(() => sockets.cleanup());
 
 function firstData(socket: NodeJS.ReadableStream, what: string): Promise<string> {
   return within(

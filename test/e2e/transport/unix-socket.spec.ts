@@ -10,36 +10,29 @@ import {
 } from 'node:fs';
 import net from 'node:net';
 
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { beforeAll, describe, expect, it } from '@jest/globals';
 
 import { DomusAddr } from '../../../lib/engine/addr.js';
 import { AureliaError, ErrorId } from '../../../lib/engine/errors.js';
 import { TlsListener } from '../../../lib/engine/transport/tls-listener.js';
 import { makeTestPki, type TestPki } from '../../support/pki.js';
 import {
-  Cleanup,
+  cleanupAfterEach,
   dialAs,
   material,
+  socketDirForFile,
   startListener,
-  tempSocketDir,
   testLimits,
 } from '../../support/transport.js';
 
 let pki: TestPki;
-const sockets = tempSocketDir();
-let cleanup: Cleanup;
+const sockets = socketDirForFile();
+const cleanup = cleanupAfterEach();
 let counter = 0;
 
 beforeAll(async () => {
   pki = await makeTestPki();
 });
-beforeEach(() => {
-  cleanup = new Cleanup();
-});
-afterEach(async () => {
-  await cleanup.run();
-});
-afterAll(() => sockets.cleanup());
 
 const freshPath = () => sockets.path(`u${++counter}`);
 

@@ -1,7 +1,8 @@
 import fc from 'fast-check';
-import { AureliaError, ErrorId } from '../../../lib/engine/errors.js';
+import { ErrorId } from '../../../lib/engine/errors.js';
 import { DedupeWindow, type DedupeObservation } from '../../../lib/engine/peer/dedupe.js';
 import { NO_MESSAGE_ID, idAfter, nextId } from '../../../lib/engine/peer/serial.js';
+import { thrown } from '../../support/expect.js';
 
 function window(retentionMs = 1_000, maxDecided = 100): DedupeWindow<string> {
   return new DedupeWindow<string>({ retentionMs, maxDecided });
@@ -12,16 +13,6 @@ function kinds(w: DedupeWindow<string>, ids: readonly number[], now: number): st
     const seen = w.observe(id, now);
     return seen.kind === 'decided' ? `decided:${seen.outcome}` : seen.kind;
   });
-}
-
-function thrown(fn: () => unknown): AureliaError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof AureliaError) return err;
-    throw err;
-  }
-  throw new Error('expected an AureliaError');
 }
 
 describe('DedupeWindow', () => {

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { AureliaError, ErrorId } from '../../../lib/engine/errors.js';
+import { ErrorId } from '../../../lib/engine/errors.js';
 import { MessagePriorityClass } from '../../../lib/engine/ids.js';
 import {
   OutboundStore,
@@ -8,6 +8,7 @@ import {
   type OutboundSpec,
 } from '../../../lib/engine/peer/outbound-store.js';
 import { NO_MESSAGE_ID, idAfter, nextId } from '../../../lib/engine/peer/serial.js';
+import { thrown } from '../../support/expect.js';
 
 const A2 = MessagePriorityClass.A2;
 const A3 = MessagePriorityClass.A3;
@@ -37,16 +38,6 @@ function store(a2 = 8, a3 = 8, lastAssignedId?: number): OutboundStore<string> {
 
 function contexts(items: readonly OutboundItem<string>[]): string[] {
   return items.map((i) => i.context);
-}
-
-function thrown(fn: () => unknown): AureliaError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof AureliaError) return err;
-    throw err;
-  }
-  throw new Error('expected an AureliaError');
 }
 
 describe('OutboundStore admission', () => {

@@ -10,75 +10,7 @@ import {
   DomusReporting,
   type PeerIdentityReport,
 } from '../../../lib/engine/reporting/reporting.js';
-
-interface ParsedSample {
-  readonly labels: Readonly<Record<string, string>>;
-  readonly value: number;
-}
-
-interface ParsedFamily {
-  help: string;
-  type: string;
-  readonly samples: ParsedSample[];
-}
-
-const NAME = '[a-zA-Z_:][a-zA-Z0-9_:]*';
-const LABEL = `([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\\\\n]|\\\\["\\\\n])*)"`;
-const HELP_LINE = new RegExp(`^# HELP (${NAME}) (.*)$`);
-const TYPE_LINE = new RegExp(`^# TYPE (${NAME}) (counter|gauge|summary|histogram|untyped)$`);
-const SAMPLE_LINE = new RegExp(
-  `^(${NAME})(?:\\{((?:${LABEL})(?:,${LABEL})*)?\\})? (-?[0-9.eE+-]+|NaN|[+-]Inf)$`,
-);
-
-/**
- * Parses Prometheus text exposition format 0.0.4 strictly: every line is a HELP, a TYPE, a
- * sample of a family whose HELP and TYPE came first, or blank; anything else fails the test.
- */
-function parseExposition(text: string): Map<string, ParsedFamily> {
-  const families = new Map<string, ParsedFamily>();
-  expect(text.endsWith('\n')).toBe(true);
-  for (const line of text.split('\n')) {
-    if (line === '') continue;
-    const help = HELP_LINE.exec(line);
-    if (help !== null) {
-      expect(families.has(help[1]!)).toBe(false);
-      families.set(help[1]!, { help: help[2]!, type: '', samples: [] });
-      continue;
-    }
-    const type = TYPE_LINE.exec(line);
-    if (type !== null) {
-      const family = families.get(type[1]!);
-      expect(family).toBeDefined();
-      family!.type = type[2]!;
-      continue;
-    }
-    const sample = SAMPLE_LINE.exec(line);
-    if (sample === null) throw new Error(`not a valid exposition line: ${line}`);
-    const family = families.get(sample[1]!);
-    if (family === undefined || family.type === '') {
-      throw new Error(`sample before its HELP and TYPE: ${line}`);
-    }
-    const labels: Record<string, string> = {};
-    for (const m of (sample[2] ?? '').matchAll(new RegExp(LABEL, 'g'))) {
-      expect(labels[m[1]!]).toBeUndefined();
-      labels[m[1]!] = m[2]!.replace(/\\(["\\n])/g, (_, c: string) => (c === 'n' ? '\n' : c));
-    }
-    const raw = sample.at(-1)!;
-    family.samples.push({ labels, value: raw === 'NaN' ? NaN : Number(raw) });
-  }
-  return families;
-}
-
-function value(
-  families: Map<string, ParsedFamily>,
-  name: string,
-  labels: Record<string, string>,
-): number | undefined {
-  const found = families
-    .get(name)
-    ?.samples.find((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v));
-  return found?.value;
-}
+import { parseExposition, sampleValue, type ParsedFamily } from '../../support/prometheus.js';
 
 function fakeDomus(peers: PeerIdentityReport[] = []): {
   recorder: MetricsRecorder;
@@ -106,10 +38,10 @@ describe('registerAureliaMetrics', () => {
       expect(family.type === 'counter').toBe(name.endsWith('_total'));
       for (const sample of family.samples) expect(sample.labels.domus).toBe('billing');
     }
-    expect(value(families, 'aurelia_messages_sent_total', {})).toBe(0);
+    expect(sampleValue(families, 'aurelia_messages_sent_total', {})).toBe(0);
     // No sample yet: the latency quantiles are absent rather than a misleading 0.
     expect(families.get('aurelia_send_latency_seconds')!.samples).toEqual([]);
-    expect(value(families, 'aurelia_send_latency_samples_total', {})).toBe(0);
+    expect(sampleValue(families, 'aurelia_send_latency_samples_total', {})).toBe(0);
     registration.dispose();
   });
 
@@ -127,28 +59,28 @@ describe('registerAureliaMetrics', () => {
     for (const ms of [1, 2, 3, 4, 100]) recorder.recordSendLatency(ms);
 
     let families = await scrape(registry);
-    expect(value(families, 'aurelia_messages_sent_total', {})).toBe(3);
-    expect(value(families, 'aurelia_bytes_sent_total', {})).toBe(4096);
-    expect(value(families, 'aurelia_queue_overruns_total', { priority: 'A3' })).toBe(1);
-    expect(value(families, 'aurelia_queue_overruns_total', { priority: 'A2' })).toBe(0);
-    expect(value(families, 'aurelia_peers', {})).toBe(1);
-    expect(value(families, 'aurelia_callis', { kind: 'primary' })).toBe(1);
-    expect(value(families, 'aurelia_callis', { kind: 'blob' })).toBe(0);
-    expect(value(families, 'aurelia_callis_peak', { kind: 'blob' })).toBe(1);
-    expect(value(families, 'aurelia_callis_opened_total', {})).toBe(2);
-    expect(value(families, 'aurelia_send_latency_samples_total', {})).toBe(5);
-    expect(value(families, 'aurelia_send_latency_seconds', { quantile: '0.5' })).toBeCloseTo(
+    expect(sampleValue(families, 'aurelia_messages_sent_total', {})).toBe(3);
+    expect(sampleValue(families, 'aurelia_bytes_sent_total', {})).toBe(4096);
+    expect(sampleValue(families, 'aurelia_queue_overruns_total', { priority: 'A3' })).toBe(1);
+    expect(sampleValue(families, 'aurelia_queue_overruns_total', { priority: 'A2' })).toBe(0);
+    expect(sampleValue(families, 'aurelia_peers', {})).toBe(1);
+    expect(sampleValue(families, 'aurelia_callis', { kind: 'primary' })).toBe(1);
+    expect(sampleValue(families, 'aurelia_callis', { kind: 'blob' })).toBe(0);
+    expect(sampleValue(families, 'aurelia_callis_peak', { kind: 'blob' })).toBe(1);
+    expect(sampleValue(families, 'aurelia_callis_opened_total', {})).toBe(2);
+    expect(sampleValue(families, 'aurelia_send_latency_samples_total', {})).toBe(5);
+    expect(sampleValue(families, 'aurelia_send_latency_seconds', { quantile: '0.5' })).toBeCloseTo(
       0.003,
       3,
     );
-    expect(value(families, 'aurelia_send_latency_max_seconds', {})).toBeCloseTo(0.1, 6);
+    expect(sampleValue(families, 'aurelia_send_latency_max_seconds', {})).toBeCloseTo(0.1, 6);
 
     recorder.messagesSent += 2;
     recorder.peerDelta(-1);
     families = await scrape(registry);
-    expect(value(families, 'aurelia_messages_sent_total', {})).toBe(5);
-    expect(value(families, 'aurelia_peers', {})).toBe(0);
-    expect(value(families, 'aurelia_peers_peak', {})).toBe(1);
+    expect(sampleValue(families, 'aurelia_messages_sent_total', {})).toBe(5);
+    expect(sampleValue(families, 'aurelia_peers', {})).toBe(0);
+    expect(sampleValue(families, 'aurelia_peers_peak', {})).toBe(1);
     registration.dispose();
   });
 
@@ -180,8 +112,8 @@ describe('registerAureliaMetrics', () => {
     b.recorder.messagesReceived += 11;
     const families = await scrape(registry);
     const name = 'aurelia_messages_received_total';
-    expect(value(families, name, { domus: 'spiffe://mesh/a' })).toBe(7);
-    expect(value(families, name, { domus: 'spiffe://mesh/b' })).toBe(11);
+    expect(sampleValue(families, name, { domus: 'spiffe://mesh/a' })).toBe(7);
+    expect(sampleValue(families, name, { domus: 'spiffe://mesh/b' })).toBe(11);
     expect(families.get(name)!.samples).toHaveLength(2);
 
     expect(() =>
@@ -226,18 +158,22 @@ describe('registerAureliaMetrics', () => {
     });
     let families = await scrape(registry);
     const name = 'aurelia_peer_callis';
-    expect(value(families, name, { identity: 'spiffe://mesh/a', kind: 'primary' })).toBe(2);
-    expect(value(families, name, { identity: 'spiffe://mesh/a', kind: 'blob' })).toBe(1);
-    expect(value(families, name, { identity: 'spiffe://mesh/b', kind: 'primary' })).toBe(1);
-    expect(value(families, name, { identity: OTHER_PEER_IDENTITY, kind: 'blob' })).toBe(2);
+    expect(sampleValue(families, name, { identity: 'spiffe://mesh/a', kind: 'primary' })).toBe(2);
+    expect(sampleValue(families, name, { identity: 'spiffe://mesh/a', kind: 'blob' })).toBe(1);
+    expect(sampleValue(families, name, { identity: 'spiffe://mesh/b', kind: 'primary' })).toBe(1);
+    expect(sampleValue(families, name, { identity: OTHER_PEER_IDENTITY, kind: 'blob' })).toBe(2);
     expect(new Set(families.get(name)!.samples.map((s) => s.labels.identity)).size).toBe(3);
 
     // A disconnected identity frees its slot; those still connected keep theirs.
     domus.peers.splice(2, 1);
     families = await scrape(registry);
-    expect(value(families, name, { identity: 'spiffe://mesh/b', kind: 'primary' })).toBeUndefined();
-    expect(value(families, name, { identity: 'spiffe://mesh/c', kind: 'blob' })).toBe(2);
-    expect(value(families, name, { identity: OTHER_PEER_IDENTITY, kind: 'blob' })).toBeUndefined();
+    expect(
+      sampleValue(families, name, { identity: 'spiffe://mesh/b', kind: 'primary' }),
+    ).toBeUndefined();
+    expect(sampleValue(families, name, { identity: 'spiffe://mesh/c', kind: 'blob' })).toBe(2);
+    expect(
+      sampleValue(families, name, { identity: OTHER_PEER_IDENTITY, kind: 'blob' }),
+    ).toBeUndefined();
     registration.dispose();
   });
 

@@ -6,6 +6,7 @@ import {
   type DnsSrvResolverOptions,
 } from '../../../lib/engine/services/dns-srv-resolver.js';
 import { TestDns } from '../../support/dns.js';
+import { rejection } from '../../support/expect.js';
 
 /** Deterministic uniform numbers in [0, 1) (mulberry32). */
 function seeded(seed: number): () => number {
@@ -22,16 +23,6 @@ function seeded(seed: number): () => number {
 function clock(start = 1_000_000): { now: () => number; advance: (ms: number) => void } {
   let t = start;
   return { now: () => t, advance: (ms) => void (t += ms) };
-}
-
-async function rejection(work: () => unknown): Promise<AureliaError> {
-  try {
-    await work();
-  } catch (err) {
-    expect(err).toBeInstanceOf(AureliaError);
-    return err as AureliaError;
-  }
-  throw new Error('expected a rejection');
 }
 
 const SERVICE = '_billing._tcp.mesh.svc.cluster.local';

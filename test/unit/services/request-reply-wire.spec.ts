@@ -21,18 +21,7 @@ import {
   encodeReply,
   encodeRequest,
 } from '../../../lib/engine/services/request-reply-wire.js';
-
-function expectError(kind: ErrorId, fn: () => unknown, fragment: string): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(AureliaError);
-  expect((caught as AureliaError).kind).toBe(kind);
-  expect((caught as AureliaError).message).toContain(fragment);
-}
+import { expectError } from '../../support/expect.js';
 
 const u64 = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n });
 const address = fc.oneof(

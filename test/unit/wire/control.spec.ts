@@ -33,14 +33,7 @@ import {
   type FrameView,
   type OutboundFrame,
 } from '../../../lib/engine/wire/frame.js';
-
-function aureliaError(kind: ErrorId, message?: RegExp): ReturnType<typeof expect.objectContaining> {
-  return expect.objectContaining({
-    name: 'AureliaError',
-    kind,
-    ...(message ? { message: expect.stringMatching(message) } : {}),
-  });
-}
+import { aureliaError } from '../../support/expect.js';
 
 function violation(message?: RegExp): ReturnType<typeof expect.objectContaining> {
   return aureliaError(ErrorId.ProtocolViolation, message);

@@ -21,16 +21,10 @@ import {
   type FrameHeader,
   type OutboundFrame,
 } from '../../../lib/engine/wire/frame.js';
+import { rawHeader } from '../../support/wire.js';
+import { aureliaError } from '../../support/expect.js';
 
 const APP_TYPE = 0x100_0000;
-
-function aureliaError(kind: ErrorId, message?: RegExp): ReturnType<typeof expect.objectContaining> {
-  return expect.objectContaining({
-    name: 'AureliaError',
-    kind,
-    ...(message ? { message: expect.stringMatching(message) } : {}),
-  });
-}
 
 function appFrame(payload: Buffer, peerMsgId = 1): OutboundFrame {
   return {
@@ -51,21 +45,6 @@ function decoderWithLog(maxPayloadLen = 1 << 20, maxBlobChunkLen?: number) {
     onFrame: (f) => frames.push(f),
   });
   return { decoder, frames };
-}
-
-/** A header with any field values, as a hostile peer could send it. */
-function rawHeader(fields: {
-  version?: number;
-  flags?: number;
-  msgType: number;
-  payloadLen: number;
-}): Buffer {
-  const b = Buffer.alloc(HEADER_LEN);
-  b.writeUInt16BE(fields.version ?? 1, 0);
-  b.writeUInt16BE(fields.flags ?? 0, 2);
-  b.writeUInt32BE(fields.msgType, 4);
-  b.writeUInt32BE(fields.payloadLen, 28);
-  return b;
 }
 
 afterEach(() => {

@@ -21,17 +21,11 @@ import {
   type OutboundFrame,
 } from '../../../lib/engine/wire/frame.js';
 import { encodeBlobChunk, encodeBlobChunkHead } from '../../../lib/engine/wire/control.js';
+import { rawHeader } from '../../support/wire.js';
+import { aureliaError } from '../../support/expect.js';
 
 const U64_MAX = (1n << 64n) - 1n;
 const APP_TYPE = 0x100_0000;
-
-function aureliaError(kind: ErrorId, message?: RegExp): ReturnType<typeof expect.objectContaining> {
-  return expect.objectContaining({
-    name: 'AureliaError',
-    kind,
-    ...(message ? { message: expect.stringMatching(message) } : {}),
-  });
-}
 
 function header(overrides: Partial<FrameHeader> = {}): FrameHeader {
   return {
@@ -56,22 +50,6 @@ function appFrame(payload: Buffer, overrides: Partial<OutboundFrame> = {}): Outb
     payload,
     ...overrides,
   };
-}
-
-/** A raw header with any field values, bypassing the sender-side checks. */
-function rawHeader(fields: {
-  version?: number;
-  flags?: number;
-  msgType: number;
-  payloadLen: number;
-}): Buffer {
-  const b = Buffer.alloc(HEADER_LEN);
-  b.writeUInt16BE(fields.version ?? WIRE_VERSION, 0);
-  b.writeUInt16BE(fields.flags ?? 0, 2);
-  b.writeUInt32BE(fields.msgType, 4);
-  b.writeUInt32BE(3, 8);
-  b.writeUInt32BE(fields.payloadLen, 28);
-  return b;
 }
 
 describe('frame header', () => {
@@ -187,7 +165,9 @@ describe('frame header', () => {
   });
 
   it('decoding names the frame in its error', () => {
-    expect(() => decodeHeader(rawHeader({ msgType: ControlType.Ack, payloadLen: 5 }))).toThrow(
+    expect(() =>
+      decodeHeader(rawHeader({ msgType: ControlType.Ack, peerMsgId: 3, payloadLen: 5 })),
+    ).toThrow(
       aureliaError(ErrorId.ProtocolViolation, /^ack frame \(peer message id 3\): payload length 5/),
     );
   });

@@ -31,6 +31,7 @@ import {
   type Frame,
   type OutboundFrame,
 } from '../../../lib/engine/wire/frame.js';
+import { rawHeader, split } from '../../support/wire.js';
 
 const numRuns = Number.parseInt(process.env.FC_RUNS ?? '', 10) || 100;
 const U64_MAX = (1n << 64n) - 1n;
@@ -126,17 +127,6 @@ const chunkSizes = fc
     { minLength: 1, maxLength: 30 },
   )
   .map((sizes) => [...sizes, 1]);
-
-/** Splits `stream` into views by cycling through `sizes`. */
-function split(stream: Buffer, sizes: readonly number[]): Buffer[] {
-  const chunks: Buffer[] = [];
-  for (let pos = 0, i = 0; pos < stream.length; i++) {
-    const n = sizes[i % sizes.length];
-    chunks.push(stream.subarray(pos, pos + n));
-    pos += n;
-  }
-  return chunks;
-}
 
 function expectWireError(err: unknown): AureliaError {
   expect(err).toBeInstanceOf(AureliaError);
@@ -252,15 +242,7 @@ describe('wire codec properties', () => {
         ),
       ),
     })
-    .map((h) => {
-      const b = Buffer.alloc(HEADER_LEN);
-      b.writeUInt16BE(h.version, 0);
-      b.writeUInt16BE(h.flags, 2);
-      b.writeUInt32BE(h.msgType, 4);
-      b.writeUInt32BE(h.peerMsgId, 8);
-      b.writeUInt32BE(h.payloadLen, 28);
-      return b;
-    });
+    .map((h) => rawHeader(h));
 
   const hostileStream = fc
     .array(
