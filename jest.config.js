@@ -8,4 +8,6 @@ export default {
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: { '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json' }] },
   testTimeout: 30000,
+  // Builds dist/ (unless `npm test` just did): some suites run it in child processes.
+  globalSetup: '<rootDir>/test/support/global-setup.ts',
 };

@@ -6,16 +6,16 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect, createServer, type TLSSocket } from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 import { run, type CliIo } from '../../lib/cli/main.js';
 import { Pkcs8AuthConfig, loadAuthMaterial, type AuthMaterial } from '../../lib/engine/auth.js';
 import { certificateIdentity } from '../../lib/engine/transport/identity.js';
+import { builtCli, requireBuild } from '../support/built.js';
+
+requireBuild();
 
 const exec = promisify(execFile);
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const builtBin = path.join(repoRoot, 'dist/lib/cli/main.js');
 
 let work: string;
 let out: string;
@@ -372,10 +372,10 @@ describe('aurelia-mesh certs', () => {
     expect(result.stderr).toContain('Usage: aurelia-mesh');
   });
 
-  (existsSync(builtBin) ? it : it.skip)('runs as the built bin, dist/lib/cli/main.js', async () => {
+  it('runs as the built bin, dist/lib/cli/main.js', async () => {
     const { stdout } = await exec(
       process.execPath,
-      [builtBin, 'certs', '--out', out, '--node', 'alpha'],
+      [builtCli, 'certs', '--out', out, '--node', 'alpha'],
       {
         cwd: work,
         timeout: 20_000,

@@ -1,30 +1,21 @@
 // Nodes as child processes: SIGKILL and restart a peer, and check what its senders see.
 import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 
-import {
-  DomusAddr,
-  ErrorId,
-  JsonCodec,
-  type Domus,
-  type DomusReportingEvent,
-} from '../../lib/index.js';
+import { DomusAddr, ErrorId, type Domus, type DomusReportingEvent } from '../../lib/index.js';
 import { DeliveryLedger } from '../../lib/cli/soak/ledger.js';
-import { builtEntry, repoRoot, unusableBuild } from '../support/built.js';
+import { tracked } from '../support/ledger.js';
+import { unusedPort } from '../support/ports.js';
+import { builtEntry, repoRoot, requireBuild } from '../support/built.js';
 import { TestMesh, fastConfig, firstMatch } from '../support/mesh.js';
 import { writeTestNodeFiles, type TestPkiFiles } from '../support/pki.js';
 import { EventQueue, within } from '../support/transport.js';
 
 const script = path.join(repoRoot, 'test', 'support', 'node-process.mjs');
 
-const notBuilt = unusableBuild();
+requireBuild();
 
-interface Note {
-  key: string;
-}
-const codec = new JsonCodec<Note>();
 const TABERNA = 10n;
 /** How late past its deadline a send may settle: timers fire late on a loaded CI machine. */
 const LATE_SLACK_MS = 1500;
@@ -116,26 +107,7 @@ class NodeProcess {
   }
 }
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-function tracked(ledger: DeliveryLedger, from: Domus, key: string): Promise<void> {
-  const deadline = Date.now() + from.config.snapshot().sendTimeoutMs;
-  return ledger.track(key, deadline, from.send(codec, TABERNA, { key }));
-}
-
-const suite = notBuilt === undefined ? describe : describe.skip;
-const title =
-  notBuilt === undefined
-    ? 'peers in child processes'
-    : `peers in child processes (skipped: ${notBuilt})`;
-
-suite(title, () => {
+describe('peers in child processes', () => {
   let mesh: TestMesh;
   let alpha: Domus;
   let files: TestPkiFiles;
@@ -148,7 +120,7 @@ suite(title, () => {
       config: fastConfig((b) => b.sendTimeoutMs(8000).sendQueueSize(1024)),
     });
     files = await writeTestNodeFiles(await mesh.pki.node('beta'));
-    port = await freePort();
+    port = await unusedPort();
     mesh.resolver.insert(TABERNA, DomusAddr.tcp('127.0.0.1', port));
   });
   afterEach(async () => {
@@ -166,7 +138,7 @@ suite(title, () => {
   it('fails retained work with PeerRestarted after a SIGKILL and restart, then recovers', async () => {
     const ledger = new DeliveryLedger(LATE_SLACK_MS);
     const first = await startChild('hold', ledger);
-    const held = ['r1', 'r2', 'r3'].map((key) => tracked(ledger, alpha, key));
+    const held = ['r1', 'r2', 'r3'].map((key) => tracked(ledger, alpha, TABERNA, key));
     expect(await first.node.got.take(3, 5000)).toEqual(['r1', 'r2', 'r3']);
     const restarted = firstMatch<DomusReportingEvent>(
       alpha.reporting.events$,
@@ -183,7 +155,7 @@ suite(title, () => {
       expect(ledger.outcome(key)).toMatchObject({ ok: false, kind: ErrorId.PeerRestarted });
     }
     expect(await restarted).toMatchObject({ failedMessages: 3 });
-    await within(tracked(ledger, alpha, 'after'), 5000, 'a send to the restarted peer');
+    await within(tracked(ledger, alpha, TABERNA, 'after'), 5000, 'a send to the restarted peer');
     expect(ledger.outcome('after')).toMatchObject({ ok: true });
     const report = ledger.compare();
     expect(report.mismatches).toEqual([]);
@@ -196,7 +168,7 @@ suite(title, () => {
     const sends: Promise<void>[] = [];
     const keys = (from: number, to: number) =>
       Array.from({ length: to - from }, (_, i) => `m${from + i}`);
-    for (const key of keys(0, 300)) sends.push(tracked(ledger, alpha, key));
+    for (const key of keys(0, 300)) sends.push(tracked(ledger, alpha, TABERNA, key));
     await within(
       (async () => {
         while (ledger.acceptedCount('m100') === 0) await first.node.got.next(10_000);
@@ -207,7 +179,7 @@ suite(title, () => {
     const unsettledAtKill = keys(0, 300).filter((key) => ledger.outcome(key) === undefined);
     await first.node.stop('SIGKILL');
     await startChild('accept', ledger, PACE_MS);
-    for (const key of keys(300, 400)) sends.push(tracked(ledger, alpha, key));
+    for (const key of keys(300, 400)) sends.push(tracked(ledger, alpha, TABERNA, key));
     await within(Promise.all(sends), 15_000, 'every send to settle');
     const report = ledger.compare();
     expect(report.mismatches).toEqual([]);
@@ -231,7 +203,7 @@ suite(title, () => {
   it('a SIGTERM shuts the peer down gracefully: its undecided requests fail with DomusClosed', async () => {
     const ledger = new DeliveryLedger(LATE_SLACK_MS);
     const child = await startChild('hold', ledger);
-    const held = ['t1', 't2'].map((key) => tracked(ledger, alpha, key));
+    const held = ['t1', 't2'].map((key) => tracked(ledger, alpha, TABERNA, key));
     await child.node.got.take(2, 5000);
     expect(await child.node.stop('SIGTERM')).toEqual({ code: 0, signal: null });
     await within(Promise.all(held), 5000, 'the held sends to fail');

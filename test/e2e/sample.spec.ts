@@ -4,13 +4,13 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import { createCertificateAuthority, issueNodeCertificate } from '../../lib/cli/pki.js';
 import { ensureSamplePki } from '../../sample/pki.js';
+import { builtSample, repoRoot, requireBuild } from '../support/built.js';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const sampleMain = path.join(repoRoot, 'dist/sample/main.js');
+requireBuild();
+
 const SERVICES = ['orders', 'billing', 'audit'];
 
 interface SampleRun {
@@ -23,7 +23,7 @@ interface SampleRun {
 /** Runs the built sample with its certificates in `pkiDir`; killed if it outlives `timeoutMs`. */
 function runSample(pkiDir: string, timeoutMs: number): Promise<SampleRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [sampleMain], {
+    const child = spawn(process.execPath, [builtSample], {
       cwd: repoRoot,
       env: { ...process.env, AURELIA_SAMPLE_PKI_DIR: pkiDir },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -52,9 +52,9 @@ describe('the sample mesh (node dist/sample/main.js)', () => {
   let run: SampleRun;
 
   beforeAll(async () => {
-    if (!existsSync(sampleMain)) {
+    if (!existsSync(builtSample)) {
       throw new Error(
-        `${sampleMain} is missing: run 'npm run build' first (npm ci builds it through 'prepare')`,
+        `${builtSample} is missing: run 'npm run build' first (npm ci builds it through 'prepare')`,
       );
     }
     work = await mkdtemp(path.join(tmpdir(), 'aurelia-sample-spec-'));

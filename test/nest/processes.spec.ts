@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline';
 import { lastValueFrom } from 'rxjs';
 import { AureliaError, type Domus, type DomusReportingEvent } from '../../lib/index.js';
 import { ClientAurelia } from '../../lib/nest/client-aurelia.js';
-import { builtEntry, repoRoot, unusableBuild } from '../support/built.js';
+import { builtEntry, repoRoot, requireBuild } from '../support/built.js';
 import { firstMatch } from '../support/mesh.js';
 import {
   makeTestPki,
@@ -83,14 +83,9 @@ class NestProcess {
   }
 }
 
-const notBuilt = unusableBuild();
-const suite = notBuilt === undefined ? describe : describe.skip;
-const title =
-  notBuilt === undefined
-    ? 'Nest applications in child processes'
-    : `Nest applications in child processes (skipped: ${notBuilt})`;
+requireBuild();
 
-suite(title, () => {
+describe('Nest applications in child processes', () => {
   let pki: TestPki;
   let server: TestPkiFiles;
   let client: TestPkiFiles;
