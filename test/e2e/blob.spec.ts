@@ -21,6 +21,7 @@ import { FaultProxy, type ProxiedTraffic } from '../support/proxy.js';
 import { rejection } from '../support/expect.js';
 import { TestMesh, eventually, fastConfig, type TestTransport } from '../support/mesh.js';
 import { within } from '../support/transport.js';
+import { countResources, expectNothingLeftSince } from '../support/resources.js';
 
 interface FileNote {
   name: string;
@@ -645,6 +646,7 @@ describe.each(TRANSPORTS)('blob flow control and failures over %s', (transport) 
   });
 
   it('leaves nothing behind after a shutdown with open streams', async () => {
+    const before = countResources();
     await setup();
     const events: DomusReportingEvent[] = [];
     alpha.reporting.events$.subscribe((e) => events.push(e));
@@ -668,6 +670,10 @@ describe.each(TRANSPORTS)('blob flow control and failures over %s', (transport) 
       blobWindow: { chunkSize: CHUNK, ackWindow: 8 },
     });
     expect(events.map((e) => e.type)).toContain('BlobCallisDisconnected');
+    // Both ends of the stream are torn down, and no socket, server or timer outlives the mesh.
+    expect(sender.destroyed).toBe(true);
+    expect(receiver.destroyed).toBe(true);
+    await expectNothingLeftSince(before);
   });
 });
 

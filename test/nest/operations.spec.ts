@@ -8,8 +8,9 @@ import fc from 'fast-check';
 import { Registry, register as globalRegister } from 'prom-client';
 import { type Observable, lastValueFrom } from 'rxjs';
 import ts from 'typescript';
-import { AureliaError, Domus, ErrorId, SimpleResolver } from '../../lib/index.js';
+import { AureliaError, Domus, ErrorId, JsonCodec, SimpleResolver } from '../../lib/index.js';
 import { AureliaModule } from '../../lib/nest/aurelia.module.js';
+import { AureliaServer } from '../../lib/nest/aurelia.server.js';
 import { ClientAurelia } from '../../lib/nest/client-aurelia.js';
 import { AureliaHealthIndicator } from '../../lib/nest/health.js';
 import type { AureliaModuleOptions } from '../../lib/nest/options.js';
@@ -20,7 +21,7 @@ import { TestDns } from '../support/dns.js';
 import { LogCapture } from '../support/logs.js';
 import { unusedPort } from '../support/ports.js';
 import { parseExposition, sampleValue } from '../support/prometheus.js';
-import { firstMatch } from '../support/mesh.js';
+import { TestMesh, firstMatch } from '../support/mesh.js';
 import { makeTestPki, type TestPki } from '../support/pki.js';
 import { bootstrapError, callerApp, hybridApp, serviceOptions } from './fixtures.js';
 
@@ -440,35 +441,57 @@ describe('AureliaModule operations', () => {
       }
     });
 
-    it('maps every pattern to the taberna id its handler registers', () => {
-      const pattern = fc.oneof(
-        fc.string({ minLength: 1 }),
-        fc.dictionary(fc.string({ minLength: 1 }), fc.oneof(fc.string(), fc.integer()), {
-          minKeys: 1,
-          maxKeys: 4,
-        }),
-      );
-      fc.assert(
-        fc.property(
-          fc.uniqueArray(pattern, {
-            minLength: 1,
-            maxLength: 5,
-            selector: (p) => tabernaIdForPattern(p).toString(),
+    it('maps every pattern to the taberna id its handler registers', async () => {
+      const mesh = await TestMesh.create();
+      try {
+        const domus = await mesh.add('patterns');
+        const pattern = fc.oneof(
+          fc.string({ minLength: 1 }),
+          fc.dictionary(fc.string({ minLength: 1 }), fc.oneof(fc.string(), fc.integer()), {
+            minKeys: 1,
+            maxKeys: 4,
           }),
-          (patterns) => {
-            const services = patterns.map((p, i) => ({ pattern: p, service: `_s${i}._tcp.x` }));
-            const resolved = resolveAureliaOptions({
-              listen: 'tls://127.0.0.1:0',
-              auth: { ca: 'ca.pem', cert: 'c.pem', key: 'k.pem' },
-              discovery: { dnsSrv: { services } },
-            });
-            for (const { pattern: p, service } of services) {
-              expect(resolved.discovery?.serviceFor(tabernaIdForPattern(p))).toBe(service);
-            }
-          },
-        ),
-        { numRuns: 50 },
-      );
+        );
+        await fc.assert(
+          fc.asyncProperty(
+            fc.uniqueArray(pattern, {
+              minLength: 1,
+              maxLength: 5,
+              selector: (p) => tabernaIdForPattern(p).toString(),
+            }),
+            async (patterns) => {
+              const services = patterns.map((p, i) => ({ pattern: p, service: `_s${i}._tcp.x` }));
+              const resolved = resolveAureliaOptions({
+                listen: 'tls://127.0.0.1:0',
+                auth: { ca: 'ca.pem', cert: 'c.pem', key: 'k.pem' },
+                discovery: { dnsSrv: { services } },
+              });
+              // A server with one handler per pattern, registering its tabernae on `domus`.
+              const server = new AureliaServer(domus);
+              for (const { pattern: p } of services) server.addHandler(p, () => Promise.resolve());
+              await new Promise<void>((resolve, reject) =>
+                server.listen((err) => (err === undefined ? resolve() : reject(err as Error))),
+              );
+              try {
+                for (const { pattern: p, service } of services) {
+                  const id = tabernaIdForPattern(p);
+                  // The handler holds `id`: registering it again is refused…
+                  await expect(domus.taberna(id, new JsonCodec())).rejects.toMatchObject({
+                    kind: ErrorId.TabernaAlreadyRegistered,
+                  });
+                  // …and discovery looks the same id up under the pattern's service.
+                  expect(resolved.discovery?.serviceFor(id)).toBe(service);
+                }
+              } finally {
+                await server.close();
+              }
+            },
+          ),
+          { numRuns: 30 },
+        );
+      } finally {
+        await mesh.close();
+      }
     });
 
     it('refuses discovery settings the resolver cannot use, naming the option', () => {
