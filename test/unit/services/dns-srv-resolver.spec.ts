@@ -7,18 +7,7 @@ import {
 } from '../../../lib/engine/services/dns-srv-resolver.js';
 import { TestDns } from '../../support/dns.js';
 import { rejection } from '../../support/expect.js';
-
-/** Deterministic uniform numbers in [0, 1) (mulberry32). */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seeded } from '../../support/random.js';
 
 function clock(start = 1_000_000): { now: () => number; advance: (ms: number) => void } {
   let t = start;
@@ -234,6 +223,46 @@ describe('DnsSrvResolver', () => {
     expect(String(await resolver.resolve(7n))).toBe('tls://127.0.0.2:7000');
   });
 
+  it('routes every target of the best priority as replicas, the same set while cached', async () => {
+    dns.zone.set(SERVICE, {
+      srv: [
+        { priority: 10, weight: 5, port: 7000, target: 'a.mesh.test' },
+        { priority: 10, weight: 1, port: 7000, target: 'b.mesh.test' },
+        { priority: 20, weight: 1, port: 7001, target: 'backup.mesh.test' },
+      ],
+    });
+    dns.zone.set('a.mesh.test', { a: [{ address: '127.0.0.2', ttl: 30 }] });
+    dns.zone.set('b.mesh.test', {
+      a: [
+        { address: '127.0.0.4', ttl: 30 },
+        { address: '127.0.0.5', ttl: 30 },
+      ],
+    });
+    dns.zone.set('backup.mesh.test', { a: [{ address: '127.0.0.3', ttl: 30 }] });
+    const resolver = resolverFor({ balancing: 'round-robin' });
+    const route = await resolver.resolveRoute(7n);
+    expect(route.addresses.map(String)).toEqual([
+      'tls://127.0.0.2:7000',
+      'tls://127.0.0.4:7000',
+      'tls://127.0.0.5:7000',
+    ]);
+    expect(route.balancing).toBe('round-robin');
+    expect(resolver.resolveRoute(7n)).toBe(route);
+    expect(dns.count(`SRV ${SERVICE}`)).toBe(1);
+
+    // A held replica leaves the set while others of its priority remain; then the next priority.
+    resolver.reportFailure('tls://127.0.0.2:7000');
+    expect((await resolver.resolveRoute(7n)).addresses.map(String)).toEqual([
+      'tls://127.0.0.4:7000',
+      'tls://127.0.0.5:7000',
+    ]);
+    resolver.reportFailure('tls://127.0.0.4:7000');
+    resolver.reportFailure('tls://127.0.0.5:7000');
+    expect((await resolver.resolveRoute(7n)).addresses.map(String)).toEqual([
+      'tls://127.0.0.3:7001',
+    ]);
+  });
+
   it('queries again after invalidate(id)', async () => {
     twoPriorities();
     const resolver = resolverFor();
@@ -383,6 +412,10 @@ describe('DnsSrvResolver', () => {
       ],
       [{ failureHoldMs: -1 }, /failureHoldMs/],
       [{ cacheTtlMs: 1.5 }, /cacheTtlMs/],
+      [
+        { balancing: 'random' as never },
+        /balancing must be one of least-loaded, round-robin, hash/,
+      ],
     ];
     for (const [options, message] of cases) {
       let caught: unknown;
