@@ -1,16 +1,93 @@
-// Mapping a target taberna id to the address of the domus that hosts it.
+// Mapping a target taberna id to the address (or the replica addresses) of the domus hosting it.
 import { DomusAddr } from './addr.js';
+import { BALANCINGS, type Balancing } from './balancer/balancer.js';
 import { AureliaError, ErrorId } from './errors.js';
 import { assertTabernaId, type TabernaId } from './ids.js';
+
+/**
+ * The replicas a route names: one or more distinct domus addresses serving the same tabernae,
+ * and how sends are spread over them (see `Balancing`; default `'least-loaded'`). Immutable.
+ * A resolver should hand out the same `ReplicaSet` object for a route while the route does not
+ * change: round-robin keeps its place per object.
+ */
+export class ReplicaSet {
+  /** The replica addresses, in the order given, without duplicates. */
+  readonly addresses: readonly DomusAddr[];
+  /** Their keys (`DomusAddr.key`), index for index: what the balancer tracks replicas by. */
+  readonly keys: readonly string[];
+  /** How sends are spread over the replicas. */
+  readonly balancing: Balancing;
+
+  private constructor(addresses: readonly DomusAddr[], balancing: Balancing) {
+    this.addresses = Object.freeze(addresses.slice());
+    this.keys = Object.freeze(addresses.map((a) => a.key));
+    this.balancing = balancing;
+    Object.freeze(this);
+  }
+
+  /**
+   * A replica set of `addresses` (one address or a non-empty array; duplicates are dropped) with
+   * `balancing`. Throws `AureliaError(InvalidConfig)` for an empty array, an element that is not a
+   * `DomusAddr`, or an unknown balancing.
+   */
+  static of(
+    addresses: DomusAddr | readonly DomusAddr[],
+    balancing: Balancing = 'least-loaded',
+  ): ReplicaSet {
+    const list = addresses instanceof DomusAddr ? [addresses] : addresses;
+    if (!Array.isArray(list) || list.length === 0) {
+      throw new AureliaError(
+        ErrorId.InvalidConfig,
+        'a route needs at least one address (a DomusAddr or a non-empty array of them)',
+      );
+    }
+    const seen = new Set<string>();
+    const unique: DomusAddr[] = [];
+    for (const [i, addr] of (list as readonly unknown[]).entries()) {
+      if (!(addr instanceof DomusAddr)) {
+        throw new AureliaError(
+          ErrorId.InvalidConfig,
+          `route address [${i}] must be a DomusAddr (use DomusAddr.parse), got ${typeof addr}`,
+        );
+      }
+      if (!seen.has(addr.key)) {
+        seen.add(addr.key);
+        unique.push(addr);
+      }
+    }
+    if (!BALANCINGS.includes(balancing)) {
+      throw new AureliaError(
+        ErrorId.InvalidConfig,
+        `balancing must be one of ${BALANCINGS.join(', ')}, got ${String(balancing)}`,
+      );
+    }
+    return new ReplicaSet(unique, balancing);
+  }
+
+  /** The address whose key is `key`; `undefined` when it is not a replica of this set. */
+  addressOf(key: string): DomusAddr | undefined {
+    const i = this.keys.indexOf(key);
+    return i < 0 ? undefined : this.addresses[i];
+  }
+}
 
 /**
  * Finds the domus hosting a taberna. Called on every send to a taberna that is not local, so
  * an application can plug in its own discovery. Reports an id it does not know by throwing (or
  * rejecting with) `AureliaError(UnknownTaberna)`.
+ *
+ * A resolver names one address per taberna with `resolve`; one that knows replicas also
+ * implements `resolveRoute`, which the domus then calls instead, balancing each send over the
+ * replicas (see `ReplicaSet` and `Balancing`).
  */
 export interface RouteResolver {
   /** Returns the address hosting `tabernaId`; throws or rejects `UnknownTaberna` if none. */
   resolve(tabernaId: bigint): Promise<DomusAddr> | DomusAddr;
+  /**
+   * Optional: the replicas hosting `tabernaId`. When present the domus calls it instead of
+   * `resolve`. Throws or rejects `UnknownTaberna` if none; must answer with a `ReplicaSet`.
+   */
+  resolveRoute?(tabernaId: bigint): Promise<ReplicaSet> | ReplicaSet;
   /**
    * Optional: told when dialing `addr` failed, so a discovering resolver can re-resolve or
    * prefer another endpoint. Must not throw.
@@ -18,20 +95,24 @@ export interface RouteResolver {
   reportFailure?(addr: DomusAddr): void;
 }
 
+/** What a route may be given as: one address, several, or a prepared `ReplicaSet`. */
+export type RouteTarget = DomusAddr | readonly DomusAddr[] | ReplicaSet;
+
 /**
- * An in-memory `RouteResolver` backed by a mutable map from taberna id to address: for tests,
- * fixtures and small static topologies. Changes apply to the next `resolve`.
+ * An in-memory `RouteResolver` backed by a mutable map from taberna id to replicas: for tests,
+ * fixtures and small static topologies. Changes apply to the next send.
  */
 export class SimpleResolver implements RouteResolver {
-  readonly #routes = new Map<TabernaId, DomusAddr>();
+  readonly #routes = new Map<TabernaId, ReplicaSet>();
 
   /**
-   * Creates a resolver, optionally filled with `entries`. Throws `AureliaError(InvalidConfig)`
-   * for an entry whose id is not a u64 bigint or whose address is not a `DomusAddr`.
+   * Creates a resolver, optionally filled with `entries` (each an id and one address, an array of
+   * replica addresses or a `ReplicaSet`). Throws `AureliaError(InvalidConfig)` for an entry whose
+   * id is not a u64 bigint or whose addresses are not `DomusAddr`s.
    */
-  constructor(entries?: Iterable<readonly [bigint, DomusAddr]>) {
+  constructor(entries?: Iterable<readonly [bigint, RouteTarget]>) {
     if (entries === undefined) return;
-    for (const [id, addr] of entries) this.insert(id, addr);
+    for (const [id, target] of entries) this.insert(id, target);
   }
 
   /** Number of routes held. */
@@ -40,21 +121,17 @@ export class SimpleResolver implements RouteResolver {
   }
 
   /**
-   * Routes `id` to `addr`, replacing any previous route, and returns the previous address (or
-   * `undefined`). Throws `AureliaError(InvalidConfig)` when `id` is not a bigint in 0..2^64-1 or
-   * `addr` is not a `DomusAddr`.
+   * Routes `id` to `target` (one address, an array of replica addresses balanced
+   * `'least-loaded'`, or a `ReplicaSet`), replacing any previous route, and returns the previous
+   * route's first address (or `undefined`). Throws `AureliaError(InvalidConfig)` when `id` is not
+   * a bigint in 0..2^64-1 or the addresses are not `DomusAddr`s (an empty array included).
    */
-  insert(id: bigint, addr: DomusAddr): DomusAddr | undefined {
+  insert(id: bigint, target: RouteTarget): DomusAddr | undefined {
     assertTabernaId(id, ErrorId.InvalidConfig);
-    if (!(addr instanceof DomusAddr)) {
-      throw new AureliaError(
-        ErrorId.InvalidConfig,
-        `route for taberna ${id} must be a DomusAddr (use DomusAddr.parse), got ${typeof addr}`,
-      );
-    }
+    const route = toReplicaSet(target, `route for taberna ${id}`);
     const previous = this.#routes.get(id);
-    this.#routes.set(id, addr);
-    return previous;
+    this.#routes.set(id, route);
+    return previous?.addresses[0];
   }
 
   /** Removes the route for `id`; returns whether there was one. */
@@ -62,26 +139,67 @@ export class SimpleResolver implements RouteResolver {
     return this.#routes.delete(id);
   }
 
-  /** The address routed for `id`, or `undefined` (also for a value that is not a taberna id). */
+  /**
+   * The (first) address routed for `id`, or `undefined` (also for a value that is not a taberna
+   * id). `getRoute` gives every replica.
+   */
   get(id: bigint): DomusAddr | undefined {
+    return this.#routes.get(id)?.addresses[0];
+  }
+
+  /** The replicas routed for `id`, or `undefined`. */
+  getRoute(id: bigint): ReplicaSet | undefined {
     return this.#routes.get(id);
   }
 
   /**
-   * The address routed for `tabernaId`. Throws `AureliaError(UnknownTaberna)` naming the id when
-   * there is no route, or when the value is not a taberna id at all.
+   * The (first) address routed for `tabernaId`. Throws `AureliaError(UnknownTaberna)` naming the
+   * id when there is no route, or when the value is not a taberna id at all.
    */
   resolve(tabernaId: bigint): DomusAddr {
-    const id = assertTabernaId(tabernaId, ErrorId.UnknownTaberna);
-    const addr = this.#routes.get(id);
-    if (addr === undefined) {
-      throw new AureliaError(ErrorId.UnknownTaberna, `no route to taberna ${id}`);
-    }
-    return addr;
+    return this.resolveRoute(tabernaId).addresses[0];
   }
 
-  /** The current routes, in insertion order. */
-  entries(): IterableIterator<[TabernaId, DomusAddr]> {
+  /**
+   * The replicas routed for `tabernaId` (the same object until the route changes). Throws
+   * `AureliaError(UnknownTaberna)` naming the id when there is no route, or when the value is not
+   * a taberna id at all.
+   */
+  resolveRoute(tabernaId: bigint): ReplicaSet {
+    const id = assertTabernaId(tabernaId, ErrorId.UnknownTaberna);
+    const route = this.#routes.get(id);
+    if (route === undefined) {
+      throw new AureliaError(ErrorId.UnknownTaberna, `no route to taberna ${id}`);
+    }
+    return route;
+  }
+
+  /** The current routes with their first address, in insertion order (`routes()` for all). */
+  *entries(): IterableIterator<[TabernaId, DomusAddr]> {
+    for (const [id, route] of this.#routes) yield [id, route.addresses[0]];
+  }
+
+  /** The current routes with every replica, in insertion order. */
+  routes(): IterableIterator<[TabernaId, ReplicaSet]> {
     return this.#routes.entries();
   }
+}
+
+/**
+ * `target` as a `ReplicaSet` (an address or an array become one balanced `'least-loaded'`).
+ * Throws `AureliaError(InvalidConfig)` starting with `what` when it is neither.
+ */
+export function toReplicaSet(target: unknown, what: string): ReplicaSet {
+  if (target instanceof ReplicaSet) return target;
+  if (target instanceof DomusAddr || Array.isArray(target)) {
+    try {
+      return ReplicaSet.of(target as DomusAddr | readonly DomusAddr[]);
+    } catch (err) {
+      throw new AureliaError(ErrorId.InvalidConfig, `${what}: ${(err as Error).message}`);
+    }
+  }
+  throw new AureliaError(
+    ErrorId.InvalidConfig,
+    `${what} must be a DomusAddr (use DomusAddr.parse), an array of them or a ReplicaSet, got ${typeof target}`,
+  );
 }

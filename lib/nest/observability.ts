@@ -2,7 +2,6 @@
 import { Logger, type LoggerService } from '@nestjs/common';
 import type { Registry, RegistryContentType } from 'prom-client';
 import { inspect } from 'node:util';
-import type { DomusAddr } from '../engine/addr.js';
 import type { Domus } from '../engine/domus.js';
 import { AureliaError, ErrorId } from '../engine/errors.js';
 import type { AureliaLogger } from '../engine/logger.js';
@@ -10,7 +9,6 @@ import {
   type AureliaMetricsRegistration,
   registerAureliaMetrics,
 } from '../engine/reporting/prometheus.js';
-import { type RouteResolver, SimpleResolver } from '../engine/resolver.js';
 import {
   DnsSrvResolver,
   type DnsSrvRange,
@@ -97,6 +95,7 @@ const DNS_SRV_KEYS = new Set([
   'maxTtlMs',
   'failureHoldMs',
   'staleIfErrorMs',
+  'balancing',
 ]);
 
 /**
@@ -118,20 +117,6 @@ export function resolveOperations(options: {
 }
 
 /**
- * The resolver the domus uses: the explicit one, else static routes, DNS SRV discovery, or both
- * (static routes first, then DNS).
- */
-export function moduleResolver(
-  routes: readonly (readonly [bigint, DomusAddr])[],
-  resolver: RouteResolver | undefined,
-  discovery: DnsSrvResolver | undefined,
-): RouteResolver | undefined {
-  if (resolver !== undefined) return resolver;
-  if (discovery === undefined) return undefined;
-  return routes.length === 0 ? discovery : new StaticThenDnsResolver(routes, discovery);
-}
-
-/**
  * Registers the domus's metrics when the `metrics.prometheus` option asks for it (label `domus`
  * = the domus identity unless set). Returns `undefined` when Prometheus is off. Throws
  * `AureliaError(InvalidConfig)` starting with `AureliaModule option 'metrics.prometheus'` when
@@ -150,26 +135,6 @@ export function registerModuleMetrics(
     });
   } catch (err) {
     throw invalid('metrics.prometheus', err instanceof Error ? err.message : String(err));
-  }
-}
-
-/** Static routes first, then DNS SRV; dial failures go to the DNS resolver to re-resolve. */
-class StaticThenDnsResolver implements RouteResolver {
-  readonly #routes: SimpleResolver;
-
-  constructor(
-    routes: readonly (readonly [bigint, DomusAddr])[],
-    private readonly dns: DnsSrvResolver,
-  ) {
-    this.#routes = new SimpleResolver(routes);
-  }
-
-  resolve(tabernaId: bigint): Promise<DomusAddr> | DomusAddr {
-    return this.#routes.get(tabernaId) ?? this.dns.resolve(tabernaId);
-  }
-
-  reportFailure(addr: DomusAddr): void {
-    this.dns.reportFailure(addr);
   }
 }
 

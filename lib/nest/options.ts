@@ -21,18 +21,11 @@ import {
   type AureliaModuleDiscoveryOptions,
   type AureliaModuleMetricsOptions,
   type AureliaPrometheusOptions,
-  moduleResolver,
   resolveOperations,
 } from './observability.js';
-import { type AureliaPattern, tabernaIdForPattern } from './pattern.js';
+import { type AureliaRoutes, RouteTable, addressOption } from './route-table.js';
 
-/** One static route: a pattern (or explicit taberna id) and the address of the domus serving it. */
-export interface AureliaRoute {
-  /** A Nest pattern (hashed to its taberna id) or an explicit taberna id (a bigint). */
-  readonly pattern: AureliaPattern;
-  /** Where it is served: `tls://host:port`, `unix:///path` or a `DomusAddr`. */
-  readonly address: string | DomusAddr;
-}
+export type { AureliaRoute, AureliaRouteAddress, AureliaRoutes } from './route-table.js';
 
 /** Serializer and deserializer of one side, as Nest's built-in transports take them. */
 export interface AureliaClientSerialization {
@@ -54,10 +47,12 @@ export interface AureliaModuleOptions {
   readonly auth: Pkcs8AuthFiles | Pkcs8AuthConfig;
   /**
    * Static routes: `{ 'orders.create': 'tls://10.0.0.5:7000' }` (keys are string patterns) or an
-   * array of `AureliaRoute` (any pattern, or a bigint taberna id). Exclusive with `resolver`;
-   * with `discovery`, consulted first.
+   * array of `AureliaRoute` (any pattern, or a bigint taberna id). An address may be an array of
+   * replica addresses (`['tls://b1:7000', 'tls://b2:7000']`), balanced per send; a key ending in
+   * `*` is a prefix route (`'inventory.*'`) and `'*'` the default route. Exclusive with
+   * `resolver`; see `RouteTable` for the order with `discovery`.
    */
-  readonly routes?: Readonly<Record<string, string | DomusAddr>> | readonly AureliaRoute[];
+  readonly routes?: AureliaRoutes;
   /** A custom resolver. Exclusive with `routes` and `discovery`. */
   readonly resolver?: RouteResolver;
   /** Overrides of the domus configuration; validated like `DomusConfigBuilder.build()`. */
@@ -98,8 +93,10 @@ export interface AureliaModuleOptions {
 export interface ResolvedAureliaOptions {
   readonly listen: DomusAddr;
   readonly auth: Pkcs8AuthFiles | Pkcs8AuthConfig;
-  readonly routes: readonly (readonly [bigint, DomusAddr])[];
-  readonly resolver: RouteResolver | undefined;
+  /** The static routes (and DNS discovery), as a resolver. */
+  readonly routes: RouteTable;
+  /** What the domus resolves with: the `resolver` option, else `routes`. */
+  readonly resolver: RouteResolver;
   readonly config: DomusConfig;
   readonly codec: MessageCodec<unknown>;
   readonly requestTimeoutMs: number | undefined;
@@ -148,7 +145,7 @@ export function resolveAureliaOptions(options: AureliaModuleOptions): ResolvedAu
   for (const key of Object.keys(options)) {
     if (!KNOWN.has(key)) throw invalid(key, 'is not an AureliaModule option');
   }
-  const listen = address('listen', options.listen);
+  const listen = addressOption('listen', options.listen);
   const auth = checkAuth(options.auth);
   if (options.routes !== undefined && options.resolver !== undefined) {
     throw invalid('routes', 'cannot be combined with resolver; put the routes in the resolver');
@@ -156,7 +153,6 @@ export function resolveAureliaOptions(options: AureliaModuleOptions): ResolvedAu
   if (options.discovery !== undefined && options.resolver !== undefined) {
     throw invalid('discovery', 'cannot be combined with resolver; use one or the other');
   }
-  const routes = options.routes === undefined ? [] : checkRoutes(options.routes);
   if (options.resolver !== undefined && typeof options.resolver?.resolve !== 'function') {
     throw invalid('resolver', 'must implement resolve(tabernaId)');
   }
@@ -180,7 +176,9 @@ export function resolveAureliaOptions(options: AureliaModuleOptions): ResolvedAu
     );
   }
   const replyAddress =
-    options.replyAddress === undefined ? undefined : address('replyAddress', options.replyAddress);
+    options.replyAddress === undefined
+      ? undefined
+      : addressOption('replyAddress', options.replyAddress);
   const metricsIntervalMs = options.metricsIntervalMs ?? 10_000;
   if (
     !Number.isInteger(metricsIntervalMs) ||
@@ -195,11 +193,12 @@ export function resolveAureliaOptions(options: AureliaModuleOptions): ResolvedAu
   const client = serialization('client', options.client);
   const server = serialization('server', options.server);
   const operations = resolveOperations(options);
+  const routes = RouteTable.from(options.routes, operations.discovery);
   return {
     listen,
     auth,
     routes,
-    resolver: moduleResolver(routes, options.resolver, operations.discovery),
+    resolver: options.resolver ?? routes,
     config,
     codec,
     requestTimeoutMs,
@@ -213,18 +212,6 @@ export function resolveAureliaOptions(options: AureliaModuleOptions): ResolvedAu
 
 function invalid(option: string, problem: string): AureliaError {
   return new AureliaError(ErrorId.InvalidConfig, `AureliaModule option '${option}' ${problem}`);
-}
-
-function address(option: string, value: unknown): DomusAddr {
-  if (value instanceof DomusAddr) return value;
-  if (typeof value !== 'string') {
-    throw invalid(option, `must be an address string or a DomusAddr, got ${inspect(value)}`);
-  }
-  try {
-    return DomusAddr.parse(value);
-  } catch (err) {
-    throw invalid(option, err instanceof Error ? err.message : String(err));
-  }
 }
 
 function checkAuth(auth: unknown): Pkcs8AuthFiles | Pkcs8AuthConfig {
@@ -247,33 +234,6 @@ function checkAuth(auth: unknown): Pkcs8AuthFiles | Pkcs8AuthConfig {
     if (!isPath(record[field])) throw invalid('auth', `needs a file path in '${field}'`);
   }
   return auth as Pkcs8AuthFiles;
-}
-
-function checkRoutes(
-  routes: NonNullable<AureliaModuleOptions['routes']>,
-): (readonly [bigint, DomusAddr])[] {
-  if (typeof routes !== 'object' || routes === null) {
-    throw invalid('routes', 'must be an object of pattern → address or an array of routes');
-  }
-  const entries: AureliaRoute[] = Array.isArray(routes)
-    ? (routes as readonly AureliaRoute[]).slice()
-    : Object.entries(routes as Record<string, string | DomusAddr>).map(([pattern, addr]) => ({
-        pattern,
-        address: addr,
-      }));
-  return entries.map((route, i) => {
-    const name = `routes[${i}]`;
-    if (typeof route !== 'object' || route === null) {
-      throw invalid(name, 'must be { pattern, address }');
-    }
-    let id: bigint;
-    try {
-      id = tabernaIdForPattern(route.pattern);
-    } catch (err) {
-      throw invalid(name, err instanceof Error ? err.message : String(err));
-    }
-    return [id, address(`${name}.address`, route.address)] as const;
-  });
 }
 
 function checkCodec(codec: unknown): MessageCodec<unknown> {

@@ -40,12 +40,29 @@ export function tabernaIdForRoute(route: string): TabernaId {
   if (routeIds.size >= ROUTE_ID_CACHE_SIZE) routeIds.clear();
   const id = hashRoute(route);
   routeIds.set(route, id);
+  idRoutes.delete(id);
+  idRoutes.set(id, route);
+  if (idRoutes.size > PATTERN_MEMORY) idRoutes.delete(idRoutes.keys().next().value!);
   return id;
+}
+
+/**
+ * The normalized pattern whose hash is `id`, when this process hashed it recently (every
+ * `ClientAurelia` send and every handler registration hashes its pattern just before use);
+ * `undefined` otherwise. Prefix routes match on it, since an id cannot be turned back into text.
+ */
+export function patternForId(id: TabernaId): string | undefined {
+  return idRoutes.get(id);
 }
 
 // Clients hash the same few patterns on every send: remember the ids of recent routes.
 const ROUTE_ID_CACHE_SIZE = 4096;
 const routeIds = new Map<string, TabernaId>();
+// The reverse, kept longer than the forward cache (which re-hashes, and so refreshes this, after
+// it is cleared), oldest hashed first out: a pattern hashed for a send is still here when that
+// send is routed.
+const PATTERN_MEMORY = 4 * ROUTE_ID_CACHE_SIZE;
+const idRoutes = new Map<TabernaId, string>();
 
 function hashRoute(route: string): TabernaId {
   const digest = createHash('sha256')

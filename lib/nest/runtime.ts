@@ -6,7 +6,6 @@ import {
   Pkcs8AuthConfig as AuthConfig,
 } from '../engine/auth.js';
 import type { Domus } from '../engine/domus.js';
-import { SimpleResolver } from '../engine/resolver.js';
 import {
   type AureliaModuleOptions,
   type ResolvedAureliaOptions,
@@ -24,8 +23,7 @@ export async function buildDomus(
 ): Promise<Domus> {
   const resolved = resolveOnce(options);
   const auth = await loadAuth(resolved.auth);
-  const resolver = resolved.resolver ?? new SimpleResolver(resolved.routes);
-  const builder = aurelia.domusBuilder(resolved.config, resolved.listen, auth, resolver);
+  const builder = aurelia.domusBuilder(resolved.config, resolved.listen, auth, resolved.resolver);
   if (resolved.logger !== undefined) builder.logger(resolved.logger);
   return builder.build();
 }

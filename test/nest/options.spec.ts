@@ -71,7 +71,7 @@ describe('AureliaModule options', () => {
     expect(resolved.listen).toEqual(DomusAddr.parse('tls://127.0.0.1:0'));
     expect(resolved.config.sendTimeoutMs).toBe(30_000);
     expect(resolved.codec).toBeInstanceOf(JsonCodec);
-    expect(resolved.routes).toEqual([]);
+    expect(resolved.routes.size).toBe(0);
   });
 
   it('hash route patterns and keep explicit ids', () => {
@@ -82,13 +82,14 @@ describe('AureliaModule options', () => {
         { pattern: 7n, address: DomusAddr.socket('/run/a.sock') },
       ],
     });
-    expect(resolved.routes).toEqual([
-      [tabernaIdForPattern('sum'), DomusAddr.parse('tls://10.0.0.1:7000')],
-      [7n, DomusAddr.socket('/run/a.sock')],
+    expect(resolved.routes.staticRoute(tabernaIdForPattern('sum'))?.addresses).toEqual([
+      DomusAddr.parse('tls://10.0.0.1:7000'),
     ]);
+    expect(resolved.routes.staticRoute(7n)?.addresses).toEqual([DomusAddr.socket('/run/a.sock')]);
+    expect(resolved.resolver).toBe(resolved.routes);
     expect(
-      resolveAureliaOptions({ ...base, routes: { sum: 'tls://10.0.0.1:7000' } }).routes,
-    ).toHaveLength(1);
+      resolveAureliaOptions({ ...base, routes: { sum: 'tls://10.0.0.1:7000' } }).routes.size,
+    ).toBe(1);
   });
 
   it('name the option at fault', () => {

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { DomusAddr } from '../../lib/engine/addr.js';
 import { AureliaError, ErrorId } from '../../lib/engine/errors.js';
-import { SimpleResolver, type RouteResolver } from '../../lib/engine/resolver.js';
+import { ReplicaSet, SimpleResolver, type RouteResolver } from '../../lib/engine/resolver.js';
 import { expectError } from '../support/expect.js';
 
 const A = DomusAddr.parse('tls://127.0.0.1:7000');
@@ -115,6 +115,51 @@ describe('SimpleResolver', () => {
         }
         expect(resolver.size).toBe(model.size);
       }),
+    );
+  });
+});
+
+describe('ReplicaSet and replica routes', () => {
+  const C = DomusAddr.tcp('10.0.0.3', 7000);
+
+  it('routes an id to every replica given, the same set object until the route changes', () => {
+    const resolver = new SimpleResolver([[5n, [A, B, C]]]);
+    const route = resolver.resolveRoute(5n);
+    expect(route.addresses).toEqual([A, B, C]);
+    expect(route.keys).toEqual([A.key, B.key, C.key]);
+    expect(route.balancing).toBe('least-loaded');
+    expect(resolver.resolveRoute(5n)).toBe(route);
+    // resolve() and get() keep their single-address answers: the first replica.
+    expect(resolver.resolve(5n)).toBe(A);
+    expect(resolver.get(5n)).toBe(A);
+    expect(resolver.insert(5n, ReplicaSet.of([C], 'round-robin'))).toBe(A);
+    expect(resolver.resolveRoute(5n)).not.toBe(route);
+    expect(resolver.getRoute(5n)?.balancing).toBe('round-robin');
+    expect([...resolver.routes()].map(([id, r]) => [id, r.addresses])).toEqual([[5n, [C]]]);
+  });
+
+  it('drops duplicate addresses and finds a replica by its key', () => {
+    const set = ReplicaSet.of([A, DomusAddr.parse(String(A)), B], 'hash');
+    expect(set.addresses).toEqual([A, B]);
+    expect(set.addressOf(B.key)).toBe(B);
+    expect(set.addressOf(C.key)).toBeUndefined();
+  });
+
+  it('refuses an empty list, a non-address and an unknown balancing with InvalidConfig', () => {
+    expectError(
+      ErrorId.InvalidConfig,
+      () => new SimpleResolver().insert(1n, []),
+      'at least one address',
+    );
+    expectError(
+      ErrorId.InvalidConfig,
+      () => new SimpleResolver().insert(1n, [A, 'tls://h:1' as unknown as DomusAddr]),
+      'route address [1] must be a DomusAddr',
+    );
+    expectError(
+      ErrorId.InvalidConfig,
+      () => ReplicaSet.of(A, 'random' as never),
+      'balancing must be one of least-loaded, round-robin, hash',
     );
   });
 });

@@ -4,7 +4,8 @@ import { isIP } from 'node:net';
 import { DomusAddr } from '../addr.js';
 import { AureliaError, ErrorId } from '../errors.js';
 import { assertTabernaId, type TabernaId } from '../ids.js';
-import type { RouteResolver } from '../resolver.js';
+import { BALANCINGS, type Balancing } from '../balancer/balancer.js';
+import { ReplicaSet, type RouteResolver } from '../resolver.js';
 
 /** An inclusive range of taberna ids served by one SRV service name. */
 export interface DnsSrvRange {
@@ -51,6 +52,11 @@ export interface DnsSrvResolverOptions {
    * never reused.
    */
   readonly staleIfErrorMs?: number;
+  /**
+   * How a domus spreads sends over the replicas of one answer (see `resolveRoute`); default
+   * `'least-loaded'`.
+   */
+  readonly balancing?: Balancing;
   /** Uniform random numbers in [0, 1) for weighted selection; default `Math.random`. */
   readonly random?: () => number;
   /** Clock for cache lifetimes and failure holds; default `Date.now`. */
@@ -70,6 +76,8 @@ interface CacheEntry {
   readonly groups: readonly (readonly Endpoint[])[];
   /** Address keys present in the answer. */
   readonly keys: ReadonlySet<string>;
+  /** Every address of each priority group as one replica set, group for group. */
+  readonly routes: readonly ReplicaSet[];
   /** When the answer must be refreshed. */
   readonly expiresAt: number;
   /** Until when it may stand in for a refresh that fails (`staleIfErrorMs` past its TTL). */
@@ -104,6 +112,11 @@ const ABSENT = new Set<string>([dns.NOTFOUND, dns.NODATA]);
  * share one query, and `reportFailure` drops the cached answer holding an address so the next
  * send re-resolves. A cached answer is returned synchronously; a lookup returns a Promise.
  *
+ * A domus calls `resolveRoute`: every address of the best priority answering becomes one replica
+ * set, and the domus balances each send over it by load (`balancing`), ejecting replicas that fail;
+ * SRV weights then do not apply. `resolve` (one weighted-random address) serves callers that want
+ * a single address.
+ *
  * A domus resolves a send once, when it is made: sends already queued for an address whose dial
  * failed stay queued for it, retried with `reconnectBackoffMs` until delivered or failed at their
  * deadline; only later sends are routed to another endpoint.
@@ -120,6 +133,7 @@ export class DnsSrvResolver implements RouteResolver {
   readonly #staleIfErrorMs: number;
   readonly #random: () => number;
   readonly #now: () => number;
+  readonly #balancing: Balancing;
   readonly #cache = new Map<string, CacheEntry>();
   readonly #inflight = new Map<string, Promise<CacheEntry>>();
   /** Address key → time until which it is avoided. */
@@ -168,8 +182,14 @@ export class DnsSrvResolver implements RouteResolver {
     if (options.now !== undefined && typeof options.now !== 'function') {
       throw invalid('now must be a function returning milliseconds');
     }
+    if (options.balancing !== undefined && !BALANCINGS.includes(options.balancing)) {
+      throw invalid(
+        `balancing must be one of ${BALANCINGS.join(', ')}, got ${String(options.balancing)}`,
+      );
+    }
     this.#random = options.random ?? Math.random;
     this.#now = options.now ?? Date.now;
+    this.#balancing = options.balancing ?? 'least-loaded';
   }
 
   /** The SRV name `tabernaId` is looked up under, or `undefined` when it is not mapped. */
@@ -192,6 +212,26 @@ export class DnsSrvResolver implements RouteResolver {
    * `close()`.
    */
   resolve(tabernaId: bigint): Promise<DomusAddr> | DomusAddr {
+    const answer = this.#answer(tabernaId);
+    if (!(answer instanceof Promise)) return this.#pick(answer);
+    return answer.then((entry) => this.#pick(entry));
+  }
+
+  /**
+   * The replicas hosting `tabernaId`: every address of the lowest priority that has one not held
+   * after a failure (all of the lowest priority when every one is held), as one `ReplicaSet`
+   * balanced by the `balancing` option — the same object while the answer is cached and no
+   * address is held. Synchronous from a live cached answer, otherwise a Promise. Fails as
+   * `resolve` does.
+   */
+  resolveRoute(tabernaId: bigint): Promise<ReplicaSet> | ReplicaSet {
+    const answer = this.#answer(tabernaId);
+    if (!(answer instanceof Promise)) return this.#route(answer);
+    return answer.then((entry) => this.#route(entry));
+  }
+
+  /** The live cached answer for `tabernaId`'s service, or a Promise of a fresh (or stale) one. */
+  #answer(tabernaId: bigint): Promise<CacheEntry> | CacheEntry {
     if (this.#closed) throw closedError();
     const id = assertTabernaId(tabernaId, ErrorId.UnknownTaberna);
     const service = this.serviceFor(id);
@@ -202,9 +242,9 @@ export class DnsSrvResolver implements RouteResolver {
       );
     }
     const entry = this.#cache.get(service);
-    if (entry !== undefined && this.#now() < entry.expiresAt) return this.#pick(entry);
+    if (entry !== undefined && this.#now() < entry.expiresAt) return entry;
     return this.#lookup(service).then(
-      (fresh) => this.#pick(fresh),
+      (fresh) => fresh,
       (err: unknown) => {
         const stale = this.#cache.get(service);
         const now = this.#now();
@@ -222,7 +262,7 @@ export class DnsSrvResolver implements RouteResolver {
           now + Math.max(this.#minTtlMs, RETRY_AFTER_ERROR_MS),
         );
         this.#cache.set(service, { ...stale, expiresAt: retryAt });
-        return this.#pick(stale);
+        return stale;
       },
     );
   }
@@ -358,8 +398,15 @@ export class DnsSrvResolver implements RouteResolver {
       );
     }
     const expiresAt = this.#now() + this.#lifetime(ttlSeconds);
+    const groups = groupByPriority(endpoints);
     return {
-      groups: groupByPriority(endpoints),
+      groups,
+      routes: groups.map((group) =>
+        ReplicaSet.of(
+          group.flatMap((e) => e.addrs),
+          this.#balancing,
+        ),
+      ),
       keys: new Set(endpoints.flatMap((e) => e.addrs.map((a) => a.key))),
       expiresAt,
       staleUntil: expiresAt + this.#staleIfErrorMs,
@@ -370,6 +417,19 @@ export class DnsSrvResolver implements RouteResolver {
     if (this.#cacheTtlMs !== undefined) return this.#cacheTtlMs;
     const ms = ttlSeconds === undefined ? this.#minTtlMs : ttlSeconds * 1000;
     return Math.min(this.#maxTtlMs, Math.max(this.#minTtlMs, ms));
+  }
+
+  #route(entry: CacheEntry): ReplicaSet {
+    if (this.#held.size === 0) return entry.routes[0];
+    const now = this.#now();
+    for (const [key, until] of this.#held) if (until <= now) this.#held.delete(key);
+    if (this.#held.size === 0) return entry.routes[0];
+    for (const route of entry.routes) {
+      const usable = route.addresses.filter((a) => !this.#held.has(a.key));
+      if (usable.length === route.addresses.length) return route;
+      if (usable.length > 0) return ReplicaSet.of(usable, this.#balancing);
+    }
+    return entry.routes[0];
   }
 
   #pick(entry: CacheEntry): DomusAddr {
