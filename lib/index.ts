@@ -24,7 +24,19 @@ export {
   type EncodedMessage,
   type MessageCodec,
 } from './engine/codec.js';
-export { SimpleResolver, type RouteResolver } from './engine/resolver.js';
+export {
+  ReplicaSet,
+  SimpleResolver,
+  type RouteResolver,
+  type RouteTarget,
+} from './engine/resolver.js';
+export {
+  ReplicaBalancer,
+  type Balancing,
+  type ReplicaBalancerOptions,
+  type ReplicaDecision,
+  type ReplicaReport,
+} from './engine/balancer/balancer.js';
 export { SendOptions, type SendOptionsInit } from './engine/send-options.js';
 export {
   TabernaCompletion,
@@ -74,6 +86,7 @@ export {
   type PeerIdentityReport,
   type PeerLinkEvent,
   type PeerSessionRestartedEvent,
+  type ReplicaEvent,
   type ShutdownEvent,
 } from './engine/reporting/reporting.js';
 export { BlobSender } from './engine/blob/sender.js';
@@ -106,6 +119,8 @@ export {
   type AureliaClientSerialization,
   type AureliaModuleOptions,
   type AureliaRoute,
+  type AureliaRouteAddress,
+  type AureliaRoutes,
   type AureliaServerSerialization,
 } from './nest/options.js';
 export { tabernaIdForPattern, type AureliaPattern } from './nest/pattern.js';

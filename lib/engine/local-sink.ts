@@ -46,14 +46,16 @@ export class PendingSend implements OutboundSpec<SendContext>, SendContext {
     private readonly outcome: unknown,
   ) {}
 
-  static of(
+  /** A send of `message`; called on a subclass, an instance of that subclass. */
+  static of<T extends PendingSend>(
+    this: new (...args: ConstructorParameters<typeof PendingSend>) => T,
     message: DispatchMessage,
     flags: number,
     deadline: number,
     startedAt: number,
     outcome: unknown,
-  ): PendingSend {
-    return new PendingSend(
+  ): T {
+    return new this(
       message.priority,
       message.msgType,
       flags,

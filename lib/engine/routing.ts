@@ -4,7 +4,8 @@ import { DomusAddr } from './addr.js';
 import type { AuthMaterial } from './auth.js';
 import type { DomusConfigAccess } from './domus.js';
 import type { MessagePriorityClass, MessageType, TabernaId } from './ids.js';
-import type { RouteResolver } from './resolver.js';
+import { ReplicaSet, type RouteResolver } from './resolver.js';
+import { ReplicaBalancer, type ReplicaDecision } from './balancer/balancer.js';
 import type { CallisSettings } from './peer/callis.js';
 import { OutboundPeer, type PeerHost } from './peer/peer.js';
 import { FrameFlags } from './wire/frame.js';
@@ -30,6 +31,8 @@ export interface DispatchMessage {
   readonly expectedIdentity?: string;
   /** Overrides `sendTimeoutMs` for this message. */
   readonly timeoutMs?: number;
+  /** What a `'hash'`-balanced route hashes to pick a replica; default the taberna id. */
+  readonly balanceKey?: string;
 }
 
 /** What the router needs from its domus. */
@@ -52,10 +55,14 @@ export interface RouterHost {
 /**
  * Routes every outgoing message: tabernae of this domus are served by the local sink without the
  * network; anything else goes to the outbound peer of the address the resolver (or the message
- * itself) names, created on first use and forgotten once idle. Owns the outbound peers.
+ * itself) names, created on first use and forgotten once idle. Owns the outbound peers and the
+ * balancer: when the resolver names several replicas (`resolveRoute`), each send is balanced over
+ * them, counted outstanding on its replica until it settles, and its outcome (latency, or a
+ * failure that was the replica's) fed back.
  */
 export class Router {
   private readonly peers = new Map<string, OutboundPeer>();
+  private readonly balancer = new ReplicaBalancer();
   private readonly localSink: LocalSink;
   private readonly selfPeer: PeerInfo;
   private peerSerial = 0n;
@@ -63,6 +70,7 @@ export class Router {
   constructor(private readonly host: RouterHost) {
     this.localSink = new LocalSink(host.metrics);
     this.selfPeer = Object.freeze({ identity: host.identity, local: true });
+    host.metrics.replicaReports = () => this.balancer.replicas(Date.now());
   }
 
   /** Outbound peers, for live configuration updates. */
@@ -107,11 +115,11 @@ export class Router {
     if (message.address === undefined && this.host.registry.has(to)) {
       return this.sendLocal(message, deadline, startedAt, outcome);
     }
-    const addr = message.address ?? this.resolve(to, deadline);
-    if (addr instanceof DomusAddr) {
-      return this.routeTo(addr, message, flags, deadline, startedAt, blobRelease, outcome);
+    const target = message.address ?? this.resolve(to, deadline);
+    if (target instanceof DomusAddr || target instanceof ReplicaSet) {
+      return this.routeTo(target, message, flags, deadline, startedAt, blobRelease, outcome);
     }
-    return addr.then((resolved) =>
+    return target.then((resolved) =>
       this.routeTo(resolved, message, flags, deadline, startedAt, blobRelease, outcome),
     );
   }
@@ -130,8 +138,9 @@ export class Router {
     return goodbyes;
   }
 
-  /** Fails idle blob streams and forgets peers that hold nothing. */
+  /** Fails idle blob streams, forgets peers that hold nothing and replicas long unused. */
   tidy(now: number, blobIdleMs: number): void {
+    this.balancer.forgetIdle(now, REPLICA_IDLE_MS);
     for (const peer of this.peers.values()) peer.expireIdleBlobs(now, blobIdleMs);
     for (const [key, peer] of this.peers) {
       if (peer.idle) {
@@ -142,7 +151,7 @@ export class Router {
   }
 
   private routeTo(
-    addr: DomusAddr,
+    target: DomusAddr | ReplicaSet,
     message: DispatchMessage,
     flags: number,
     deadline: number,
@@ -150,20 +159,105 @@ export class Router {
     blobRelease: (() => void) | undefined,
     outcome: unknown,
   ): Promise<unknown> {
+    let addr: DomusAddr;
+    let replica: string | undefined;
+    if (target instanceof DomusAddr) addr = target;
+    else if (target.addresses.length === 1) addr = target.addresses[0];
+    else {
+      replica = this.pickReplica(target, message);
+      addr = target.addressOf(replica)!;
+    }
     if (addr.key === this.host.localAddr().key) {
       return this.sendLocal(message, deadline, startedAt, outcome);
     }
     if (this.host.isClosed()) return Promise.reject(closedError());
+    const peer = this.peerFor(addr);
+    const blob = flags & FrameFlags.Blob;
+    if (replica === undefined) {
+      const pending = PendingSend.of(message, blob, deadline, startedAt, outcome);
+      const promise = promiseOf(pending);
+      // Throws (LocalQueueFull, AddressMismatch, DomusClosed) before anything was admitted.
+      peer.submit(pending, message.expectedIdentity, blobRelease);
+      return promise;
+    }
+    const pending = BalancedSend.of(message, blob, deadline, startedAt, outcome);
+    pending.tracker = this;
+    pending.replica = replica;
+    const promise = promiseOf(pending);
+    this.balancer.started(replica);
+    try {
+      peer.submit(pending, message.expectedIdentity, blobRelease);
+    } catch (err) {
+      // Refused before anything was admitted: not the replica's doing.
+      this.balancer.released(replica);
+      throw err;
+    }
+    return promise;
+  }
+
+  /**
+   * The replica of `route` this send goes to. A replica due for its probe is probed with the
+   * send when its link is up; otherwise by a dial alone (no call is risked where no link is),
+   * and the send picks again.
+   */
+  private pickReplica(route: ReplicaSet, message: DispatchMessage): string {
+    const now = Date.now();
+    const key = route.balancing === 'hash' ? (message.balanceKey ?? String(message.to)) : '';
+    let replica = '';
+    for (let tries = 0; tries <= route.keys.length; tries++) {
+      const pick = this.balancer.pick(route.keys, route.balancing, now, key);
+      replica = pick.replica;
+      if (pick.decision === undefined) break;
+      this.report(pick.decision, now);
+      const peer = this.peerFor(route.addressOf(replica)!);
+      if (peer.connected) break;
+      peer.probe();
+    }
+    return replica;
+  }
+
+  /** @internal A balanced send settled: feeds its outcome back to the balancer. */
+  settled(replica: string, startedAt: number, err: AureliaError | undefined): void {
+    const now = Date.now();
+    if (err !== undefined && !REPLICA_FAILURES.has(err.kind)) {
+      // The replica answered (a rejection, a busy taberna) or the domus itself is closing.
+      if (err.kind === ErrorId.DomusClosed) this.balancer.released(replica);
+      else this.balancer.settled(replica, true, now, performance.now() - startedAt);
+      return;
+    }
+    const decision = this.balancer.settled(
+      replica,
+      err === undefined,
+      now,
+      err === undefined ? performance.now() - startedAt : undefined,
+    );
+    if (decision !== undefined) this.report(decision, now);
+  }
+
+  private report(decision: ReplicaDecision, now: number): void {
+    const reporting = this.host.reporting;
+    if (decision.type === 'ReplicaEjected') {
+      this.host.metrics.replicaEjections++;
+      reporting.emit({
+        type: 'ReplicaEjected',
+        at: now,
+        address: decision.replica,
+        failures: decision.failures,
+        ejections: decision.ejections,
+        until: decision.until,
+      });
+    } else {
+      reporting.emit({ type: decision.type, at: now, address: decision.replica });
+    }
+  }
+
+  private peerFor(addr: DomusAddr): OutboundPeer {
     let peer = this.peers.get(addr.key);
     if (!peer) {
       peer = new OutboundPeer(addr.key, this.peerHost(addr));
       this.peers.set(addr.key, peer);
     }
-    const pending = PendingSend.of(message, flags & FrameFlags.Blob, deadline, startedAt, outcome);
-    const promise = promiseOf(pending);
-    // Throws (LocalQueueFull, AddressMismatch, DomusClosed) before anything was admitted.
-    peer.submit(pending, message.expectedIdentity, blobRelease);
-    return promise;
+    return peer;
   }
 
   private sendLocal(
@@ -184,23 +278,29 @@ export class Router {
   }
 
   /**
-   * Asks the resolver for `to`'s address: the address itself when the resolver answers at once,
-   * otherwise a promise bounded by the send's deadline. Failures are `UnknownTaberna` (thrown, or
-   * rejected for an asynchronous resolver) and `SendTimeout` at the deadline.
+   * Asks the resolver for `to`'s replicas (`resolveRoute`) or address (`resolve`): the answer
+   * itself when the resolver answers at once, otherwise a promise bounded by the send's deadline.
+   * Failures are `UnknownTaberna` (thrown, or rejected for an asynchronous resolver) and
+   * `SendTimeout` at the deadline.
    */
-  private resolve(to: TabernaId, deadline: number): DomusAddr | Promise<DomusAddr> {
-    let result: DomusAddr | Promise<DomusAddr>;
+  private resolve(
+    to: TabernaId,
+    deadline: number,
+  ): DomusAddr | ReplicaSet | Promise<DomusAddr | ReplicaSet> {
+    const resolver = this.host.resolver;
+    let result: DomusAddr | ReplicaSet | Promise<DomusAddr | ReplicaSet>;
     try {
-      result = this.host.resolver.resolve(to);
+      result =
+        resolver.resolveRoute === undefined ? resolver.resolve(to) : resolver.resolveRoute(to);
     } catch (err) {
       throw resolveFailure(to, err);
     }
-    if (result instanceof DomusAddr) return result;
+    if (result instanceof DomusAddr || result instanceof ReplicaSet) return result;
     if (typeof (result as { then?: unknown } | undefined)?.then !== 'function') throw noAddress(to);
     return withDeadline(result, deadline, to).then(
-      (addr) => {
-        if (!(addr instanceof DomusAddr)) throw noAddress(to);
-        return addr;
+      (answer) => {
+        if (!(answer instanceof DomusAddr || answer instanceof ReplicaSet)) throw noAddress(to);
+        return answer;
       },
       (err: unknown) => {
         throw resolveFailure(to, err);
@@ -244,11 +344,33 @@ export class Router {
           throw err;
         }
       },
-      emit: (event) => host.reporting.emit(event),
+      emit: (event) => {
+        // Every failed connection attempt (dial, TLS or hello) reports this event.
+        if (event.type === 'PeerDialFailed') this.replicaUnreachable(addr.key);
+        host.reporting.emit(event);
+      },
       error: (err) => host.reporting.error(err),
-      callisUp: (identity, address, kind) => host.links.up(identity, address, kind),
+      callisUp: (identity, address, kind) => {
+        host.links.up(identity, address, kind);
+        if (kind === 'primary') this.replicaReachable(addr.key);
+      },
       callisDown: (identity, address, kind) => host.links.down(identity, address, kind),
     };
+  }
+
+  /** A link to a replica came up: readmits it when that was its probe. */
+  private replicaReachable(replica: string): void {
+    const now = Date.now();
+    const decision = this.balancer.connected(replica, now);
+    if (decision !== undefined) this.report(decision, now);
+  }
+
+  /** A replica that cannot be dialled takes no more sends until its ejection ends. */
+  private replicaUnreachable(replica: string): void {
+    if (!this.balancer.tracks(replica)) return;
+    const now = Date.now();
+    const decision = this.balancer.connectFailed(replica, now);
+    if (decision !== undefined) this.report(decision, now);
   }
 
   private reportDialFailure(addr: DomusAddr): void {
@@ -267,6 +389,44 @@ export class Router {
 }
 
 const SERIAL_MASK = 0xffff_ffffn;
+/** A replica no send used for this long (and not ejected) is forgotten by the balancer. */
+const REPLICA_IDLE_MS = 10 * 60_000;
+/**
+ * Failures that count against the replica a send went to: it could not be reached, lost the
+ * link or its session, answered as someone else, or did not decide in time. Other rejections are
+ * answers (the replica is alive and judged the message).
+ */
+const REPLICA_FAILURES: ReadonlySet<ErrorId> = new Set([
+  ErrorId.PeerUnavailable,
+  ErrorId.ConnectionLost,
+  ErrorId.PeerRestarted,
+  ErrorId.AddressMismatch,
+  ErrorId.SendTimeout,
+]);
+
+/** A send to one replica of a balanced route: reports how it settled to the router. */
+class BalancedSend extends PendingSend {
+  tracker: Router | undefined;
+  replica = '';
+
+  override resolve(value?: unknown): void {
+    this.settle(undefined);
+    super.resolve(value);
+  }
+
+  override reject(err: AureliaError): void {
+    this.settle(err);
+    super.reject(err);
+  }
+
+  /** Reports once: a send settles once, but a stray second call must not count twice. */
+  private settle(err: AureliaError | undefined): void {
+    const tracker = this.tracker;
+    if (tracker === undefined) return;
+    this.tracker = undefined;
+    tracker.settled(this.replica, this.startedAt, err);
+  }
+}
 
 function resolveFailure(to: TabernaId, err: unknown): AureliaError {
   if (AureliaError.is(err)) return err;

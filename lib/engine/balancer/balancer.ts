@@ -85,8 +85,9 @@ interface ReplicaState {
   ejectionsTotal: number;
   /** 0 while in rotation; otherwise when the ejection ends. */
   ejectedUntil: number;
-  /** A probe is in flight: not a candidate until it settles. */
+  /** A probe is in flight: not a candidate until it settles (or `maxEjectionMs` passed). */
   probing: boolean;
+  probeStartedAt: number;
   /** Last time it was picked or settled, for `forgetIdle`. */
   usedAt: number;
 }
@@ -180,7 +181,9 @@ export class ReplicaBalancer {
       const r = replicas[i];
       const state = this.#replicas.get(r);
       if (state === undefined || state.ejectedUntil === 0) candidates.push(r);
-      else if (!state.probing && now >= state.ejectedUntil) return this.#probe(r, state, now);
+      else if (now >= state.ejectedUntil && (!state.probing || this.#probeLost(state, now))) {
+        return this.#probe(r, state, now);
+      }
     }
     const pool = candidates.length > 0 ? candidates : replicas;
     if (pool.length === 1) return this.#chosen(pool[0], now);
@@ -221,16 +224,25 @@ export class ReplicaBalancer {
       state.failures = 0;
       if (state.ejectedUntil === 0) return undefined;
       if (!state.probing) return undefined;
-      state.ejectedUntil = 0;
-      state.probing = false;
-      state.ejections = 0;
-      return { type: 'ReplicaReadmitted', replica };
+      return this.#readmit(replica, state);
     }
     state.failures++;
     if (state.probing || (state.ejectedUntil === 0 && state.failures >= this.#failuresToEject)) {
       return this.#eject(replica, state, now, state.failures);
     }
     return undefined;
+  }
+
+  /**
+   * Reports that a connection to `replica` came up. When its probe is out (the caller probed by
+   * dialling rather than with a send) that readmits it: returns `ReplicaReadmitted`. Otherwise
+   * nothing changes: an ejection for failed sends runs its course.
+   */
+  connected(replica: string, now: number): ReplicaDecision | undefined {
+    const state = this.#replicas.get(replica);
+    if (state === undefined || !state.probing) return undefined;
+    state.usedAt = now;
+    return this.#readmit(replica, state);
   }
 
   /**
@@ -244,6 +256,20 @@ export class ReplicaBalancer {
     state.failures++;
     if (state.ejectedUntil !== 0 && !state.probing && now < state.ejectedUntil) return undefined;
     return this.#eject(replica, state, now, state.failures);
+  }
+
+  /**
+   * Ends a send `started` on `replica` that says nothing about the replica (refused before it
+   * left, or ended by this domus closing): only its outstanding count drops.
+   */
+  released(replica: string): void {
+    const state = this.#replicas.get(replica);
+    if (state !== undefined && state.outstanding > 0) state.outstanding--;
+  }
+
+  /** Whether the balancer tracks `replica` (it was picked and not forgotten since). */
+  tracks(replica: string): boolean {
+    return this.#replicas.has(replica);
   }
 
   /** Sends outstanding on `replica` (0 for one never seen). */
@@ -302,6 +328,7 @@ export class ReplicaBalancer {
         ejectionsTotal: 0,
         ejectedUntil: 0,
         probing: false,
+        probeStartedAt: 0,
         usedAt: now,
       };
       this.#replicas.set(replica, state);
@@ -320,8 +347,22 @@ export class ReplicaBalancer {
     now: number,
   ): { readonly replica: string; readonly decision: ReplicaDecision } {
     state.probing = true;
+    state.probeStartedAt = now;
     state.usedAt = now;
     return { replica, decision: { type: 'ReplicaProbed', replica } };
+  }
+
+  /** A probe whose outcome never came (its report was lost) is retried after `maxEjectionMs`. */
+  #probeLost(state: ReplicaState, now: number): boolean {
+    return now - state.probeStartedAt >= this.#maxEjectionMs;
+  }
+
+  #readmit(replica: string, state: ReplicaState): ReplicaDecision {
+    state.ejectedUntil = 0;
+    state.probing = false;
+    state.ejections = 0;
+    state.failures = 0;
+    return { type: 'ReplicaReadmitted', replica };
   }
 
   #eject(replica: string, state: ReplicaState, now: number, failures: number): ReplicaDecision {

@@ -170,6 +170,14 @@ export class OutboundPeer implements CallisHandler {
   }
 
   /**
+   * Dials when idle, without a message: a balancer probes an ejected replica this way, so no call
+   * is risked on it. The outcome reaches the host as a callis up or a dial failure.
+   */
+  probe(): void {
+    if (this.state === 'idle' && !this.draining) void this.connect();
+  }
+
+  /**
    * Shutdown: queued work towards a peer that is not connected fails with `DomusClosed` at once;
    * on a live connection, what is queued is still written and every send finishes or fails by
    * its deadline. Resolves when nothing is held any more.

@@ -1,4 +1,5 @@
 // The counters and gauges one domus keeps, and their snapshot and delta forms.
+import type { ReplicaReport } from '../balancer/balancer.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
 
 /** Cumulative counters of a domus since it was built (see `DomusReporting.snapshot`). */
@@ -32,6 +33,8 @@ export interface DomusMetrics {
   readonly bytesOut: number;
   readonly blobBytesIn: number;
   readonly blobBytesOut: number;
+  /** Replicas of balanced routes taken out of rotation (failure accrual, failed dial or probe). */
+  readonly replicaEjections: number;
   /** Round trip of accepted sends: from `send` to the remote application's accept. */
   readonly sendLatency: LatencySummary;
 }
@@ -76,6 +79,7 @@ const COUNTERS: readonly Counter[] = [
   'bytesOut',
   'blobBytesIn',
   'blobBytesOut',
+  'replicaEjections',
 ];
 
 /**
@@ -146,6 +150,9 @@ export class MetricsRecorder {
   bytesOut = 0;
   blobBytesIn = 0;
   blobBytesOut = 0;
+  replicaEjections = 0;
+  /** Reports the balanced replicas; set by the domus's router. */
+  replicaReports: () => ReplicaReport[] = () => [];
 
   private peers = 0;
   private primary = 0;

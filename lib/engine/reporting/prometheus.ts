@@ -8,6 +8,7 @@ import {
 } from 'prom-client';
 import { AureliaError, ErrorId } from '../errors.js';
 import type { DomusMetrics } from './metrics.js';
+import type { ReplicaReport } from '../balancer/balancer.js';
 import type { DomusReporting, PeerIdentityReport } from './reporting.js';
 
 /** Options of `registerAureliaMetrics`. */
@@ -56,7 +57,7 @@ const DEFAULT_PREFIX = 'aurelia_';
 const DEFAULT_DOMUS = 'default';
 const DEFAULT_MAX_PEER_IDENTITIES = 100;
 const MAX_PEER_IDENTITIES_LIMIT = 10_000;
-const RESERVED_LABELS = new Set(['domus', 'identity', 'kind', 'priority', 'quantile']);
+const RESERVED_LABELS = new Set(['domus', 'identity', 'kind', 'priority', 'quantile', 'replica']);
 const METRIC_PREFIX = /^(?:[a-zA-Z_:][a-zA-Z0-9_:]*)?$/;
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
@@ -69,6 +70,8 @@ interface Sample {
   /** Callis counts per identity (after folding past the cap). */
   readonly peers: ReadonlyMap<string, { primary: number; blob: number }>;
   readonly droppedFeedItems: number;
+  /** The balanced replicas (at most `maxPeerIdentities` of them). */
+  readonly replicas: readonly ReplicaReport[];
 }
 
 interface Source {
@@ -232,6 +235,29 @@ const FAMILIES: readonly FamilyDef[] = [
     type: 'counter',
     labelNames: [],
     read: (s, emit) => emit(s.labels, s.metrics.sendLatency.count),
+  },
+  counter(
+    'replica_ejections_total',
+    'Replicas of balanced routes taken out of rotation (consecutive failures, failed dial or probe).',
+    'replicaEjections',
+  ),
+  {
+    name: 'replica_outstanding',
+    help: 'Sends outstanding per replica of a balanced route (label replica = its address).',
+    type: 'gauge',
+    labelNames: ['replica'],
+    read: (s, emit) => {
+      for (const r of s.replicas) emit({ ...s.labels, replica: r.replica }, r.outstanding);
+    },
+  },
+  {
+    name: 'replica_ejected',
+    help: 'Whether a replica of a balanced route is out of rotation (1) or in it (0).',
+    type: 'gauge',
+    labelNames: ['replica'],
+    read: (s, emit) => {
+      for (const r of s.replicas) emit({ ...s.labels, replica: r.replica }, r.ejected ? 1 : 0);
+    },
   },
   {
     name: 'reporting_dropped_items_total',
@@ -420,6 +446,7 @@ function sampleOf(source: Source): Sample {
     metrics: source.reporting.snapshot(),
     peers,
     droppedFeedItems: source.reporting.droppedFeedItems,
+    replicas: source.reporting.replicas().slice(0, source.maxPeerIdentities),
   };
 }
 

@@ -10,6 +10,7 @@ import {
 } from 'rxjs';
 import { AureliaError, ErrorId } from '../errors.js';
 import type { MessagePriorityClass } from '../ids.js';
+import type { ReplicaReport } from '../balancer/balancer.js';
 import type { DomusMetrics, DomusMetricsDelta, MetricsRecorder } from './metrics.js';
 
 /** Which way a callis was opened, seen from this domus. */
@@ -95,6 +96,24 @@ export interface ShutdownEvent extends EventBase {
   readonly type: 'ShutdownStarted' | 'ShutdownComplete';
 }
 
+/**
+ * A balancer decision about one replica of a route (see `ReplicaBalancer`): `ReplicaEjected` when
+ * it failed `failuresToEject` sends in a row, could not be dialled, or failed its probe;
+ * `ReplicaProbed` when its ejection ended and one send goes there to test it; `ReplicaReadmitted`
+ * when that probe succeeded.
+ */
+export interface ReplicaEvent extends EventBase {
+  readonly type: 'ReplicaEjected' | 'ReplicaProbed' | 'ReplicaReadmitted';
+  /** The replica's address. */
+  readonly address: string;
+  /** `ReplicaEjected`: consecutive failures that led to it (dial failures included). */
+  readonly failures?: number;
+  /** `ReplicaEjected`: ejections in a row, 1 for the first (each doubles the backoff). */
+  readonly ejections?: number;
+  /** `ReplicaEjected`: when (`Date.now()`) the replica will be probed. */
+  readonly until?: number;
+}
+
 /** Everything the event feed carries. Match on `type`. */
 export type DomusReportingEvent =
   | PeerLinkEvent
@@ -105,6 +124,7 @@ export type DomusReportingEvent =
   | OutboundQueueOverrunEvent
   | ConfigReloadedEvent
   | AuthReloadedEvent
+  | ReplicaEvent
   | ShutdownEvent;
 
 /** A connected peer as `connectedPeers()` lists it. */
@@ -392,6 +412,14 @@ export class DomusReporting {
    */
   snapshotAndReset(): DomusMetricsDelta {
     return this.recorder.snapshotAndReset();
+  }
+
+  /**
+   * Every replica of a balanced route this domus sent to recently: its address, sends
+   * outstanding, latency estimate, consecutive failures and whether it is ejected.
+   */
+  replicas(): ReplicaReport[] {
+    return this.recorder.replicaReports();
   }
 
   /** Peers with at least one live callis, with their identity and callis counts. */

@@ -270,6 +270,39 @@ describe('ReplicaBalancer failure accrual', () => {
     expect(balancer.connectFailed('a', 7000)).toMatchObject({ ejections: 1, until: 8000 });
   });
 
+  it('readmits a replica whose probe was a connection that came up', () => {
+    const balancer = new ReplicaBalancer({ ejectionMs: 1000 });
+    const replicas = ['a', 'b'];
+    balancer.pick(replicas, 'round-robin', 0);
+    balancer.connectFailed('a', 0);
+    // A link coming up during the ejection changes nothing; one during the probe readmits.
+    expect(balancer.connected('a', 500)).toBeUndefined();
+    expect(balancer.isEjected('a', 500)).toBe(true);
+    expect(balancer.pick(replicas, 'round-robin', 1000).decision?.type).toBe('ReplicaProbed');
+    expect(balancer.connected('a', 1001)).toEqual({ type: 'ReplicaReadmitted', replica: 'a' });
+    expect(balancer.isEjected('a', 1001)).toBe(false);
+  });
+
+  it('probes again when a probe never reported back within maxEjectionMs', () => {
+    const balancer = new ReplicaBalancer({ ejectionMs: 1000, maxEjectionMs: 4000 });
+    const replicas = ['a', 'b'];
+    balancer.connectFailed('a', 0);
+    expect(balancer.pick(replicas, 'least-loaded', 1000).decision?.type).toBe('ReplicaProbed');
+    expect(balancer.pick(replicas, 'least-loaded', 4999).replica).toBe('b');
+    expect(balancer.pick(replicas, 'least-loaded', 5000).decision?.type).toBe('ReplicaProbed');
+  });
+
+  it('counts a released send as neither success nor failure', () => {
+    const balancer = new ReplicaBalancer({ failuresToEject: 2 });
+    balancer.started('a');
+    balancer.settled('a', false, 0);
+    balancer.started('a');
+    balancer.released('a');
+    expect(balancer.outstanding('a')).toBe(0);
+    balancer.started('a');
+    expect(balancer.settled('a', false, 1)?.type).toBe('ReplicaEjected');
+  });
+
   it('does not extend an ejection for dial failures while it lasts', () => {
     const balancer = new ReplicaBalancer({ ejectionMs: 1000 });
     expect(balancer.connectFailed('a', 0)?.type).toBe('ReplicaEjected');
