@@ -30,13 +30,7 @@ export {
   type RouteResolver,
   type RouteTarget,
 } from './engine/resolver.js';
-export {
-  ReplicaBalancer,
-  type Balancing,
-  type ReplicaBalancerOptions,
-  type ReplicaDecision,
-  type ReplicaReport,
-} from './engine/balancer/balancer.js';
+export { type Balancing, type ReplicaReport } from './engine/balancer/balancer.js';
 export { SendOptions, type SendOptionsInit } from './engine/send-options.js';
 export {
   TabernaCompletion,

@@ -32,6 +32,14 @@ export {
   type LoadAuthMaterialOptions,
 } from './auth.js';
 export { certificateIdentity } from './transport/identity.js';
+// The balancer a domus uses for routes of several replicas, pure and usable on its own.
+export {
+  BALANCINGS,
+  ReplicaBalancer,
+  type ReplicaBalancerOptions,
+  type ReplicaDecision,
+} from './balancer/balancer.js';
+export { rendezvousPick } from './balancer/hash.js';
 // A2 services: request/reply (what Nest send() is built on).
 export {
   CANCEL_MESSAGE_TYPE,
