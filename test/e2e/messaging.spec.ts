@@ -11,7 +11,7 @@ import {
   type DomusReportingEvent,
 } from '../../lib/index.js';
 import { acceptAll, expectEachOnce } from '../support/accept.js';
-import { rejection } from '../support/expect.js';
+import { expectElapsedBetween, rejection } from '../support/expect.js';
 import { LogCapture } from '../support/logs.js';
 import { unusedPort } from '../support/ports.js';
 import { countResources, expectNothingLeftSince } from '../support/resources.js';
@@ -179,7 +179,7 @@ describe('outbound lanes and deadlines', () => {
     expect(err.kind).toBe(ErrorId.SendTimeout);
     expect(err.message).toMatch(/could not reach/);
     expect(reported[0]).toBe(dead.toString());
-    expect(Date.now() - started).toBeGreaterThanOrEqual(390);
+    expectElapsedBetween(started, 400, 4000);
     expect(alpha.reporting.snapshot().dialFailures).toBeGreaterThan(0);
   });
 
@@ -389,7 +389,8 @@ describe('faults between two domus', () => {
   });
 
   it('detects a silently stalled connection within three keepalive intervals', async () => {
-    await setup(fastConfig((b) => b.keepaliveIntervalMs(100)));
+    const intervalMs = 200;
+    await setup(fastConfig((b) => b.keepaliveIntervalMs(intervalMs)));
     const taberna = await beta.taberna(10n, codec);
     acceptAll(taberna);
     await alpha.send(codec, 10n, { n: 1 });
@@ -397,14 +398,16 @@ describe('faults between two domus', () => {
       alpha.reporting.events$,
       (e) => e.type === 'PrimaryCallisDisconnected',
       'the stalled callis to be dropped',
-      3000,
+      5000,
     );
     const stalledAt = Date.now();
     proxy.stall();
     const event = await lost;
     const detectedAfter = event.at - stalledAt;
-    expect(detectedAfter).toBeGreaterThanOrEqual(250);
-    expect(detectedAfter).toBeLessThan(3 * 100 + 250);
+    // Not before the silence lasted most of three intervals; after three, only as late as a busy
+    // machine runs timers (a second of slack), not after several more intervals.
+    expect(detectedAfter).toBeGreaterThanOrEqual(2.5 * intervalMs);
+    expect(detectedAfter).toBeLessThan(3 * intervalMs + 1000);
     expect((event as { reason?: string }).reason).toMatch(/half-open/);
     proxy.forward();
     await alpha.send(codec, 10n, { n: 2 });
@@ -422,7 +425,7 @@ describe('shutdown', () => {
     const queued = alpha.send(codec, 10n, { n: 1 });
     const started = Date.now();
     await alpha.shutdown();
-    expect(Date.now() - started).toBeLessThan(2000);
+    expect(Date.now() - started).toBeLessThan(4000); // not waiting for the 5 s send deadline
     expect((await rejection(queued)).kind).toBe(ErrorId.DomusClosed);
     expect((await rejection(pendingNext)).kind).toBe(ErrorId.DomusClosed);
     expect((await rejection(alpha.send(codec, 10n, { n: 2 }))).kind).toBe(ErrorId.DomusClosed);

@@ -23,7 +23,7 @@ import {
 } from '../../lib/engine/index.js';
 import { TestDns } from '../support/dns.js';
 import { acceptAll } from '../support/accept.js';
-import { rejection } from '../support/expect.js';
+import { expectElapsedBetween, rejection } from '../support/expect.js';
 import { LogCapture } from '../support/logs.js';
 import { unusedPort } from '../support/ports.js';
 import { FaultProxy } from '../support/proxy.js';
@@ -233,7 +233,7 @@ describe('live configuration takes effect', () => {
     const started = Date.now();
     const err = await rejection(alpha.send(codec, 10n, { n: 1 }));
     expect(err.kind).toBe(ErrorId.SendTimeout);
-    expect(Date.now() - started).toBeLessThan(4000); // not the 5000 ms in force before
+    expectElapsedBetween(started, 300, 4000); // not the 5000 ms in force before
   });
 
   it('live acceptTimeoutMs and tabernaAcceptQueueSize: a second request finds the queue full and is refused early', async () => {
@@ -253,7 +253,7 @@ describe('live configuration takes effect', () => {
     const err = await rejection(alpha.send(codec, 10n, { n: 2 }));
     expect(err.kind).toBe(ErrorId.TabernaBusy); // with 64 places it would simply be queued
     expect(err.message).toContain('had no room for 300 ms');
-    expect(Date.now() - started).toBeLessThan(4000); // long before alpha's 5 s deadline
+    expectElapsedBetween(started, 300, 4000); // long before alpha's 5 s deadline
     (await taberna.next(1000)).accept(); // the queued one is still there
     expect(await first).toBeUndefined();
   });
@@ -469,7 +469,8 @@ describe('logging and feeds of a running domus', () => {
     await eventually(() => dialWarnings().length >= 3, 'three dial-failure warnings', 10_000);
     const written = dialWarnings();
     for (let i = 1; i < written.length; i++) {
-      expect(written[i]!.at - written[i - 1]!.at).toBeGreaterThanOrEqual(150);
+      // Less 2 ms: the capture's Date.now() and the limiter's clock tick apart.
+      expect(written[i]!.at - written[i - 1]!.at).toBeGreaterThanOrEqual(148);
     }
     // Lines after the first summarise the repeats they stand for (the default 120 s would allow one).
     expect(written[2]!.message).toMatch(/\(\d+ similar suppressed\)$/);
@@ -507,7 +508,7 @@ describe('logging and feeds of a running domus', () => {
     expect(order.slice(-3)).toEqual(['ShutdownComplete', 'events complete', 'metrics complete']);
   });
 
-  it('keeps the mesh within a factor of its throughput while a subscriber takes 1 ms per event', async () => {
+  it('keeps sends completing while a subscriber takes 1 ms per event of a 4000-event backlog', async () => {
     mesh = await TestMesh.create();
     const alpha = await mesh.add('alpha', { config: fastConfig((b) => b.sendQueueSize(256)) });
     const beta = await mesh.add('beta', {
@@ -515,38 +516,42 @@ describe('logging and feeds of a running domus', () => {
     });
     const seen = acceptAll(await beta.taberna(10n, codec));
     mesh.route(10n, 'beta');
-    /** Sends `count` messages, 100 in flight at a time; resolves with the time it took. */
-    const run = async (count: number): Promise<number> => {
-      const started = performance.now();
+    // Events handed to the subscriber since a send last completed, and the most ever: counted in
+    // events rather than time, so a busy machine slows both sides alike and cannot fail the test.
+    let sinceSend = 0;
+    let longestRun = 0;
+    /** Sends `count` messages, 100 in flight at a time. */
+    const run = async (count: number): Promise<void> => {
       let next = 0;
       await Promise.all(
         Array.from({ length: 100 }, async () => {
-          while (next < count) await alpha.send(codec, 10n, { n: next++ });
+          while (next < count) {
+            await alpha.send(codec, 10n, { n: next++ });
+            sinceSend = 0;
+          }
         }),
       );
-      return performance.now() - started;
     };
     await run(500); // warm up
-    const quietMs = await run(2000);
 
-    let slowWorkMs = 0;
+    let delivered = 0;
     const slow = alpha.reporting.events$.subscribe(() => {
       const started = performance.now();
       while (performance.now() - started < 1); // blocks the thread ~1 ms per event
-      slowWorkMs += performance.now() - started;
+      delivered++;
+      longestRun = Math.max(longestRun, ++sinceSend);
     });
     // A backlog of 4000 events: 4 s of subscriber work if it were handed over in one go.
     for (let i = 0; i < 4000; i++) alpha.config.update({ limitedLogIntervalMs: 1000 + i });
-    let loadedMs: number;
     try {
-      loadedMs = await run(2000);
+      await run(2000);
     } finally {
       slow.unsubscribe();
     }
-    expect(seen).toHaveLength(4500);
-    expect(slowWorkMs).toBeGreaterThan(0);
-    // Handed over in one turn, the backlog would stall the sends for 4 s: a ratio of 10 or more.
-    expect(loadedMs / quietMs).toBeLessThan(4);
+    expect(seen).toHaveLength(2500);
+    expect(delivered).toBeGreaterThan(0);
+    // Handed over in one turn, all 4000 events would run before the next send completed.
+    expect(longestRun).toBeLessThan(1000);
   });
 
   it('a subscriber that throws is logged; the process, the feeds and the mesh go on', async () => {

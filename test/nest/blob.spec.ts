@@ -20,6 +20,7 @@ import { AureliaContext } from '../../lib/nest/context.js';
 import { socketDir } from '../support/mesh.js';
 import { makeTestPki, type TestPki } from '../support/pki.js';
 import { FAST, callerApp, hybridApp, serviceOptions } from './fixtures.js';
+import { expectElapsedBetween } from '../support/expect.js';
 
 const MiB = 1024 * 1024;
 
@@ -378,8 +379,10 @@ describe.each(['tcp', 'unix'] as const)('sendBlob and getBlob over %s', (transpo
       requestTimeoutMs: 200,
     });
     const source = endless();
+    const started = Date.now();
     const err = await failure(hasty.sendBlob('file.late', { name }, source));
     expect(err.kind).toBe(ErrorId.SendTimeout);
+    expectElapsedBetween(started, 200, 3500); // the domus's own deadline is 4 s
     expect(err.message).toContain("'file.late'");
     expect(source.destroyed).toBe(true);
     await gate.arrived;

@@ -87,7 +87,8 @@ describe('AureliaModule', () => {
       await eventually(() => total('sendsAccepted') >= 3, 'the sends to show in the samples');
       expect(total('messagesSent')).toBe(3);
       expect(total('messagesReceived')).toBe(3);
-      expect(Math.max(...deltas.map((d) => d.intervalMs))).toBeLessThan(1000);
+      // Every 20 ms, as late as a busy machine runs timers: far from the 10 s default.
+      expect(Math.max(...deltas.map((d) => d.intervalMs))).toBeLessThan(5000);
     } finally {
       sampling.unsubscribe();
       await caller.close();

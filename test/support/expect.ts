@@ -64,3 +64,19 @@ export function thrown(fn: () => unknown): AureliaError {
   }
   throw new Error('expected an AureliaError to be thrown');
 }
+
+/**
+ * Fails unless the time since `startedAt` (a `Date.now()`) reached `deadlineMs`, less 10 ms of
+ * clock slack, so that a failure coming at once does not pass for one at the deadline; and stayed
+ * under `ceilingMs`, a bound generous enough for a busy machine that still tells the deadline
+ * from the longer one a bug would apply (a default timeout, a hang).
+ */
+export function expectElapsedBetween(
+  startedAt: number,
+  deadlineMs: number,
+  ceilingMs: number,
+): void {
+  const elapsed = Date.now() - startedAt;
+  expect(elapsed).toBeGreaterThanOrEqual(deadlineMs - 10);
+  expect(elapsed).toBeLessThan(ceilingMs);
+}

@@ -164,20 +164,21 @@ describe('DomusReporting', () => {
     const r = reporting();
     const total = 600;
     let delivered = 0;
-    let workMs = 0;
+    // Deliveries since the ticker last ran, and the most it ever found: events, not wall time,
+    // so a machine too busy to run the ticker on time cannot fail the test.
+    let sinceTick = 0;
+    let longestRun = 0;
+    let ticks = 0;
     r.events$.subscribe(() => {
       const started = performance.now();
       while (performance.now() - started < 1); // a subscriber that takes ~1 ms per event
-      workMs += performance.now() - started;
       delivered++;
+      sinceTick++;
     });
-    // A 1 ms ticker measures the longest gap the event loop had while the backlog drained.
-    let longestGapMs = 0;
-    let last = performance.now();
     const ticker = setInterval(() => {
-      const now = performance.now();
-      longestGapMs = Math.max(longestGapMs, now - last);
-      last = now;
+      ticks++;
+      longestRun = Math.max(longestRun, sinceTick);
+      sinceTick = 0;
     }, 1);
     try {
       for (let i = 0; i < total; i++) r.emit(event(i));
@@ -185,9 +186,10 @@ describe('DomusReporting', () => {
     } finally {
       clearInterval(ticker);
     }
-    // Handing the whole backlog over in one turn would stall timers for all of workMs (≥ 0.6 s).
-    expect(workMs).toBeGreaterThanOrEqual(total);
-    expect(longestGapMs).toBeLessThan(workMs / 4);
+    longestRun = Math.max(longestRun, sinceTick);
+    // Handing the whole backlog over in one turn would run all 600 (≥ 0.6 s) before any timer.
+    expect(ticks).toBeGreaterThan(0);
+    expect(longestRun).toBeLessThan(total / 4);
   });
 
   it('contains a subscriber that throws: it is reported, and every subscriber keeps its feed', async () => {

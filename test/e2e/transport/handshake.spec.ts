@@ -20,7 +20,7 @@ import {
   cleanupAfterEach,
   socketDirForFile,
 } from '../../support/transport.js';
-import { rejection } from '../../support/expect.js';
+import { expectElapsedBetween, rejection } from '../../support/expect.js';
 
 let pki: TestPki;
 const sockets = socketDirForFile();
@@ -217,9 +217,10 @@ describe('dial failures', () => {
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     cleanup.add(silent, (s) => new Promise((resolve) => s.close(resolve)));
     const addr = DomusAddr.tcp('127.0.0.1', (silent.address() as net.AddressInfo).port);
-    const err = await rejection(
-      dial(addr, { secureContext: material(await pki.node('beta')).secureContext, timeoutMs: 200 }),
-    );
+    const secureContext = material(await pki.node('beta')).secureContext;
+    const started = Date.now();
+    const err = await rejection(dial(addr, { secureContext, timeoutMs: 200 }));
+    expectElapsedBetween(started, 200, 3000);
     expect(err.kind).toBe(ErrorId.PeerUnavailable);
     expect(err.message).toBe(`could not dial ${addr.key}: timed out after 200 ms`);
   });

@@ -6,7 +6,7 @@ import {
   type DnsSrvResolverOptions,
 } from '../../../lib/engine/services/dns-srv-resolver.js';
 import { TestDns } from '../../support/dns.js';
-import { rejection } from '../../support/expect.js';
+import { expectElapsedBetween, rejection } from '../../support/expect.js';
 import { seeded } from '../../support/random.js';
 
 function clock(start = 1_000_000): { now: () => number; advance: (ms: number) => void } {
@@ -344,13 +344,11 @@ describe('DnsSrvResolver', () => {
 
   it('fails with PeerUnavailable within timeoutMs when the DNS server never answers', async () => {
     dns.zone.set(SERVICE, { silent: true });
-    const started = performance.now();
+    const started = Date.now();
     const err = await rejection(() => resolverFor({ timeoutMs: 300 }).resolve(7n));
-    const elapsed = performance.now() - started;
+    expectElapsedBetween(started, 300, 4000); // the resolver's default is 5 s
     expect(err.kind).toBe(ErrorId.PeerUnavailable);
     expect(err.message).toContain(SERVICE);
-    expect(elapsed).toBeGreaterThanOrEqual(250);
-    expect(elapsed).toBeLessThan(1_500);
   });
 
   it('fails with PeerUnavailable on SERVFAIL', async () => {
