@@ -16,6 +16,7 @@ import {
 } from 'aurelia-mesh';
 import { REPLY_TABERNA_ID } from 'aurelia-mesh/engine';
 import { AureliaHealthIndicator } from 'aurelia-mesh/health';
+import { createAureliaContext } from 'aurelia-mesh/testing';
 
 const [pki, sockets] = process.argv.slice(2);
 const auth = (node: string) => ({
@@ -61,6 +62,8 @@ function check(ok: boolean, what: string): void {
 async function main(): Promise<void> {
   check(typeof AureliaHealthIndicator === 'function', 'aurelia-mesh/health loads');
   check(REPLY_TABERNA_ID > tabernaIdForPattern('invoice.total'), 'aurelia-mesh/engine loads');
+  const context = createAureliaContext({ pattern: 'invoice.total' });
+  check(context.getTabernaId() === tabernaIdForPattern('invoice.total'), 'testing loads');
   const billing = await NestFactory.createMicroservice(BillingModule, {
     strategy: new AureliaServer({ listen: billingAddress, auth: auth('billing'), logger: false }),
     logger: false,
