@@ -62,9 +62,11 @@ export {
   type Pkcs8DerConfig,
   type Pkcs8PemConfig,
 } from './engine/auth.js';
+export { type AuthWatchOptions, type WatchedAuthFiles } from './engine/auth-watch.js';
 export { Aurelia, DomusBuilder } from './engine/aurelia.js';
 export { Domus, DomusConfigAccess, type SendOutcome } from './engine/domus.js';
 export { type LatencySummary } from './engine/reporting/histogram.js';
+export { SecurityReport, type CertificateReport } from './engine/reporting/security.js';
 export { type DomusMetrics, type DomusMetricsDelta } from './engine/reporting/metrics.js';
 export {
   DomusReporting,

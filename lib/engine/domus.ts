@@ -177,6 +177,7 @@ export class Domus {
       isClosed: () => this.closed,
       deliver: (dst, delivery) => this.registry.deliver(dst, delivery),
     });
+    this.reporting.security.noteCertificate(auth.identity, auth.certificate);
   }
 
   /** @internal Binds the listener; called once by the builder. */
@@ -336,6 +337,7 @@ export class Domus {
     }
     this.auth = material;
     this.listener.setSecureContext(material.secureContext);
+    this.reporting.security.noteCertificate(material.identity, material.certificate);
     this.reporting.emit({ type: 'AuthReloaded', at: Date.now(), identity: material.identity });
   }
 

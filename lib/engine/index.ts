@@ -40,6 +40,13 @@ export {
   type ReplicaDecision,
 } from './balancer/balancer.js';
 export { rendezvousPick } from './balancer/hash.js';
+export {
+  AuthFileWatcher,
+  readAuthFiles,
+  watchAuthFiles,
+  type AuthCheckOutcome,
+  type LoadedAuthFiles,
+} from './auth-watch.js';
 // A2 services: request/reply (what Nest send() is built on).
 export {
   CANCEL_MESSAGE_TYPE,

@@ -15,7 +15,16 @@ export interface AureliaHealthOptions {
    * callis with this domus, in either direction. Default: none.
    */
   readonly requiredPeers?: readonly string[];
+  /**
+   * How long before its certificate expires the domus reports down, in ms (0..31536000000;
+   * default one day), so a renewal that never arrived is noticed while the certificate still works.
+   */
+  readonly expiryMarginMs?: number;
 }
+
+/** Default `AureliaHealthOptions.expiryMarginMs`: one day. */
+export const DEFAULT_EXPIRY_MARGIN_MS = 86_400_000;
+const EXPIRY_MARGIN_MAX_MS = 365 * 86_400_000;
 
 /** Details reported with the indicator's status. */
 export interface AureliaHealthDetails extends Record<string, unknown> {
@@ -29,6 +38,8 @@ export interface AureliaHealthDetails extends Record<string, unknown> {
   readonly connectedPeers: readonly string[];
   /** Required identities without a live primary callis, in the order they were required. */
   readonly missingPeers: readonly string[];
+  /** When the certificate in force expires (ISO 8601). */
+  readonly certificateExpiresAt: string;
   /** Why the status is down (absent when up). */
   readonly message?: string;
 }
@@ -66,17 +77,20 @@ export class AureliaHealthIndicator implements OnModuleDestroy {
 
   /**
    * The health of the domus under `key`: `up` while the domus runs (listener bound, no shutdown
-   * started) and every identity in `options.requiredPeers` has a live primary callis
-   * (`DomusReporting.connectedPeers()`); otherwise `down`. Either way the details name the
-   * identity, address, connected and missing peers (`AureliaHealthDetails`). A shutdown is seen
-   * within one event-loop turn of its start. Throws `AureliaError(InvalidConfig)` when
-   * `requiredPeers` is not an array of non-empty strings.
+   * started), every identity in `options.requiredPeers` has a live primary callis
+   * (`DomusReporting.connectedPeers()`) and the certificate in force is valid for longer than
+   * `options.expiryMarginMs`; otherwise `down`. Either way the details name the identity,
+   * address, connected and missing peers and the certificate's expiry (`AureliaHealthDetails`).
+   * A shutdown is seen within one event-loop turn of its start; a reloaded certificate at once.
+   * Throws `AureliaError(InvalidConfig)` when `requiredPeers` is not an array of non-empty
+   * strings or `expiryMarginMs` is out of range.
    */
   isHealthy<const Key extends string>(
     key: Key,
     options: AureliaHealthOptions = {},
   ): HealthIndicatorResult<Key> {
     const required = checkRequired(options.requiredPeers);
+    const marginMs = checkMargin(options.expiryMarginMs);
     const session = this.indicators.check(key);
     const listening = !this.#stopping && this.aurelia.running.includes(this.domus);
     const connectedPeers = listening
@@ -88,12 +102,14 @@ export class AureliaHealthIndicator implements OnModuleDestroy {
       : [];
     const connected = new Set(connectedPeers);
     const missingPeers = required.filter((identity) => !connected.has(identity));
+    const notAfter = this.domus.reporting.security.certificate?.notAfter ?? new Date(0);
     const details: AureliaHealthDetails = {
       identity: this.domus.identity,
       address: this.domus.localAddr.toString(),
       listening,
       connectedPeers,
       missingPeers,
+      certificateExpiresAt: notAfter.toISOString(),
     };
     if (!listening) {
       return session.down({ ...details, message: 'the domus is not running' });
@@ -104,6 +120,12 @@ export class AureliaHealthIndicator implements OnModuleDestroy {
         message: `no primary callis with ${missingPeers.join(', ')}`,
       });
     }
+    if (notAfter.getTime() - Date.now() <= marginMs) {
+      return session.down({
+        ...details,
+        message: `the certificate expires at ${details.certificateExpiresAt}, within the ${marginMs} ms margin: renew the certificate files`,
+      });
+    }
     return session.up(details);
   }
 
@@ -111,6 +133,22 @@ export class AureliaHealthIndicator implements OnModuleDestroy {
   onModuleDestroy(): void {
     this.#subscription.unsubscribe();
   }
+}
+
+function checkMargin(margin: unknown): number {
+  if (margin === undefined) return DEFAULT_EXPIRY_MARGIN_MS;
+  if (
+    typeof margin !== 'number' ||
+    !Number.isInteger(margin) ||
+    margin < 0 ||
+    margin > EXPIRY_MARGIN_MAX_MS
+  ) {
+    throw new AureliaError(
+      ErrorId.InvalidConfig,
+      `expiryMarginMs must be an integer in 0..${EXPIRY_MARGIN_MAX_MS}, got ${inspect(margin)}`,
+    );
+  }
+  return margin;
 }
 
 function checkRequired(required: unknown): readonly string[] {

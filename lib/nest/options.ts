@@ -9,7 +9,8 @@ import type {
 import { inspect } from 'node:util';
 import { AureliaError, ErrorId } from '../engine/errors.js';
 import { DomusAddr } from '../engine/addr.js';
-import { type Pkcs8AuthConfig, type Pkcs8AuthFiles } from '../engine/auth.js';
+import type { Pkcs8AuthConfig } from '../engine/auth.js';
+import { type WatchedAuthFiles, checkAuthWatch } from '../engine/auth-watch.js';
 import { JsonCodec, type MessageCodec } from '../engine/codec.js';
 import { type DomusConfig, defaultDomusConfig, mergeDomusConfig } from '../engine/config.js';
 import { A3_MESSAGE_TYPE_BASE } from '../engine/ids.js';
@@ -43,8 +44,13 @@ export interface AureliaServerSerialization {
 export interface AureliaModuleOptions {
   /** Address this domus listens on: `tls://0.0.0.0:7000`, `unix:///run/a.sock` or a `DomusAddr`. */
   readonly listen: string | DomusAddr;
-  /** Certificate material: PEM files `{ ca, cert, key }` or a `Pkcs8AuthConfig`. */
-  readonly auth: Pkcs8AuthFiles | Pkcs8AuthConfig;
+  /**
+   * Certificate material: files `{ ca, cert, key, watch? }` or a `Pkcs8AuthConfig`. Files are
+   * watched and reloaded when they change (also through a symbolic link swap, as Kubernetes
+   * updates mounted secrets) unless `watch` is `false`; a new set that fails validation is
+   * refused and reported on the error feed, the old one staying in force.
+   */
+  readonly auth: WatchedAuthFiles | Pkcs8AuthConfig;
   /**
    * Static routes: `{ 'orders.create': 'tls://10.0.0.5:7000' }` (keys are string patterns) or an
    * array of `AureliaRoute` (any pattern, or a bigint taberna id). An address may be an array of
@@ -92,7 +98,7 @@ export interface AureliaModuleOptions {
 /** Options after validation, as the providers use them. */
 export interface ResolvedAureliaOptions {
   readonly listen: DomusAddr;
-  readonly auth: Pkcs8AuthFiles | Pkcs8AuthConfig;
+  readonly auth: WatchedAuthFiles | Pkcs8AuthConfig;
   /** The static routes (and DNS discovery), as a resolver. */
   readonly routes: RouteTable;
   /** What the domus resolves with: the `resolver` option, else `routes`. */
@@ -214,7 +220,7 @@ function invalid(option: string, problem: string): AureliaError {
   return new AureliaError(ErrorId.InvalidConfig, `AureliaModule option '${option}' ${problem}`);
 }
 
-function checkAuth(auth: unknown): Pkcs8AuthFiles | Pkcs8AuthConfig {
+function checkAuth(auth: unknown): WatchedAuthFiles | Pkcs8AuthConfig {
   if (typeof auth !== 'object' || auth === null) {
     throw invalid('auth', `must be { ca, cert, key } file paths or a Pkcs8AuthConfig`);
   }
@@ -233,7 +239,12 @@ function checkAuth(auth: unknown): Pkcs8AuthFiles | Pkcs8AuthConfig {
   for (const field of ['cert', 'key']) {
     if (!isPath(record[field])) throw invalid('auth', `needs a file path in '${field}'`);
   }
-  return auth as Pkcs8AuthFiles;
+  try {
+    checkAuthWatch(record.watch, true);
+  } catch (err) {
+    throw invalid('auth', err instanceof Error ? err.message : String(err));
+  }
+  return auth as WatchedAuthFiles;
 }
 
 function checkCodec(codec: unknown): MessageCodec<unknown> {

@@ -1,10 +1,7 @@
 // Builds the domus a Nest application uses from validated module options.
 import { Aurelia } from '../engine/aurelia.js';
-import {
-  type Pkcs8AuthConfig,
-  type Pkcs8AuthFiles,
-  Pkcs8AuthConfig as AuthConfig,
-} from '../engine/auth.js';
+import type { Pkcs8AuthConfig } from '../engine/auth.js';
+import { checkAuthWatch, readAuthFiles, watchAuthFiles } from '../engine/auth-watch.js';
 import type { Domus } from '../engine/domus.js';
 import {
   type AureliaModuleOptions,
@@ -14,15 +11,30 @@ import {
 
 /**
  * Validates `options` (when not already resolved), reads the certificate files if given as
- * paths, and builds and binds a domus with `aurelia`. Rejects with `AureliaError(InvalidConfig)`
- * naming the option, file or field at fault, or when the address cannot be bound.
+ * paths, and builds and binds a domus with `aurelia`. Files are watched and reloaded when they
+ * change (`watchAuthFiles`) unless `auth.watch` is `false`. Rejects with
+ * `AureliaError(InvalidConfig)` naming the option, file or field at fault, or when the address
+ * cannot be bound.
  */
 export async function buildDomus(
   aurelia: Aurelia,
   options: AureliaModuleOptions | ResolvedAureliaOptions,
 ): Promise<Domus> {
   const resolved = resolveOnce(options);
-  const auth = await loadAuth(resolved.auth);
+  if ('format' in resolved.auth) return build(aurelia, resolved, resolved.auth);
+  const files = resolved.auth;
+  const loaded = await readAuthFiles(files);
+  const domus = await build(aurelia, resolved, loaded.config);
+  const watch = checkAuthWatch(files.watch, true);
+  if (watch) watchAuthFiles(domus, files, { ...watch, digest: loaded.digest });
+  return domus;
+}
+
+function build(
+  aurelia: Aurelia,
+  resolved: ResolvedAureliaOptions,
+  auth: Pkcs8AuthConfig,
+): Promise<Domus> {
   const builder = aurelia.domusBuilder(resolved.config, resolved.listen, auth, resolved.resolver);
   if (resolved.logger !== undefined) builder.logger(resolved.logger);
   return builder.build();
@@ -45,10 +57,4 @@ export function resolveOnce(
   const resolved = resolveAureliaOptions(options);
   resolvedOptions.add(resolved);
   return resolved;
-}
-
-function loadAuth(
-  auth: Pkcs8AuthFiles | Pkcs8AuthConfig,
-): Promise<Pkcs8AuthConfig> | Pkcs8AuthConfig {
-  return 'format' in auth ? auth : AuthConfig.fromFiles(auth);
 }

@@ -28,6 +28,7 @@ import { LogCapture } from '../support/logs.js';
 import { unusedPort } from '../support/ports.js';
 import { FaultProxy } from '../support/proxy.js';
 import { makeTestPki } from '../support/pki.js';
+import { presentedFingerprint } from '../support/secret-mount.js';
 import { TestMesh, eventually, fastConfig, firstMatch } from '../support/mesh.js';
 
 interface Note {
@@ -69,24 +70,6 @@ function inboundPeerCertificates(domus: Domus): tls.PeerCertificate[] {
     if (socket) out.push(socket.getPeerCertificate());
   }
   return out;
-}
-
-/** The fingerprint of the certificate a domus presents to a new connection. */
-async function presentedFingerprint(domus: Domus, client: tls.SecureContext): Promise<string> {
-  const addr = domus.localAddr;
-  return new Promise<string>((resolve, reject) => {
-    const socket = tls.connect({
-      host: addr.host as string,
-      port: addr.port as number,
-      secureContext: client,
-      checkServerIdentity: () => undefined,
-    });
-    socket.once('secureConnect', () => {
-      resolve(socket.getPeerCertificate().fingerprint256);
-      socket.destroy();
-    });
-    socket.once('error', reject);
-  });
 }
 
 describe('live configuration', () => {

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { type INestApplication, ServiceUnavailableException } from '@nestjs/common';
 import { type HealthCheckResult, HealthCheckService, TerminusModule } from '@nestjs/terminus';
 import { Test, type TestingModule } from '@nestjs/testing';
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
@@ -23,9 +24,12 @@ import { unusedPort } from '../support/ports.js';
 import { parseExposition, sampleValue } from '../support/prometheus.js';
 import { TestMesh, firstMatch } from '../support/mesh.js';
 import { makeTestPki, type TestPki } from '../support/pki.js';
+import { SecretMount } from '../support/secret-mount.js';
 import { bootstrapError, callerApp, hybridApp, serviceOptions } from './fixtures.js';
 
 const BILLING = 'spiffe://aurelia.local/billing';
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
 
 describe('AureliaModule operations', () => {
   let pki: TestPki;
@@ -155,6 +159,51 @@ describe('AureliaModule operations', () => {
         await first.close();
       }
     });
+    it('exports the certificate expiry and the reloads of watched certificate files', async () => {
+      const registry = new Registry();
+      const first = await pki.issue('rotating', { notAfter: new Date(Date.now() + 7 * DAY_MS) });
+      const mount = await SecretMount.create(first);
+      const app = await callerApp({
+        listen: 'tls://127.0.0.1:0',
+        auth: { ...mount.files, watch: { debounceMs: 20 } },
+        logger: false,
+        metrics: { prometheus: { registry } },
+      });
+      try {
+        const domus = app.get(Domus);
+        const labels = { domus: 'spiffe://aurelia.local/rotating' };
+        const scrape = async (name: string) =>
+          sampleValue(parseExposition(await registry.metrics()), name, labels);
+        const expiry = (node: { certPem: string }) =>
+          new Date(new X509Certificate(node.certPem).validTo).getTime() / 1000;
+        expect(await scrape('aurelia_certificate_expiry_seconds')).toBe(expiry(first));
+        expect(await scrape('aurelia_auth_reloads_refused_total')).toBe(0);
+
+        const refused = firstMatch(
+          app.get<Observable<AureliaError>>(AURELIA_ERRORS),
+          () => true,
+          'the refused reload',
+        );
+        await mount.swap(await pki.mismatchedKey('rotating'));
+        expect((await refused).kind).toBe(ErrorId.InvalidConfig);
+        expect(await scrape('aurelia_auth_reloads_refused_total')).toBe(1);
+        expect(await scrape('aurelia_certificate_expiry_seconds')).toBe(expiry(first));
+
+        const renewed = await pki.issue('rotating');
+        const reloaded = firstMatch(
+          domus.reporting.events$,
+          (e) => e.type === 'AuthReloaded',
+          'the reload',
+        );
+        await mount.swap(renewed);
+        await reloaded;
+        expect(await scrape('aurelia_auth_reloads_total')).toBe(1);
+        expect(await scrape('aurelia_certificate_expiry_seconds')).toBe(expiry(renewed));
+      } finally {
+        await app.close();
+        await mount.cleanup();
+      }
+    });
   });
 
   describe('health indicator', () => {
@@ -273,6 +322,45 @@ describe('AureliaModule operations', () => {
         );
       } finally {
         await app.close();
+      }
+    });
+
+    it('goes down before the certificate expires by the margin, and up once a renewal is reloaded', async () => {
+      const expiring = await pki.issue('expiring', {
+        notAfter: new Date(Date.now() + 2 * HOUR_MS),
+      });
+      const mount = await SecretMount.create(expiring);
+      const app = await healthApp({
+        listen: 'tls://127.0.0.1:0',
+        auth: { ...mount.files, watch: { debounceMs: 20 } },
+        logger: false,
+      });
+      try {
+        const mesh = app.get(AureliaHealthIndicator);
+        const expiresAt = new Date(new X509Certificate(expiring.certPem).validTo).toISOString();
+        // Within the default margin of one day.
+        expect(mesh.isHealthy('mesh').mesh).toMatchObject({
+          status: 'down',
+          listening: true,
+          certificateExpiresAt: expiresAt,
+          message: expect.stringContaining(`the certificate expires at ${expiresAt}`),
+        });
+        expect(mesh.isHealthy('mesh', { expiryMarginMs: HOUR_MS }).mesh.status).toBe('up');
+        expect(() => mesh.isHealthy('mesh', { expiryMarginMs: -1 })).toThrow(
+          expect.objectContaining({ kind: ErrorId.InvalidConfig }),
+        );
+
+        const reloaded = firstMatch(
+          app.get(Domus).reporting.events$,
+          (e) => e.type === 'AuthReloaded',
+          'the renewed certificate',
+        );
+        await mount.swap(await pki.issue('expiring'));
+        await reloaded;
+        expect(mesh.isHealthy('mesh').mesh.status).toBe('up');
+      } finally {
+        await app.close();
+        await mount.cleanup();
       }
     });
 

@@ -98,6 +98,9 @@ describe('AureliaModule options', () => {
     invalid({ ...base, listen: undefined }, `'listen'`);
     invalid({ ...base, auth: { ca: '/a' } }, `'auth'`, 'cert');
     invalid({ ...base, auth: { format: 'xml' } }, `'auth'`, 'format');
+    invalid({ ...base, auth: { ...auth, watch: 'yes' as never } }, `'auth'`, 'watch must be');
+    invalid({ ...base, auth: { ...auth, watch: { debounceMs: 0 } } }, `'auth'`, 'watch.debounceMs');
+    invalid({ ...base, auth: { ...auth, watch: { every: 1 } as never } }, `'auth'`, 'watch.every');
     invalid({ ...base, routes: [{ pattern: 'a', address: 'nowhere' }] }, `'routes[0].address'`);
     invalid(
       { ...base, routes: { a: 'tls://h:1' }, resolver: new SimpleResolver() },

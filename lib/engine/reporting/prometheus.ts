@@ -10,6 +10,7 @@ import { AureliaError, ErrorId } from '../errors.js';
 import type { DomusMetrics } from './metrics.js';
 import type { ReplicaReport } from '../balancer/balancer.js';
 import type { DomusReporting, PeerIdentityReport } from './reporting.js';
+import type { SecurityReport } from './security.js';
 
 /** Options of `registerAureliaMetrics`. */
 export interface AureliaMetricsOptions {
@@ -25,7 +26,7 @@ export interface AureliaMetricsOptions {
   /**
    * Constant labels added to every series (e.g. `{ service: 'billing' }`). Every domus sharing a
    * registry and prefix must use the same label names. The names `domus`, `identity`, `kind`,
-   * `priority` and `quantile` are reserved.
+   * `pattern`, `priority` and `quantile` are reserved.
    */
   readonly labels?: Readonly<Record<string, string>>;
   /**
@@ -57,7 +58,15 @@ const DEFAULT_PREFIX = 'aurelia_';
 const DEFAULT_DOMUS = 'default';
 const DEFAULT_MAX_PEER_IDENTITIES = 100;
 const MAX_PEER_IDENTITIES_LIMIT = 10_000;
-const RESERVED_LABELS = new Set(['domus', 'identity', 'kind', 'priority', 'quantile', 'replica']);
+const RESERVED_LABELS = new Set([
+  'domus',
+  'identity',
+  'kind',
+  'pattern',
+  'priority',
+  'quantile',
+  'replica',
+]);
 const METRIC_PREFIX = /^(?:[a-zA-Z_:][a-zA-Z0-9_:]*)?$/;
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
@@ -72,6 +81,7 @@ interface Sample {
   readonly droppedFeedItems: number;
   /** The balanced replicas (at most `maxPeerIdentities` of them). */
   readonly replicas: readonly ReplicaReport[];
+  readonly security: SecurityReport;
 }
 
 interface Source {
@@ -92,14 +102,19 @@ interface FamilyDef {
   readonly read: (sample: Sample, emit: Emit) => void;
 }
 
-/** A counter family read straight from one cumulative field. */
-function counter(name: string, help: string, field: keyof DomusMetrics): FamilyDef {
+/** A counter family without labels of its own: one cumulative field, or a reading of a sample. */
+function counter(
+  name: string,
+  help: string,
+  field: keyof DomusMetrics | ((sample: Sample) => number),
+): FamilyDef {
+  const value = typeof field === 'function' ? field : (s: Sample) => s.metrics[field] as number;
   return {
     name,
     help,
     type: 'counter',
     labelNames: [],
-    read: (s, emit) => emit(s.labels, s.metrics[field] as number),
+    read: (s, emit) => emit(s.labels, value(s)),
   };
 }
 
@@ -229,12 +244,20 @@ const FAMILIES: readonly FamilyDef[] = [
       if (latency.count > 0) emit(s.labels, latency.maxMs / 1000);
     },
   },
+  counter(
+    'send_latency_samples_total',
+    'Accepted sends whose round trip is in send_latency_seconds.',
+    (s) => s.metrics.sendLatency.count,
+  ),
   {
-    name: 'send_latency_samples_total',
-    help: 'Accepted sends whose round trip is in send_latency_seconds.',
-    type: 'counter',
+    name: 'certificate_expiry_seconds',
+    help: 'When the certificate this domus presents expires, in seconds since the Unix epoch (alert on it minus time()).',
+    type: 'gauge',
     labelNames: [],
-    read: (s, emit) => emit(s.labels, s.metrics.sendLatency.count),
+    read: (s, emit) => {
+      const certificate = s.security.certificate;
+      if (certificate !== undefined) emit(s.labels, certificate.notAfter.getTime() / 1000);
+    },
   },
   counter(
     'replica_ejections_total',
@@ -259,13 +282,31 @@ const FAMILIES: readonly FamilyDef[] = [
       for (const r of s.replicas) emit({ ...s.labels, replica: r.replica }, r.ejected ? 1 : 0);
     },
   },
+  counter(
+    'auth_reloads_total',
+    'Certificate material sets put in force by a reload since the domus was built.',
+    (s) => s.security.reloads,
+  ),
+  counter(
+    'auth_reloads_refused_total',
+    'Changed certificate files refused (invalid, mismatched, expired, another identity); the old set stayed in force.',
+    (s) => s.security.reloadsRefused,
+  ),
   {
-    name: 'reporting_dropped_items_total',
-    help: 'Reporting events and errors dropped because subscribers fell behind.',
+    name: 'authorization_denied_total',
+    help: 'Calls refused by the authorization policy before any guard or handler ran, by handler pattern.',
     type: 'counter',
-    labelNames: [],
-    read: (s, emit) => emit(s.labels, s.droppedFeedItems),
+    labelNames: ['pattern'],
+    read: (s, emit) => {
+      for (const [pattern, count] of s.security.authorizationDenied())
+        emit({ ...s.labels, pattern }, count);
+    },
   },
+  counter(
+    'reporting_dropped_items_total',
+    'Reporting events and errors dropped because subscribers fell behind.',
+    (s) => s.droppedFeedItems,
+  ),
 ];
 
 /** The metric families of one registry and prefix, shared by every domus registered there. */
@@ -447,6 +488,7 @@ function sampleOf(source: Source): Sample {
     peers,
     droppedFeedItems: source.reporting.droppedFeedItems,
     replicas: source.reporting.replicas().slice(0, source.maxPeerIdentities),
+    security: source.reporting.security,
   };
 }
 

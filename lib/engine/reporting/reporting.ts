@@ -12,6 +12,7 @@ import { AureliaError, ErrorId } from '../errors.js';
 import type { MessagePriorityClass } from '../ids.js';
 import type { ReplicaReport } from '../balancer/balancer.js';
 import type { DomusMetrics, DomusMetricsDelta, MetricsRecorder } from './metrics.js';
+import { SecurityReport } from './security.js';
 
 /** Which way a callis was opened, seen from this domus. */
 export type CallisDirection = 'outbound' | 'inbound';
@@ -324,6 +325,8 @@ interface MetricsStream {
  * the process. Every feed completes at shutdown, after `ShutdownComplete` was delivered.
  */
 export class DomusReporting {
+  /** The certificate in force, reloads refused, and calls refused by authorization policy. */
+  readonly security = new SecurityReport();
   private readonly eventFeed: DetachedFeed<DomusReportingEvent>;
   private readonly errorFeed: DetachedFeed<AureliaError>;
   private readonly metricStreams = new Set<MetricsStream>();
