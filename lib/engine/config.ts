@@ -55,6 +55,29 @@ export interface DomusConfig {
   readonly maxPayloadLen: number;
   /** Minimum interval between two repeats of the same rate-limited log line. */
   readonly limitedLogIntervalMs: number;
+  /**
+   * Messages one remote peer session may have delivered here and not yet decided (queued in a
+   * taberna, waiting for room, or in the application's hands); at the limit the domus stops
+   * reading that peer's callis until decisions free room.
+   */
+  readonly maxInFlightPerPeer: number;
+  /** Payload bytes of those messages; at the limit that peer's reads pause the same way. */
+  readonly maxQueuedBytesPerPeer: number;
+  /**
+   * Messages one remote peer session may have waiting for room in one full taberna; past it the
+   * next is refused at once with `TabernaBusy`.
+   */
+  readonly maxTabernaOverflowPerPeer: number;
+  /**
+   * Bytes of decisions (acks, error frames) waiting to be written to one peer's callis; past it
+   * the domus stops reading that callis until the peer reads its answers.
+   */
+  readonly maxDecisionBacklogBytesPerPeer: number;
+  /**
+   * Bytes of `blobInboundBufferBytes` one remote peer session may hold reserved for its streams;
+   * a blob accepted past it is refused with `BlobBufferFull`. At least one full blob window.
+   */
+  readonly maxBlobInboundBytesPerPeer: number;
 }
 
 const MiB = 1024 * 1024;
@@ -103,6 +126,11 @@ export const DOMUS_CONFIG_MAX: Readonly<Record<IntegerField, number>> = Object.f
   blobInboundBufferBytes: 8 * GiB,
   maxPayloadLen: 64 * MiB,
   limitedLogIntervalMs: 3_600_000,
+  maxInFlightPerPeer: 65_536,
+  maxQueuedBytesPerPeer: 8 * GiB,
+  maxTabernaOverflowPerPeer: 65_536,
+  maxDecisionBacklogBytesPerPeer: 64 * MiB,
+  maxBlobInboundBytesPerPeer: 8 * GiB,
 });
 
 const DEFAULTS: DomusConfig = {
@@ -124,6 +152,11 @@ const DEFAULTS: DomusConfig = {
   blobInboundBufferBytes: 256 * MiB,
   maxPayloadLen: 8 * MiB,
   limitedLogIntervalMs: 120_000,
+  maxInFlightPerPeer: 1024,
+  maxQueuedBytesPerPeer: 64 * MiB,
+  maxTabernaOverflowPerPeer: 128,
+  maxDecisionBacklogBytesPerPeer: MiB,
+  maxBlobInboundBytesPerPeer: 64 * MiB,
 };
 
 const FIELD_NAMES = Object.freeze(Object.keys(DEFAULTS)) as readonly (keyof DomusConfig)[];
@@ -165,6 +198,11 @@ export function validateDomusConfig(value: unknown): DomusConfig {
     blobInboundBufferBytes: integer('blobInboundBufferBytes'),
     maxPayloadLen: integer('maxPayloadLen'),
     limitedLogIntervalMs: integer('limitedLogIntervalMs'),
+    maxInFlightPerPeer: integer('maxInFlightPerPeer'),
+    maxQueuedBytesPerPeer: integer('maxQueuedBytesPerPeer'),
+    maxTabernaOverflowPerPeer: integer('maxTabernaOverflowPerPeer'),
+    maxDecisionBacklogBytesPerPeer: integer('maxDecisionBacklogBytesPerPeer'),
+    maxBlobInboundBytesPerPeer: integer('maxBlobInboundBytesPerPeer'),
   };
   checkCrossFieldRules(config);
   return freezeCopy(config);
@@ -311,6 +349,31 @@ export class DomusConfigBuilder {
     return this.#set('limitedLogIntervalMs', value);
   }
 
+  /** Sets `maxInFlightPerPeer` (1..65536). */
+  maxInFlightPerPeer(value: number): this {
+    return this.#set('maxInFlightPerPeer', value);
+  }
+
+  /** Sets `maxQueuedBytesPerPeer` (1..8 GiB). */
+  maxQueuedBytesPerPeer(value: number): this {
+    return this.#set('maxQueuedBytesPerPeer', value);
+  }
+
+  /** Sets `maxTabernaOverflowPerPeer` (1..65536). */
+  maxTabernaOverflowPerPeer(value: number): this {
+    return this.#set('maxTabernaOverflowPerPeer', value);
+  }
+
+  /** Sets `maxDecisionBacklogBytesPerPeer` (1..64 MiB). */
+  maxDecisionBacklogBytesPerPeer(value: number): this {
+    return this.#set('maxDecisionBacklogBytesPerPeer', value);
+  }
+
+  /** Sets `maxBlobInboundBytesPerPeer` (1..8 GiB, at least one full blob window). */
+  maxBlobInboundBytesPerPeer(value: number): this {
+    return this.#set('maxBlobInboundBytesPerPeer', value);
+  }
+
   /**
    * Validates the recorded values and returns a frozen `DomusConfig`. Throws
    * `AureliaError(InvalidConfig)` naming the first offending field and its allowed range. The
@@ -368,7 +431,11 @@ function checkCrossFieldRules(config: DomusConfig): void {
     ['tcpBlobWindow', config.tcpBlobWindow],
     ['socketBlobWindow', config.socketBlobWindow],
   ] as const;
-  for (const buffer of ['blobOutboundBufferBytes', 'blobInboundBufferBytes'] as const) {
+  for (const buffer of [
+    'blobOutboundBufferBytes',
+    'blobInboundBufferBytes',
+    'maxBlobInboundBytesPerPeer',
+  ] as const) {
     for (const [windowName, window] of windows) {
       const needed = window.chunkSize * window.ackWindow;
       if (config[buffer] < needed) {

@@ -136,6 +136,7 @@ export class Domus {
     this.registry = new TabernaRegistry({
       queueSize: () => this.config.value.tabernaAcceptQueueSize,
       acceptTimeoutMs: () => this.config.value.acceptTimeoutMs,
+      overflowPerPeer: () => this.config.value.maxTabernaOverflowPerPeer,
       onDecided: (_id, delivery, decision) => this.countDecision(delivery, decision),
     });
     this.links = new LinkBook(this.metrics, this.reporting);
@@ -150,6 +151,8 @@ export class Domus {
           identity: callis.identity,
           address: callis.connection.remoteAddress,
         }),
+      decisionBacklogBytes: () => this.config.value.maxDecisionBacklogBytesPerPeer,
+      onReadsPaused: () => this.metrics.peerReadPauses++,
       traffic: this.metrics,
       live: this.liveCallis,
     };
@@ -391,6 +394,12 @@ export class Domus {
     }
     if (next.keepaliveIntervalMs !== previous.keepaliveIntervalMs) {
       for (const callis of this.liveCallis) callis.rearmKeepalive();
+    }
+    if (
+      next.maxInFlightPerPeer !== previous.maxInFlightPerPeer ||
+      next.maxQueuedBytesPerPeer !== previous.maxQueuedBytesPerPeer
+    ) {
+      this.inbound.applyLimits();
     }
     this.reporting.emit({ type: 'ConfigReloaded', at: Date.now(), changed });
   }

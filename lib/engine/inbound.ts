@@ -131,6 +131,11 @@ export class InboundAdmission {
     }
   }
 
+  /** The per-peer limits changed live: sessions pause or resume reading accordingly. */
+  applyLimits(): void {
+    for (const session of this.sessions.values()) session.applyLimits();
+  }
+
   /** Shutdown, first step: cuts callis still in their hello. */
   stopHandshakes(reason: AureliaError): void {
     for (const callis of this.handshaking) callis.close(reason);
@@ -221,7 +226,8 @@ export class InboundAdmission {
       metrics: this.host.metrics,
       deliver: (dst, delivery) => this.host.deliver(dst, delivery),
       dedupeRetentionMs: () => 2 * this.host.config().sendTimeoutMs,
-      admitBlob: () => this.host.blobBudget.reserve('inbound'),
+      admitBlob: (session) => this.host.blobBudget.reserve('inbound', session.budget),
+      limits: () => this.host.config(),
       onBlobCallisClosed: (session, callis, reason) =>
         this.callisClosed(session, callis, reason, 'blob'),
       onOversizeRefused: (_session, err) => this.host.reporting.error(err),

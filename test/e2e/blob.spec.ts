@@ -487,25 +487,28 @@ describe.each(TRANSPORTS)('blob flow control and failures over %s', (transport) 
     third.sender.destroy();
   });
 
-  it('refuses a blob the receiver cannot buffer with BlobBufferFull, before its application sees it', async () => {
+  it('refuses a blob the receiver cannot buffer with BlobBufferFull when its application accepts it: accept() returns false', async () => {
     await setup(
       blobConfig(),
       blobConfig((b) => b.blobInboundBufferBytes(8 * CHUNK)),
     );
     const first = await openBlob(alpha, taberna, 'one');
-    const second = await rejection(alpha.send(codec, 10n, { name: 'two' }, SendOptions.BLOB));
+    const sending = alpha.send(codec, 10n, { name: 'two' }, SendOptions.BLOB);
+    // The buffer is reserved on accept, not on arrival: the application sees the request, and
+    // its accept is turned into the refusal.
+    const request = await taberna.next(5000);
+    expect(request.message.name).toBe('two');
+    expect(request.accept()).toBe(false);
+    expect((request.blobReceiver as BlobReceiver).failure?.kind).toBe(ErrorId.BlobBufferFull);
+    const second = await rejection(sending);
     expect(second.kind).toBe(ErrorId.BlobBufferFull);
     expect(second.message).toContain('blobInboundBufferBytes');
     const done = collect(first.receiver);
     first.sender.end(Buffer.from('x'));
     expect((await done).toString()).toBe('x');
-    // The receiver's reservation went with the first stream; the next request the application
-    // sees is the third, so the second never reached it.
-    const third = alpha.send(codec, 10n, { name: 'three' }, SendOptions.BLOB);
-    const request = await taberna.next(5000);
-    expect(request.message.name).toBe('three');
-    request.accept();
-    senderOf(await third).destroy();
+    // The receiver's reservation went with the first stream: the next blob fits again.
+    const third = await openBlob(alpha, taberna, 'three');
+    third.sender.destroy();
   });
 
   it('rejects the blob send when the receiving application rejects the request', async () => {

@@ -59,6 +59,11 @@ describe('defaultDomusConfig', () => {
       blobInboundBufferBytes: 256 * MiB,
       maxPayloadLen: 8 * MiB,
       limitedLogIntervalMs: 120_000,
+      maxInFlightPerPeer: 1024,
+      maxQueuedBytesPerPeer: 64 * MiB,
+      maxTabernaOverflowPerPeer: 128,
+      maxDecisionBacklogBytesPerPeer: MiB,
+      maxBlobInboundBytesPerPeer: 64 * MiB,
     });
     expect(DEFAULT_BLOB_WINDOWS.tcp).toEqual({ chunkSize: 262_144, ackWindow: 16 });
     expect(DEFAULT_BLOB_WINDOWS.socket).toEqual({ chunkSize: 131_072, ackWindow: 16 });
@@ -180,6 +185,10 @@ describe('validateDomusConfig', () => {
         socketBlobWindow: window,
         maxPayloadLen: integer('maxPayloadLen'),
         limitedLogIntervalMs: integer('limitedLogIntervalMs'),
+        maxInFlightPerPeer: integer('maxInFlightPerPeer'),
+        maxQueuedBytesPerPeer: integer('maxQueuedBytesPerPeer'),
+        maxTabernaOverflowPerPeer: integer('maxTabernaOverflowPerPeer'),
+        maxDecisionBacklogBytesPerPeer: integer('maxDecisionBacklogBytesPerPeer'),
         connectShare: fc.double({ min: 0, max: 1, noNaN: true }),
         perPeerShare: fc.double({ min: 0, max: 1, noNaN: true }),
         bufferExtra: fc.nat({ max: 2 ** 30 }),
@@ -199,6 +208,7 @@ describe('validateDomusConfig', () => {
           ),
           blobOutboundBufferBytes: buffer,
           blobInboundBufferBytes: buffer,
+          maxBlobInboundBytesPerPeer: buffer,
         } satisfies DomusConfig;
       });
     fc.assert(
@@ -341,6 +351,8 @@ describe('validateDomusConfig', () => {
       ['blobInboundBufferBytes', 'tcpBlobWindow'],
       ['blobOutboundBufferBytes', 'socketBlobWindow'],
       ['blobInboundBufferBytes', 'socketBlobWindow'],
+      ['maxBlobInboundBytesPerPeer', 'tcpBlobWindow'],
+      ['maxBlobInboundBytesPerPeer', 'socketBlobWindow'],
     ] as const)('requires %s to hold one full %s', (buffer, window) => {
       const input = {
         ...defaultDomusConfig(),
@@ -365,6 +377,7 @@ describe('validateDomusConfig', () => {
         socketBlobWindow: largest,
         blobOutboundBufferBytes: 8 * GiB,
         blobInboundBufferBytes: 8 * GiB,
+        maxBlobInboundBytesPerPeer: 8 * GiB,
       });
       expect(config.blobInboundBufferBytes).toBe(8 * GiB);
     });
@@ -464,6 +477,11 @@ describe('DomusConfigBuilder', () => {
       .blobInboundBufferBytes(32 * MiB)
       .maxPayloadLen(MiB)
       .limitedLogIntervalMs(60_000)
+      .maxInFlightPerPeer(64)
+      .maxQueuedBytesPerPeer(4 * MiB)
+      .maxTabernaOverflowPerPeer(16)
+      .maxDecisionBacklogBytesPerPeer(256 * 1024)
+      .maxBlobInboundBytesPerPeer(16 * MiB)
       .build();
     expect(config).toEqual({
       sendQueueSize: 256,
@@ -484,6 +502,11 @@ describe('DomusConfigBuilder', () => {
       blobInboundBufferBytes: 32 * MiB,
       maxPayloadLen: MiB,
       limitedLogIntervalMs: 60_000,
+      maxInFlightPerPeer: 64,
+      maxQueuedBytesPerPeer: 4 * MiB,
+      maxTabernaOverflowPerPeer: 16,
+      maxDecisionBacklogBytesPerPeer: 256 * 1024,
+      maxBlobInboundBytesPerPeer: 16 * MiB,
     });
   });
 

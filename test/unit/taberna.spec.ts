@@ -36,12 +36,13 @@ class RecordingSink implements DecisionSink {
   }
 }
 
-function setup(opts: { queueSize?: number; acceptTimeoutMs?: number } = {}) {
+function setup(opts: { queueSize?: number; acceptTimeoutMs?: number; overflow?: number } = {}) {
   const sink = new RecordingSink();
   const decided: Decision[] = [];
   const registry = new TabernaRegistry({
     queueSize: () => opts.queueSize ?? 2,
     acceptTimeoutMs: () => opts.acceptTimeoutMs ?? 5000,
+    overflowPerPeer: () => opts.overflow ?? 1024,
     onDecided: (_id, _d, decision) => decided.push(decision),
   });
   let token = 0;

@@ -5,9 +5,16 @@ import type { DomusConfig } from '../config.js';
 /** Frees a reservation (idempotent). */
 export type BlobReservationRelease = () => void;
 
+/** One remote peer session's share of the inbound buffer (its `InboundBudget`). */
+export interface BlobHolder {
+  blobReservedBytes: number;
+}
+
 /**
  * Reserves one stream's worth of blob buffer (chunk size × ack window of the larger transport
- * window) against `blobOutboundBufferBytes` / `blobInboundBufferBytes`.
+ * window) against `blobOutboundBufferBytes` / `blobInboundBufferBytes`; an inbound stream is
+ * also counted against its peer session's `maxBlobInboundBytesPerPeer`, so no peer can take the
+ * whole inbound buffer.
  */
 export class BlobBudget {
   private outbound = 0;
@@ -15,8 +22,11 @@ export class BlobBudget {
 
   constructor(private readonly config: () => DomusConfig) {}
 
-  /** Throws `BlobBufferFull` when the stream does not fit; returns an idempotent release. */
-  reserve(direction: 'outbound' | 'inbound'): BlobReservationRelease {
+  /**
+   * Throws `BlobBufferFull` when the stream does not fit (in the domus buffer, or in `holder`'s
+   * per-peer share for an inbound stream); returns an idempotent release.
+   */
+  reserve(direction: 'outbound' | 'inbound', holder?: BlobHolder): BlobReservationRelease {
     const c = this.config();
     const bytes = Math.max(
       c.tcpBlobWindow.chunkSize * c.tcpBlobWindow.ackWindow,
@@ -30,12 +40,20 @@ export class BlobBudget {
         `a new ${direction} blob stream needs ${bytes} bytes of buffer; ${used} of ${limit} (blob${direction === 'outbound' ? 'Outbound' : 'Inbound'}BufferBytes) are taken`,
       );
     }
+    if (holder && holder.blobReservedBytes + bytes > c.maxBlobInboundBytesPerPeer) {
+      throw new AureliaError(
+        ErrorId.BlobBufferFull,
+        `a new inbound blob stream needs ${bytes} bytes of buffer; this peer already holds ${holder.blobReservedBytes} of its ${c.maxBlobInboundBytesPerPeer} (maxBlobInboundBytesPerPeer)`,
+      );
+    }
     this.add(direction, bytes);
+    if (holder) holder.blobReservedBytes += bytes;
     let released = false;
     return () => {
       if (released) return;
       released = true;
       this.add(direction, -bytes);
+      if (holder) holder.blobReservedBytes -= bytes;
     };
   }
 

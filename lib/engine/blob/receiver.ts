@@ -39,13 +39,14 @@ export class BlobReceiver extends Readable {
   private wanting = false;
   private ended = false;
   /** @internal */ lastActivity = Date.now();
+  /** @internal Frees the stream's buffer reservation, taken when the application accepts. */
+  release: () => void = noReservation;
 
   /** Not for applications: the domus creates receivers (`TabernaRequest.blobReceiver`). */
   constructor(
     private readonly link: InboundBlobLink,
     /** The message id of the request that opened the stream. */
     readonly requestMsgId: number,
-    private readonly release: () => void,
   ) {
     super({ highWaterMark: 256 * 1024 });
     this.window = new BlobReceiveWindow();
@@ -122,6 +123,8 @@ export class BlobReceiver extends Readable {
 
 type Tombstone = 'completed' | 'aborted';
 
+function noReservation(): void {}
+
 /**
  * The blob side of one inbound session: the streams its requests opened, and the current blob
  * callis (replaced when the sender reconnects). Chunks are routed to their stream; acks for what
@@ -154,20 +157,21 @@ export class InboundBlobLink implements CallisHandler {
     return this.callis;
   }
 
-  /** Opens the receiving end of request `requestMsgId`; `release` frees its buffer reservation. */
-  open(requestMsgId: number, release: () => void): BlobReceiver {
-    const receiver = new BlobReceiver(this, requestMsgId, release);
-    this.streams.set(requestMsgId, receiver);
-    return receiver;
+  /**
+   * The receiving end of request `requestMsgId`, handed to the application with the request. It
+   * takes chunks only once `open`ed; until then a chunk for it is `BlobStreamNotFound`.
+   */
+  prepare(requestMsgId: number): BlobReceiver {
+    return new BlobReceiver(this, requestMsgId);
   }
 
-  /** The application rejected the request: its stream never starts. */
-  discard(requestMsgId: number): void {
-    const receiver = this.streams.get(requestMsgId);
-    if (!receiver) return;
-    this.streams.delete(requestMsgId);
-    this.bury(requestMsgId, 'aborted');
-    receiver.destroy();
+  /**
+   * The application accepted the request: the stream takes chunks from now on, holding the
+   * buffer reservation that `release` frees.
+   */
+  open(receiver: BlobReceiver, release: () => void): void {
+    receiver.release = release;
+    this.streams.set(receiver.requestMsgId, receiver);
   }
 
   /** Makes `callis` (with the window agreed on it) the session's blob callis. */

@@ -7,6 +7,7 @@ import { DOMUS_CONFIG_MAX } from '../config.js';
 import {
   ControlType,
   FrameBatch,
+  HEADER_LEN,
   describeFrame,
   type Frame,
   type FrameHeader,
@@ -59,6 +60,13 @@ export interface CallisSettings {
   keepaliveIntervalMs(): number;
   /** The socket's buffer filled up: writing pauses until it drains. */
   onBackpressure?(callis: Callis): void;
+  /**
+   * `maxDecisionBacklogBytesPerPeer`: bytes of control frames an accepted callis may have queued
+   * or unsent in its socket before it stops reading the peer (absent: no bound).
+   */
+  decisionBacklogBytes?(): number;
+  /** The callis stopped reading its socket (a peer budget ran out, or its answers back up). */
+  onReadsPaused?(callis: Callis): void;
   /** Domus-wide byte counters the callis adds its traffic to. */
   readonly traffic?: { bytesIn: number; bytesOut: number };
   /**
@@ -73,6 +81,20 @@ const FLUSH_BUDGET_BYTES = 512 * 1024;
 /** Bytes a callis lets queue in its socket before it stops taking messages. */
 const SOCKET_BUFFER_BYTES = 1024 * 1024;
 const HALF_OPEN_FACTOR = 3;
+
+/**
+ * Why a callis is not reading its socket; it reads again once no reason is left. Only accepted
+ * callis pause: a dialed callis always reads, so two domus never wait on each other's reads.
+ */
+export const ReadPause = Object.freeze({
+  /** The peer session holds as many undecided messages or bytes as its budget allows. */
+  Budget: 1,
+  /** Our answers to the peer are backed up beyond `maxDecisionBacklogBytesPerPeer`. */
+  Backlog: 2,
+});
+
+/** A frame decoded while reading was paused, handed over when reading resumes. */
+type Parked = { frame: Frame } | { oversize: FrameHeader; limit: number };
 
 /**
  * Owns one socket. Reads are decoded into frames and handed to the handler; writes are coalesced:
@@ -122,6 +144,13 @@ export class Callis {
   private readonly batch = new FrameBatch();
   private handler: CallisHandler | undefined;
   private held: Frame[] | undefined;
+  /** `ReadPause` bits in force; 0 while reading. */
+  private pausedFor = 0;
+  /** Frames of the chunk being decoded when reading paused, in order. */
+  private parked: Parked[] = [];
+  private parkedHead = 0;
+  /** Bytes of control frames queued since the last flush. */
+  private controlBytes = 0;
   private flushScheduled = false;
   private blocked = false;
   private closing = false;
@@ -133,6 +162,7 @@ export class Callis {
   private readonly onData = (chunk: Buffer): void => this.receive(chunk);
   private readonly onDrain = (): void => {
     this.blocked = false;
+    this.resumeReads(ReadPause.Backlog);
     this.scheduleFlush();
   };
   private readonly onError = (err: Error): void => {
@@ -227,11 +257,49 @@ export class Callis {
     this.armTimer();
   }
 
-  /** Queues an A1 control frame; it leaves before any message in the next flush. */
+  /**
+   * Queues an A1 control frame; it leaves before any message in the next flush. On an accepted
+   * callis, reading pauses while queued and unsent control bytes exceed the decision backlog
+   * bound, so a peer that does not read its answers cannot make them grow.
+   */
   sendControl(frame: OutboundFrame): void {
     if (this.closed) return;
     this.control.push(frame);
+    this.controlBytes += HEADER_LEN + frame.payload.length;
+    const bound = this.backlogBound();
+    if (this.controlBytes + this.connection.socket.writableLength >= bound) {
+      this.pauseReads(ReadPause.Backlog);
+    }
     this.scheduleFlush();
+  }
+
+  /**
+   * Stops reading the socket for `reason` (a `ReadPause` bit). Frames already decoded from the
+   * current chunk are kept, in order, and handed over when reading resumes; the half-open check
+   * is suspended meanwhile (silence is ours, not the peer's).
+   */
+  pauseReads(reason: number): void {
+    if (this.closed || (this.pausedFor & reason) !== 0) return;
+    const wasReading = this.pausedFor === 0;
+    this.pausedFor |= reason;
+    if (!wasReading) return;
+    this.connection.socket.pause();
+    this.settings.onReadsPaused?.(this);
+  }
+
+  /** Lifts `reason`; once none is left, hands over parked frames and reads the socket again. */
+  resumeReads(reason: number): void {
+    if ((this.pausedFor & reason) === 0) return;
+    this.pausedFor &= ~reason;
+    if (this.pausedFor !== 0 || this.closed) return;
+    this.lastReceivedAt = Date.now();
+    this.releaseParked();
+    if (this.pausedFor === 0 && !this.closed) this.connection.socket.resume();
+  }
+
+  /** True while reading is paused for any reason. */
+  get readsPaused(): boolean {
+    return this.pausedFor !== 0;
   }
 
   /** Asks for a flush on this event-loop turn: the handler will be offered room for messages. */
@@ -350,7 +418,51 @@ export class Callis {
     if (!this.handler) {
       throw new AureliaError(ErrorId.ProtocolViolation, `${this.describe()}: frame before hello`);
     }
+    if (this.pausedFor !== 0) {
+      this.parked.push({ frame });
+      return;
+    }
     this.handler.onFrame(this, frame);
+  }
+
+  /** Hands parked frames to the handler, in order, until they run out or reading pauses again. */
+  private releaseParked(): void {
+    const parked = this.parked;
+    const handler = this.handler;
+    if (!handler) return;
+    while (this.pausedFor === 0 && !this.closedReason && this.parkedHead < parked.length) {
+      const item = parked[this.parkedHead++];
+      try {
+        if ('frame' in item) handler.onFrame(this, item.frame);
+        else handler.onOversizeMessage?.(this, item.oversize, item.limit);
+      } catch (err) {
+        this.abort(asProtocolError(err, this.describe()));
+        return;
+      }
+    }
+    if (this.parkedHead >= parked.length) {
+      parked.length = 0;
+      this.parkedHead = 0;
+    }
+  }
+
+  /**
+   * After a flush: keeps reading paused while the socket holds more unsent bytes than the
+   * decision backlog bound and is waiting for 'drain' (which lifts the pause), else resumes.
+   */
+  private checkBacklog(): void {
+    const socket = this.connection.socket;
+    if (socket.writableNeedDrain && socket.writableLength >= this.backlogBound()) {
+      this.pauseReads(ReadPause.Backlog);
+    } else {
+      this.resumeReads(ReadPause.Backlog);
+    }
+  }
+
+  /** The decision backlog bound: accepted callis only (a dialed one always reads). */
+  private backlogBound(): number {
+    if (this.role !== 'inbound') return Infinity;
+    return this.settings.decisionBacklogBytes?.() ?? Infinity;
   }
 
   private deliverOversize(header: FrameHeader): void {
@@ -364,6 +476,10 @@ export class Callis {
       );
     }
     this.counters.framesIn++;
+    if (this.pausedFor !== 0) {
+      this.parked.push({ oversize: header, limit });
+      return;
+    }
     handler.onOversizeMessage(this, header, limit);
   }
 
@@ -374,8 +490,12 @@ export class Callis {
     batch.clear();
     for (const frame of this.control) batch.add(frame);
     this.control.length = 0;
+    this.controlBytes = 0;
     if (!this.blocked && this.handler) this.handler.onWritable(this, batch, FLUSH_BUDGET_BYTES);
-    if (batch.frameCount === 0) return;
+    if (batch.frameCount === 0) {
+      this.checkBacklog();
+      return;
+    }
     this.counters.framesOut += batch.frameCount;
     const bytes = batch.take();
     this.counters.bytesOut += bytes.length;
@@ -383,6 +503,7 @@ export class Callis {
     this.lastWrittenAt = Date.now();
     const socket = this.connection.socket;
     socket.write(bytes);
+    this.checkBacklog();
     // Keep up to SOCKET_BUFFER_BYTES queued in the socket so the kernel never waits for us; past
     // that, hold messages until 'drain' (write() has returned false by then, so 'drain' comes).
     if (socket.writableLength >= SOCKET_BUFFER_BYTES) {
@@ -407,7 +528,7 @@ export class Callis {
     if (this.closed) return;
     const interval = this.settings.keepaliveIntervalMs();
     const now = Date.now();
-    if (now - this.lastReceivedAt >= HALF_OPEN_FACTOR * interval) {
+    if (this.pausedFor === 0 && now - this.lastReceivedAt >= HALF_OPEN_FACTOR * interval) {
       this.close(
         new AureliaError(
           ErrorId.ConnectionLost,
@@ -446,6 +567,8 @@ export class Callis {
     socket.off('error', this.onError);
     socket.on('error', ignore);
     this.control.length = 0;
+    this.parked.length = 0;
+    this.parkedHead = 0;
     this.handler?.onClosed(this, reason);
   }
 }

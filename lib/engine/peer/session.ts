@@ -12,10 +12,11 @@ import {
 } from '../wire/frame.js';
 import { decodeError, encodeAck, encodeError } from '../wire/control.js';
 import { type Decision, type DecisionSink, Delivery, type PeerInfo } from '../taberna/request.js';
-import type { Callis, CallisHandler } from './callis.js';
+import { type Callis, type CallisHandler, ReadPause } from './callis.js';
 import { DedupeWindow } from './dedupe.js';
+import { InboundBudget, type InboundLimits } from './inbound-budget.js';
 import type { MetricsRecorder } from '../reporting/metrics.js';
-import { InboundBlobLink } from '../blob/receiver.js';
+import { type BlobReceiver, InboundBlobLink } from '../blob/receiver.js';
 import type { HelloBlobWindow } from '../wire/control.js';
 
 /** What an inbound session needs from its domus. */
@@ -32,10 +33,13 @@ export interface SessionHost {
   /** A message over `maxPayloadLen` was discarded and refused with `err` (for the error feed). */
   onOversizeRefused?(session: InboundSession, err: AureliaError): void;
   /**
-   * A message arrived with the BLOB flag: reserves its stream's buffer and returns the release,
-   * or throws (`BlobBufferFull`, ...) to refuse the message.
+   * The application accepted a message with the BLOB flag: reserves its stream's buffer (in the
+   * domus and in the session's share) and returns the release, or throws (`BlobBufferFull`, ...)
+   * to refuse the message instead.
    */
   admitBlob(session: InboundSession): () => void;
+  /** The live per-peer limits on undecided messages and their bytes. */
+  limits(): InboundLimits;
 }
 
 /** Most decided outcomes one session remembers for replays. */
@@ -53,6 +57,8 @@ export class InboundSession implements CallisHandler, DecisionSink {
   private callis: Callis | undefined;
   private acks: number[] = [];
   private blobs: InboundBlobLink | undefined;
+  /** What this session holds here; its callis is not read while the budget is exhausted. */
+  readonly budget: InboundBudget;
   readonly peer: PeerInfo;
   lastActiveAt = Date.now();
 
@@ -67,6 +73,7 @@ export class InboundSession implements CallisHandler, DecisionSink {
       retentionMs: host.dedupeRetentionMs(),
       maxDecided: MAX_DECIDED,
     });
+    this.budget = new InboundBudget(() => host.limits());
   }
 
   /** Session key: identity and epoch. */
@@ -94,7 +101,14 @@ export class InboundSession implements CallisHandler, DecisionSink {
         new AureliaError(ErrorId.ConnectionLost, `${previous.describe()} replaced by a reconnect`),
       );
     }
+    this.applyLimits();
     callis.setHandler(this);
+  }
+
+  /** Pauses or resumes reading the callis after the limits or the budget changed. */
+  applyLimits(): void {
+    if (this.budget.exhausted) this.callis?.pauseReads(ReadPause.Budget);
+    else this.callis?.resumeReads(ReadPause.Budget);
   }
 
   /** Evicts old outcomes; true when the session holds nothing and has no callis (can be dropped). */
@@ -143,7 +157,7 @@ export class InboundSession implements CallisHandler, DecisionSink {
   /** @internal */
   onFrame(callis: Callis, frame: Frame): void {
     if (frame.msgType >= A2_MESSAGE_TYPE_BASE) {
-      this.onMessage(frame);
+      this.onMessage(callis, frame);
       return;
     }
     switch (frame.msgType) {
@@ -206,33 +220,57 @@ export class InboundSession implements CallisHandler, DecisionSink {
 
   // ---- DecisionSink ----
 
-  /** @internal The application (or a timeout) decided message `id`. */
-  decide(id: number, decision: Decision): void {
-    this.dedupe.decide(id, decision, Date.now());
-    if (!decision.accepted) this.blobs?.discard(id);
-    this.send(id, decision);
+  /**
+   * @internal The application (or a timeout) decided message `id`; `delivery` is the message's
+   * own delivery (absent for refusals made before delivering), whose share of the budget is given
+   * back.
+   */
+  decide(id: number, decision: Decision, delivery?: Delivery): Decision {
+    const outcome =
+      delivery?.blob === undefined ? decision : this.openBlob(decision, delivery.blob);
+    this.dedupe.decide(id, outcome, Date.now());
+    this.send(id, outcome);
+    if (delivery !== undefined && this.budget.give(delivery.payload.length)) {
+      this.callis?.resumeReads(ReadPause.Budget);
+    }
+    return outcome;
   }
 
-  private onMessage(frame: Frame): void {
+  /**
+   * A blob request was decided: on accept its stream opens, reserving its buffer now (not on
+   * arrival, so requests nobody accepted hold none); otherwise, or when the buffer is full, the
+   * stream never starts and the request is refused.
+   */
+  private openBlob(decision: Decision, blob: unknown): Decision {
+    const receiver = blob as BlobReceiver;
+    let outcome = decision;
+    if (decision.accepted && receiver.destroyed) {
+      outcome = refuse(ErrorId.ConnectionLost, 'the receiver destroyed the blob stream');
+    } else if (decision.accepted) {
+      try {
+        this.blobLink().open(receiver, this.host.admitBlob(this));
+        return decision;
+      } catch (err) {
+        const failure = AureliaError.is(err)
+          ? err
+          : new AureliaError(ErrorId.BlobBufferFull, String(err));
+        receiver.fail(failure);
+        return refuse(failure.kind, failure.message);
+      }
+    }
+    receiver.destroy();
+    return outcome;
+  }
+
+  private onMessage(callis: Callis, frame: Frame): void {
     const id = frame.peerMsgId;
     const seen = this.dedupe.observe(id, Date.now());
     switch (seen.kind) {
       case 'new': {
         this.host.metrics.messagesReceived++;
-        let blob: unknown;
-        if ((frame.flags & FrameFlags.Blob) !== 0) {
-          let release;
-          try {
-            release = this.host.admitBlob(this);
-          } catch (err) {
-            const failure = AureliaError.is(err)
-              ? err
-              : new AureliaError(ErrorId.BlobBufferFull, String(err));
-            this.decide(id, refuse(failure.kind, failure.message));
-            return;
-          }
-          blob = this.blobLink().open(id, release);
-        }
+        const blob =
+          (frame.flags & FrameFlags.Blob) !== 0 ? this.blobLink().prepare(id) : undefined;
+        if (this.budget.take(frame.payload.length)) callis.pauseReads(ReadPause.Budget);
         this.host.deliver(
           frame.dstTaberna,
           new Delivery(frame.msgType, frame.payload, this.peer, this, id, blob),

@@ -18,6 +18,11 @@ export interface DomusMetrics {
   readonly identityMismatches: number;
   readonly protocolViolations: number;
   readonly handshakesRefused: number;
+  /**
+   * Times a peer's callis stopped being read: the peer exhausted a per-peer budget, or left our
+   * answers unread.
+   */
+  readonly peerReadPauses: number;
   /** Sends refused with `LocalQueueFull`, per priority lane. */
   readonly queueOverrunsA2: number;
   readonly queueOverrunsA3: number;
@@ -67,6 +72,7 @@ const COUNTERS: readonly Counter[] = [
   'identityMismatches',
   'protocolViolations',
   'handshakesRefused',
+  'peerReadPauses',
   'queueOverrunsA2',
   'queueOverrunsA3',
   'messagesSent',
@@ -138,6 +144,7 @@ export class MetricsRecorder {
   identityMismatches = 0;
   protocolViolations = 0;
   handshakesRefused = 0;
+  peerReadPauses = 0;
   queueOverrunsA2 = 0;
   queueOverrunsA3 = 0;
   messagesSent = 0;

@@ -190,6 +190,11 @@ const FAMILIES: readonly FamilyDef[] = [
     'Inbound handshakes refused by the concurrency limits.',
     'handshakesRefused',
   ),
+  counter(
+    'peer_read_pauses_total',
+    "Times a peer's callis stopped being read: it exhausted a per-peer budget or left our answers unread.",
+    'peerReadPauses',
+  ),
   {
     name: 'queue_overruns_total',
     help: 'Sends refused with LocalQueueFull, by priority lane.',

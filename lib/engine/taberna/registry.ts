@@ -9,6 +9,8 @@ import { Taberna, type TabernaHost, type TabernaOptions } from './taberna.js';
 export interface RegistryHost {
   queueSize(): number;
   acceptTimeoutMs(): number;
+  /** Current `maxTabernaOverflowPerPeer`. */
+  overflowPerPeer(): number;
   /** Every decision on every delivery, once (metrics). */
   onDecided(id: TabernaId, delivery: Delivery, decision: Decision): void;
 }
@@ -89,6 +91,11 @@ export class TabernaRegistry implements TabernaHost {
   /** TabernaHost */
   acceptTimeoutMs(): number {
     return this.host.acceptTimeoutMs();
+  }
+
+  /** TabernaHost */
+  overflowPerPeer(): number {
+    return this.host.overflowPerPeer();
   }
 
   /** TabernaHost */

@@ -29,10 +29,12 @@ export function refusal(errorId: ErrorId, message: string): Decision {
 
 /**
  * Where a delivery's decision goes: an inbound session (which acks on the wire) or a local sender.
- * The token lets one sink serve many deliveries without a closure per message.
+ * The token lets one sink serve many deliveries without a closure per message. A sink may turn
+ * an accept into a refusal it returns (a blob request whose stream buffer cannot be reserved);
+ * returning nothing keeps the decision.
  */
 export interface DecisionSink {
-  decide(token: number, decision: Decision, delivery: Delivery): void;
+  decide(token: number, decision: Decision, delivery: Delivery): Decision | void;
 }
 
 /**
@@ -41,6 +43,8 @@ export interface DecisionSink {
  */
 export class Delivery {
   private settled = false;
+  /** The decision that went to the sender (the one given to `settle`, unless the sink refused). */
+  outcome: Decision | undefined = undefined;
   /** Absolute time (ms) by which the application must decide, once handed out by its taberna. */
   deadline = 0;
   /** The message decoded by the receiving taberna's codec. */
@@ -65,11 +69,14 @@ export class Delivery {
     return this.settled;
   }
 
-  /** Reports the decision once; later calls return false and change nothing. */
+  /**
+   * Reports the decision once and records the `outcome` the sink made of it; later calls return
+   * false and change nothing.
+   */
   settle(decision: Decision): boolean {
     if (this.settled) return false;
     this.settled = true;
-    this.sink.decide(this.token, decision, this);
+    this.outcome = this.sink.decide(this.token, decision, this) ?? decision;
     return true;
   }
 }
@@ -95,7 +102,11 @@ export class TabernaCompletion {
     return this.delivery.isSettled;
   }
 
-  /** Accepts the message: the sender's `send` resolves. Returns false if already decided. */
+  /**
+   * Accepts the message: the sender's `send` resolves. Returns false if already decided, or if
+   * it is a blob request whose stream buffer could not be reserved (the request is refused with
+   * `BlobBufferFull` instead, and its blob receiver fails with it).
+   */
   accept(): boolean {
     return this.decide(ACCEPTED);
   }
@@ -115,8 +126,9 @@ export class TabernaCompletion {
 
 function decide(delivery: Delivery, observer: DecisionObserver, decision: Decision): boolean {
   if (!delivery.settle(decision)) return false;
-  observer.onDecided(delivery, decision);
-  return true;
+  const outcome = delivery.outcome ?? decision;
+  observer.onDecided(delivery, outcome);
+  return outcome === decision;
 }
 
 /** The parts of a request once split: the message, its blob receiver if any, and the completion. */
@@ -159,7 +171,12 @@ export class TabernaRequest<T, B = unknown> {
     return this.delivery.isSettled;
   }
 
-  /** Accepts the message. Returns false if it was already decided (or timed out). */
+  /**
+   * Accepts the message. Returns false if it was already decided (or timed out), or if it is a
+   * blob request whose stream buffer could not be reserved: the request is then refused with
+   * `BlobBufferFull` (per domus `blobInboundBufferBytes`, per peer `maxBlobInboundBytesPerPeer`)
+   * and `blobReceiver` fails with that error.
+   */
   accept(): boolean {
     return decide(this.delivery, this.observer, ACCEPTED);
   }

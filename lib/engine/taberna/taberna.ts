@@ -3,7 +3,13 @@ import { AureliaError, ErrorId } from '../errors.js';
 import { DeadlineHeap } from '../peer/deadline-heap.js';
 import type { MessageCodec } from '../codec.js';
 import type { TabernaId } from '../ids.js';
-import { type Decision, type Delivery, TabernaRequest, refusal } from './request.js';
+import {
+  type Decision,
+  type DecisionSink,
+  type Delivery,
+  TabernaRequest,
+  refusal,
+} from './request.js';
 
 /** What a taberna reads from the live configuration and reports to its owner. */
 export interface TabernaHost {
@@ -11,6 +17,8 @@ export interface TabernaHost {
   queueSize(): number;
   /** Current `acceptTimeoutMs`. */
   acceptTimeoutMs(): number;
+  /** Current `maxTabernaOverflowPerPeer`. */
+  overflowPerPeer(): number;
   /** Called once per decision (application, timeout, shutdown) for metrics and logs. */
   onDecided(id: TabernaId, delivery: Delivery, decision: Decision): void;
   /** Called when the application closes the taberna, so the registry forgets it. */
@@ -55,7 +63,9 @@ type Timed<T> =
 /**
  * A registered inbound endpoint. Messages arrive in a queue of `tabernaAcceptQueueSize`; when it
  * is full, further messages wait up to `acceptTimeoutMs` for room and then fail at the sender with
- * `TabernaBusy`. A request handed to the application must be decided within `acceptTimeoutMs`,
+ * `TabernaBusy`; one remote peer session may have at most `maxTabernaOverflowPerPeer` of them
+ * waiting, beyond which its next one is refused with `TabernaBusy` at once. A request handed to
+ * the application must be decided within `acceptTimeoutMs`,
  * otherwise it is rejected. A full or slow taberna never delays another: nothing here blocks the
  * connection that delivered the message.
  */
@@ -72,6 +82,8 @@ export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
   private handedHead: Delivery | undefined;
   private handedTail: Delivery | undefined;
   private readonly waitingEntry = new Map<Delivery, Timed<T>>();
+  /** Deliveries waiting for room, per remote sender session (its decision sink). */
+  private readonly waitingBySender = new Map<DecisionSink, number>();
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   private closedWith: AureliaError | undefined;
@@ -173,6 +185,7 @@ export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
       return;
     }
     // Full: wait for room until the accept timeout, then the sender hears TabernaBusy.
+    if (!this.mayWait(delivery)) return;
     this.overflow.push(delivery);
     const entry: Timed<T> = {
       kind: 'waiting',
@@ -246,6 +259,7 @@ export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
         this.waitingEntry.delete(delivery);
         this.timed.remove(entry);
       }
+      this.stoppedWaiting(delivery);
       return delivery;
     }
     return undefined;
@@ -261,6 +275,35 @@ export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
       if (!waiter.settled) return waiter;
     }
     return undefined;
+  }
+
+  /**
+   * Counts a remote delivery about to wait for room against its sender's share; refuses it with
+   * `TabernaBusy` at once when that share is full. Local sends are bounded by their own lanes.
+   */
+  private mayWait(delivery: Delivery): boolean {
+    if (delivery.peer.local) return true;
+    const waiting = this.waitingBySender.get(delivery.sink) ?? 0;
+    const limit = this.host.overflowPerPeer();
+    if (waiting >= limit) {
+      this.settleInternal(
+        delivery,
+        refusal(
+          ErrorId.TabernaBusy,
+          `taberna ${this.id} is full and already holds ${waiting} messages from ${delivery.peer.identity} waiting for room (maxTabernaOverflowPerPeer ${limit})`,
+        ),
+      );
+      return false;
+    }
+    this.waitingBySender.set(delivery.sink, waiting + 1);
+    return true;
+  }
+
+  private stoppedWaiting(delivery: Delivery): void {
+    if (delivery.peer.local) return;
+    const waiting = (this.waitingBySender.get(delivery.sink) ?? 1) - 1;
+    if (waiting <= 0) this.waitingBySender.delete(delivery.sink);
+    else this.waitingBySender.set(delivery.sink, waiting);
   }
 
   /** Decodes with the taberna's codec; refuses the delivery with DecodeFailure if it cannot. */
@@ -342,6 +385,7 @@ export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
       switch (head.kind) {
         case 'waiting':
           this.waitingEntry.delete(head.delivery);
+          this.stoppedWaiting(head.delivery);
           this.settleInternal(
             head.delivery,
             refusal(
@@ -384,6 +428,7 @@ export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
       this.settleInternal(d, refused);
     }
     this.waitingEntry.clear();
+    this.waitingBySender.clear();
     this.timed.clear();
     for (let w = this.takeWaiter(); w; w = this.takeWaiter()) {
       w.settled = true;
