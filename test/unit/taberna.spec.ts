@@ -180,6 +180,39 @@ describe('taberna', () => {
     registry.shutdown();
   });
 
+  it("refuses at once with TabernaBusy a remote peer's message past its maxTabernaOverflowPerPeer share; other peers and local sends still wait", async () => {
+    const { registry, send, sink } = setup({ queueSize: 1, acceptTimeoutMs: 5000, overflow: 2 });
+    const taberna = registry.register(1n, codec);
+    const other = new RecordingSink();
+    const otherPeer: PeerInfo = { identity: 'spiffe://aurelia.local/beta', local: false };
+    const local = new RecordingSink();
+    const localPeer: PeerInfo = { identity: 'spiffe://aurelia.local/self', local: true };
+    const deliver = (to: RecordingSink, peer: PeerInfo, token: number) =>
+      registry.deliver(1n, new Delivery(a3MessageType(0), Buffer.from('{}'), peer, to, token));
+    send(1n, { n: 0 }); // fills the queue
+    const waiting = [send(1n, { n: 1 }), send(1n, { n: 2 })];
+    const refused = send(1n, { n: 3 });
+    expect(sink.decisions.get(refused)).toMatchObject({
+      accepted: false,
+      errorId: ErrorId.TabernaBusy,
+    });
+    expect((sink.decisions.get(refused) as { message: string }).message).toContain(
+      'maxTabernaOverflowPerPeer 2',
+    );
+    deliver(other, otherPeer, 1);
+    deliver(local, localPeer, 1);
+    deliver(local, localPeer, 2);
+    deliver(local, localPeer, 3);
+    expect(other.decisions.size).toBe(0);
+    expect(local.decisions.size).toBe(0);
+    for (const token of waiting) expect(sink.decisions.has(token)).toBe(false);
+    // Taking from the queue moves the first waiting message in, which frees a place in the share.
+    (await taberna.next()).accept();
+    const again = send(1n, { n: 4 });
+    expect(sink.decisions.has(again)).toBe(false);
+    registry.shutdown();
+  });
+
   it('rejects a request the application leaves undecided past the accept timeout', async () => {
     const { registry, send, sink } = setup({ acceptTimeoutMs: 40 });
     const taberna = registry.register(1n, codec);

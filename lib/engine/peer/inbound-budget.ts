@@ -34,9 +34,7 @@ export class InboundBudget {
   /** True when the session holds as much as its limits allow: stop reading its callis. */
   get exhausted(): boolean {
     const limits = this.limits();
-    return (
-      this.messages >= limits.maxInFlightPerPeer || this.bytes >= limits.maxQueuedBytesPerPeer
-    );
+    return this.messages >= limits.maxInFlightPerPeer || this.bytes >= limits.maxQueuedBytesPerPeer;
   }
 
   /** Counts a delivered message of `payloadBytes`; returns `exhausted` afterwards. */

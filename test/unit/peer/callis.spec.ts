@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { AureliaError, ErrorId } from '../../../lib/engine/errors.js';
-import { Callis, type CallisHandler } from '../../../lib/engine/peer/callis.js';
+import { Callis, type CallisHandler, ReadPause } from '../../../lib/engine/peer/callis.js';
 import {
   encodeAck,
   encodeKeepalive,
@@ -46,7 +46,12 @@ afterEach(() => {
   for (const s of servers.splice(0)) s.close();
 });
 
-function makeCallis(socket: net.Socket, keepaliveIntervalMs = 10_000): Callis {
+function makeCallis(
+  socket: net.Socket,
+  keepaliveIntervalMs = 10_000,
+  role: 'outbound' | 'inbound' = 'outbound',
+  decisionBacklogBytes?: number,
+): Callis {
   return new Callis(
     {
       socket,
@@ -54,8 +59,13 @@ function makeCallis(socket: net.Socket, keepaliveIntervalMs = 10_000): Callis {
       remoteAddress: 'tls://127.0.0.1:1',
       transport: 'tcp',
     },
-    { maxPayloadLen: () => 1024 * 1024, keepaliveIntervalMs: () => keepaliveIntervalMs },
-    'outbound',
+    {
+      maxPayloadLen: () => 1024 * 1024,
+      keepaliveIntervalMs: () => keepaliveIntervalMs,
+      decisionBacklogBytes:
+        decisionBacklogBytes === undefined ? undefined : () => decisionBacklogBytes,
+    },
+    role,
   );
 }
 
@@ -298,3 +308,72 @@ describe('Callis', () => {
 function closedByTest(): AureliaError {
   return new AureliaError(ErrorId.DomusClosed, 'test over');
 }
+
+/** Resolves once `condition()` holds, checking once per event-loop turn (at most 3 s). */
+function turnsUntil(condition: () => boolean): Promise<void> {
+  const end = Date.now() + 3000;
+  return new Promise<void>((resolve, reject) => {
+    const check = (): void => {
+      if (condition()) resolve();
+      else if (Date.now() > end) reject(new Error('condition not met within 3 s'));
+      else setImmediate(check);
+    };
+    check();
+  });
+}
+
+describe('Callis read pauses', () => {
+  it('parks the frames of the chunk being read when paused, reads nothing more, and hands them over in order on resume', async () => {
+    const { local, remote } = await socketPair();
+    const callis = makeCallis(local, 10_000, 'inbound');
+    const seen: number[] = [];
+    callis.setHandler(
+      handler({
+        onFrame: (c, frame) => {
+          seen.push(frame.peerMsgId);
+          if (frame.peerMsgId === 2) c.pauseReads(ReadPause.Budget);
+        },
+      }),
+    );
+    remote.write(Buffer.concat([1, 2, 3, 4].map((id) => encodeFrame(message(id)))));
+    await turnsUntil(() => seen.length >= 2);
+    remote.write(Buffer.concat([5, 6, 7, 8].map((id) => encodeFrame(message(id)))));
+    // Turns pass while the second write waits in the socket, unread.
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(seen).toEqual([1, 2]);
+    expect(callis.readsPaused).toBe(true);
+    callis.resumeReads(ReadPause.Budget);
+    await turnsUntil(() => seen.length === 8);
+    expect(seen).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(callis.readsPaused).toBe(false);
+    callis.close(closedByTest());
+  });
+
+  it('stops reading an accepted callis while its unsent answers exceed the decision backlog bound, until the peer reads', async () => {
+    const { local, remote } = await socketPair();
+    remote.pause();
+    const callis = makeCallis(local, 10_000, 'inbound', 64 * 1024);
+    callis.setHandler(handler());
+    // Answers pile up in a socket whose far end does not read.
+    for (let i = 0; i < 400 && !callis.readsPaused; i++) {
+      callis.sendControl(message(0, Buffer.alloc(16 * 1024)));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(callis.readsPaused).toBe(true);
+    remote.resume();
+    await turnsUntil(() => !callis.readsPaused);
+    callis.close(closedByTest());
+  });
+
+  it('never pauses a dialed callis for a backlog of its own writes', async () => {
+    const { local, remote } = await socketPair();
+    remote.pause();
+    const callis = makeCallis(local, 10_000, 'outbound', 1024);
+    callis.setHandler(handler());
+    // More than the kernel's socket buffers on loopback can absorb.
+    for (let i = 0; i < 320; i++) callis.sendControl(message(0, Buffer.alloc(64 * 1024)));
+    await turnsUntil(() => local.writableLength > 1024);
+    expect(callis.readsPaused).toBe(false);
+    callis.close(closedByTest());
+  });
+});
