@@ -64,8 +64,8 @@ export interface DomusConfig {
   /** Payload bytes of those messages; at the limit that peer's reads pause the same way. */
   readonly maxQueuedBytesPerPeer: number;
   /**
-   * Messages one remote peer session may have waiting for room in one full taberna; past it the
-   * next is refused at once with `TabernaBusy`.
+   * Messages one remote peer session may have waiting for room in one full taberna; with that
+   * many waiting, the domus stops reading the peer until one of them moves on.
    */
   readonly maxTabernaOverflowPerPeer: number;
   /**

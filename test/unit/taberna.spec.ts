@@ -15,6 +15,8 @@ const codec = new JsonCodec<{ n: number }>();
 /** Collects decisions per token and lets a test await the decision for one token. */
 class RecordingSink implements DecisionSink {
   readonly decisions = new Map<number, Decision>();
+  overflowShareFull?: () => void;
+  overflowShareFreed?: () => void;
   private readonly waiting = new Map<number, (d: Decision) => void>();
 
   decide(token: number, decision: Decision): void {
@@ -180,37 +182,39 @@ describe('taberna', () => {
     registry.shutdown();
   });
 
-  it("refuses at once with TabernaBusy a remote peer's message past its maxTabernaOverflowPerPeer share; other peers and local sends still wait", async () => {
+  it("tells a remote peer's sink once its maxTabernaOverflowPerPeer share of a full taberna is waiting, and again when it has room", async () => {
     const { registry, send, sink } = setup({ queueSize: 1, acceptTimeoutMs: 5000, overflow: 2 });
     const taberna = registry.register(1n, codec);
+    const signals: string[] = [];
+    sink.overflowShareFull = () => signals.push('full');
+    sink.overflowShareFreed = () => signals.push('freed');
     const other = new RecordingSink();
+    other.overflowShareFull = () => signals.push('other full');
     const otherPeer: PeerInfo = { identity: 'spiffe://aurelia.local/beta', local: false };
     const local = new RecordingSink();
+    local.overflowShareFull = () => signals.push('local full');
     const localPeer: PeerInfo = { identity: 'spiffe://aurelia.local/self', local: true };
     const deliver = (to: RecordingSink, peer: PeerInfo, token: number) =>
       registry.deliver(1n, new Delivery(a3MessageType(0), Buffer.from('{}'), peer, to, token));
     send(1n, { n: 0 }); // fills the queue
-    const waiting = [send(1n, { n: 1 }), send(1n, { n: 2 })];
-    const refused = send(1n, { n: 3 });
-    expect(sink.decisions.get(refused)).toMatchObject({
-      accepted: false,
-      errorId: ErrorId.TabernaBusy,
-    });
-    expect((sink.decisions.get(refused) as { message: string }).message).toContain(
-      'maxTabernaOverflowPerPeer 2',
-    );
+    send(1n, { n: 1 });
+    expect(signals).toEqual([]);
+    send(1n, { n: 2 });
+    expect(signals).toEqual(['full']);
+    // Another peer has a share of its own; local sends are not counted.
     deliver(other, otherPeer, 1);
-    deliver(local, localPeer, 1);
-    deliver(local, localPeer, 2);
-    deliver(local, localPeer, 3);
-    expect(other.decisions.size).toBe(0);
-    expect(local.decisions.size).toBe(0);
-    for (const token of waiting) expect(sink.decisions.has(token)).toBe(false);
+    for (let token = 1; token <= 3; token++) deliver(local, localPeer, token);
+    expect(signals).toEqual(['full']);
+    // Nothing was refused: everything waits for room.
+    expect(sink.decisions.size + other.decisions.size + local.decisions.size).toBe(0);
     // Taking from the queue moves the first waiting message in, which frees a place in the share.
     (await taberna.next()).accept();
-    const again = send(1n, { n: 4 });
-    expect(sink.decisions.has(again)).toBe(false);
+    expect(signals).toEqual(['full', 'freed']);
+    send(1n, { n: 3 });
+    expect(signals).toEqual(['full', 'freed', 'full']);
+    // A shutdown frees every share it reported full.
     registry.shutdown();
+    expect(signals).toEqual(['full', 'freed', 'full', 'freed']);
   });
 
   it('rejects a request the application leaves undecided past the accept timeout', async () => {

@@ -219,7 +219,10 @@ export class Callis {
     if (first && !this.closed) this.connection.socket.on('data', this.onData);
     const held = this.held;
     this.held = undefined;
-    if (held) {
+    if (held && this.pausedFor !== 0) {
+      // The new handler already stopped reading (a session with an exhausted budget): they wait.
+      for (const frame of held) this.parked.push({ frame });
+    } else if (held) {
       for (const frame of held) {
         if (this.closedReason) break;
         try {

@@ -7,8 +7,8 @@ export type InboundLimits = Pick<DomusConfig, 'maxInFlightPerPeer' | 'maxQueuedB
 
 /**
  * Counts what one remote sender session has in this domus's hands: messages delivered to
- * tabernae and not yet decided, with their payload bytes, and the blob buffer reserved for its
- * accepted streams. The session takes a message's share when it delivers the message and gives it
+ * tabernae and not yet decided, with their payload bytes, the full tabernae in which it has its
+ * whole overflow share waiting, and the blob buffer reserved for its accepted streams. The session takes a message's share when it delivers the message and gives it
  * back at the decision; while `exhausted`, the session's callis is not read, so a peer that
  * floods a domus only ever waits on itself. A message is always admitted while nothing is held,
  * so one larger than `maxQueuedBytesPerPeer` still gets through alone.
@@ -18,6 +18,8 @@ export class InboundBudget {
   private bytes = 0;
   /** Bytes of the inbound blob buffer this session's accepted streams hold reserved. */
   blobReservedBytes = 0;
+  /** Full tabernae in which this session has its whole overflow share waiting for room. */
+  fullOverflowShares = 0;
 
   constructor(private readonly limits: () => InboundLimits) {}
 
@@ -34,7 +36,11 @@ export class InboundBudget {
   /** True when the session holds as much as its limits allow: stop reading its callis. */
   get exhausted(): boolean {
     const limits = this.limits();
-    return this.messages >= limits.maxInFlightPerPeer || this.bytes >= limits.maxQueuedBytesPerPeer;
+    return (
+      this.messages >= limits.maxInFlightPerPeer ||
+      this.bytes >= limits.maxQueuedBytesPerPeer ||
+      this.fullOverflowShares > 0
+    );
   }
 
   /** Counts a delivered message of `payloadBytes`; returns `exhausted` afterwards. */

@@ -236,6 +236,18 @@ export class InboundSession implements CallisHandler, DecisionSink {
     return outcome;
   }
 
+  /** @internal A full taberna holds this session's whole overflow share: stop reading. */
+  overflowShareFull(): void {
+    this.budget.fullOverflowShares++;
+    this.callis?.pauseReads(ReadPause.Budget);
+  }
+
+  /** @internal That share has room again. */
+  overflowShareFreed(): void {
+    this.budget.fullOverflowShares--;
+    this.applyLimits();
+  }
+
   /**
    * A blob request was decided: on accept its stream opens, reserving its buffer now (not on
    * arrival, so requests nobody accepted hold none); otherwise, or when the buffer is full, the

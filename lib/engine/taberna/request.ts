@@ -35,6 +35,13 @@ export function refusal(errorId: ErrorId, message: string): Decision {
  */
 export interface DecisionSink {
   decide(token: number, decision: Decision, delivery: Delivery): Decision | void;
+  /**
+   * The sender now has its whole `maxTabernaOverflowPerPeer` share of a full taberna waiting for
+   * room: it should stop sending more (a remote session stops reading its callis).
+   */
+  overflowShareFull?(): void;
+  /** A share reported full has room again. */
+  overflowShareFreed?(): void;
 }
 
 /**

@@ -63,11 +63,11 @@ type Timed<T> =
 /**
  * A registered inbound endpoint. Messages arrive in a queue of `tabernaAcceptQueueSize`; when it
  * is full, further messages wait up to `acceptTimeoutMs` for room and then fail at the sender with
- * `TabernaBusy`; one remote peer session may have at most `maxTabernaOverflowPerPeer` of them
- * waiting, beyond which its next one is refused with `TabernaBusy` at once. A request handed to
- * the application must be decided within `acceptTimeoutMs`,
- * otherwise it is rejected. A full or slow taberna never delays another: nothing here blocks the
- * connection that delivered the message.
+ * `TabernaBusy`. When one remote peer session has `maxTabernaOverflowPerPeer` of them waiting,
+ * its sink is told to stop sending (its callis stops being read) until one of them moves on, so
+ * no peer takes more than its share of the line. A request handed to the application must be
+ * decided within `acceptTimeoutMs`, otherwise it is rejected. Below that share a full or slow
+ * taberna never delays another: nothing here blocks the connection that delivered the message.
  */
 export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
   // A DecisionObserver too, structurally: naming it in `implements` would break the published
@@ -84,6 +84,8 @@ export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
   private readonly waitingEntry = new Map<Delivery, Timed<T>>();
   /** Deliveries waiting for room, per remote sender session (its decision sink). */
   private readonly waitingBySender = new Map<DecisionSink, number>();
+  /** Senders told their share is full, until it has room again. */
+  private readonly fullSenders = new Set<DecisionSink>();
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   private closedWith: AureliaError | undefined;
@@ -185,7 +187,7 @@ export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
       return;
     }
     // Full: wait for room until the accept timeout, then the sender hears TabernaBusy.
-    if (!this.mayWait(delivery)) return;
+    this.startedWaiting(delivery);
     this.overflow.push(delivery);
     const entry: Timed<T> = {
       kind: 'waiting',
@@ -242,7 +244,11 @@ export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
       this.readyHead = 0;
     }
     const moved = this.takeOverflow();
-    if (moved) this.ready.push(moved);
+    if (moved) {
+      this.ready.push(moved);
+      // Only now: the freed sender may deliver at once, and must queue behind `moved`.
+      this.stoppedWaiting(moved);
+    }
     return delivery;
   }
 
@@ -259,7 +265,6 @@ export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
         this.waitingEntry.delete(delivery);
         this.timed.remove(entry);
       }
-      this.stoppedWaiting(delivery);
       return delivery;
     }
     return undefined;
@@ -278,32 +283,29 @@ export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
   }
 
   /**
-   * Counts a remote delivery about to wait for room against its sender's share; refuses it with
-   * `TabernaBusy` at once when that share is full. Local sends are bounded by their own lanes.
+   * Counts a remote delivery that waits for room against its sender's share, telling the sender
+   * once the share is full. Local sends are bounded by their own lanes.
    */
-  private mayWait(delivery: Delivery): boolean {
-    if (delivery.peer.local) return true;
-    const waiting = this.waitingBySender.get(delivery.sink) ?? 0;
-    const limit = this.host.overflowPerPeer();
-    if (waiting >= limit) {
-      this.settleInternal(
-        delivery,
-        refusal(
-          ErrorId.TabernaBusy,
-          `taberna ${this.id} is full and already holds ${waiting} messages from ${delivery.peer.identity} waiting for room (maxTabernaOverflowPerPeer ${limit})`,
-        ),
-      );
-      return false;
+  private startedWaiting(delivery: Delivery): void {
+    if (delivery.peer.local) return;
+    const sink = delivery.sink;
+    const waiting = (this.waitingBySender.get(sink) ?? 0) + 1;
+    this.waitingBySender.set(sink, waiting);
+    if (waiting >= this.host.overflowPerPeer() && !this.fullSenders.has(sink)) {
+      this.fullSenders.add(sink);
+      sink.overflowShareFull?.();
     }
-    this.waitingBySender.set(delivery.sink, waiting + 1);
-    return true;
   }
 
   private stoppedWaiting(delivery: Delivery): void {
     if (delivery.peer.local) return;
-    const waiting = (this.waitingBySender.get(delivery.sink) ?? 1) - 1;
-    if (waiting <= 0) this.waitingBySender.delete(delivery.sink);
-    else this.waitingBySender.set(delivery.sink, waiting);
+    const sink = delivery.sink;
+    const waiting = (this.waitingBySender.get(sink) ?? 1) - 1;
+    if (waiting <= 0) this.waitingBySender.delete(sink);
+    else this.waitingBySender.set(sink, waiting);
+    if (waiting < this.host.overflowPerPeer() && this.fullSenders.delete(sink)) {
+      sink.overflowShareFreed?.();
+    }
   }
 
   /** Decodes with the taberna's codec; refuses the delivery with DecodeFailure if it cannot. */
@@ -422,13 +424,18 @@ export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
     this.timerAt = Infinity;
     const refused = refusal(reason.kind, reason.message);
     for (let d = this.takeReady(); d; d = this.takeReady()) this.settleInternal(d, refused);
-    for (let d = this.takeOverflow(); d; d = this.takeOverflow()) this.settleInternal(d, refused);
+    for (let d = this.takeOverflow(); d; d = this.takeOverflow()) {
+      this.stoppedWaiting(d);
+      this.settleInternal(d, refused);
+    }
     for (let d = this.handedHead; d !== undefined; d = this.handedHead) {
       this.unlinkHanded(d);
       this.settleInternal(d, refused);
     }
     this.waitingEntry.clear();
     this.waitingBySender.clear();
+    for (const sink of this.fullSenders) sink.overflowShareFreed?.();
+    this.fullSenders.clear();
     this.timed.clear();
     for (let w = this.takeWaiter(); w; w = this.takeWaiter()) {
       w.settled = true;
