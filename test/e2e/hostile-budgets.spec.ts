@@ -200,7 +200,7 @@ describe('an authenticated peer cannot exhaust a domus', () => {
     return performance.now() - started;
   }
 
-  it('stops reading a peer that holds maxInFlightPerPeer undecided messages, and reads it again as they are decided', async () => {
+  it('stops reading a peer that holds maxInFlightPerPeer undecided messages, and reads it again as they are decided or the limit is raised live', async () => {
     // The application takes every request and sits on it, as a slow handler would.
     const hold = await taberna();
     const held: TabernaRequest<Note>[] = [];
@@ -229,6 +229,12 @@ describe('an authenticated peer cannot exhaust a domus', () => {
     await honestSendCompletes();
     expect(held.length).toBe(IN_FLIGHT + 10);
     expect(peer.acked.size).toBe(10);
+    // A live raise of the limit lets twenty more in without any decision.
+    cleanup.add(victim, (d) => d.config.update({ maxInFlightPerPeer: IN_FLIGHT }));
+    victim.config.update({ maxInFlightPerPeer: IN_FLIGHT + 20 });
+    await eventually(() => held.length === IN_FLIGHT + 30, 'twenty more after the live raise');
+    await honestSendCompletes();
+    expect(held.length).toBe(IN_FLIGHT + 30);
     for (const request of held) request.reject('test over');
     hold.close();
     await taking;
