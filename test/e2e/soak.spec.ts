@@ -1,7 +1,8 @@
 // `aurelia-mesh soak` in CI: 60 seconds of random faults over a 5-domus mesh, then the ledger
 // check. The full run is `aurelia-mesh soak --duration 10m`.
 import { formatSoakReport, parseDuration, runSoak, type SoakReport } from '../../lib/cli/soak.js';
-import { AureliaError, ErrorId } from '../../lib/index.js';
+import { ErrorId } from '../../lib/index.js';
+import { expectError } from '../support/expect.js';
 import { soakProgram as program } from '../support/soak-cli.js';
 
 describe('aurelia-mesh soak, 60 seconds of random faults', () => {
@@ -58,14 +59,7 @@ describe('aurelia-mesh soak command', () => {
     expect(parseDuration('1.5h')).toBe(5_400_000);
     expect(parseDuration('45')).toBe(45_000);
     for (const bad of ['', '0s', '-1m', '10 minutes', 'soon']) {
-      let caught: unknown;
-      try {
-        parseDuration(bad);
-      } catch (err) {
-        caught = err;
-      }
-      expect(AureliaError.is(caught, ErrorId.InvalidConfig)).toBe(true);
-      expect((caught as Error).message).toContain(`"${bad}"`);
+      expectError(ErrorId.InvalidConfig, () => parseDuration(bad), `"${bad}"`);
     }
   });
 

@@ -9,19 +9,16 @@ import {
   tabernaIdForPattern,
 } from '../../lib/nest/pattern.js';
 import { emitError, rejectionReason } from '../../lib/nest/errors.js';
+import { expectError } from '../support/expect.js';
 
 const auth = { ca: '/etc/mesh/ca.pem', cert: '/etc/mesh/node.pem', key: '/etc/mesh/node.key' };
 const base: AureliaModuleOptions = { listen: 'tls://127.0.0.1:0', auth };
 
 function invalid(options: unknown, ...fragments: string[]): void {
-  let caught: unknown;
-  try {
-    resolveAureliaOptions(options as AureliaModuleOptions);
-  } catch (err) {
-    caught = err;
-  }
-  expect(AureliaError.is(caught, ErrorId.InvalidConfig)).toBe(true);
-  for (const f of fragments) expect((caught as AureliaError).message).toContain(f);
+  const caught = expectError(ErrorId.InvalidConfig, () =>
+    resolveAureliaOptions(options as AureliaModuleOptions),
+  );
+  for (const f of fragments) expect(caught.message).toContain(f);
 }
 
 describe('pattern → taberna id', () => {

@@ -4,6 +4,7 @@ import { DnsSrvResolver } from '../../lib/engine/services/dns-srv-resolver.js';
 import { resolveAureliaOptions, type AureliaModuleOptions } from '../../lib/nest/options.js';
 import { patternForId, tabernaIdForPattern } from '../../lib/nest/pattern.js';
 import { RouteTable } from '../../lib/nest/route-table.js';
+import { expectError } from '../support/expect.js';
 
 const auth = { ca: '/etc/mesh/ca.pem', cert: '/etc/mesh/node.pem', key: '/etc/mesh/node.key' };
 const base: AureliaModuleOptions = { listen: 'tls://127.0.0.1:0', auth };
@@ -68,14 +69,8 @@ describe('AureliaModule routes: replicas, prefixes and a default', () => {
     const table = RouteTable.from({ 'inventory.*': B1 });
     const id = tabernaIdForPattern('billing.refund');
     expect(patternForId(id)).toBe('billing.refund');
-    let caught: unknown;
-    try {
-      table.resolveRoute(id);
-    } catch (err) {
-      caught = err;
-    }
-    expect(AureliaError.is(caught, ErrorId.UnknownTaberna)).toBe(true);
-    const message = (caught as Error).message;
+    const caught = expectError(ErrorId.UnknownTaberna, () => table.resolveRoute(id));
+    const message = caught.message;
     expect(message).toContain(`pattern 'billing.refund' (taberna ${id})`);
     expect(message).toContain(`default route '*'`);
   });

@@ -1,5 +1,6 @@
-import { AureliaError, ErrorId } from '../../lib/engine/errors.js';
+import { ErrorId } from '../../lib/engine/errors.js';
 import { SendOptions } from '../../lib/engine/send-options.js';
+import { expectError } from '../support/expect.js';
 
 describe('SendOptions', () => {
   it('offers frozen MESSAGE_ONLY and BLOB instances', () => {
@@ -21,14 +22,11 @@ describe('SendOptions', () => {
 
   it('rejects a blob flag that is not a boolean with InvalidConfig', () => {
     for (const blob of ['yes', 1, null]) {
-      let caught: unknown;
-      try {
-        new SendOptions({ blob: blob as unknown as boolean });
-      } catch (err) {
-        caught = err;
-      }
-      expect(AureliaError.is(caught, ErrorId.InvalidConfig)).toBe(true);
-      expect((caught as AureliaError).message).toContain('send option blob must be a boolean');
+      const caught = expectError(
+        ErrorId.InvalidConfig,
+        () => new SendOptions({ blob: blob as unknown as boolean }),
+      );
+      expect(caught.message).toContain('send option blob must be a boolean');
     }
   });
 

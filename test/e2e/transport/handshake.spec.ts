@@ -21,6 +21,7 @@ import {
   socketDirForFile,
 } from '../../support/transport.js';
 import { expectElapsedBetween, rejection } from '../../support/expect.js';
+import { unusedPort } from '../../support/ports.js';
 
 let pki: TestPki;
 const sockets = socketDirForFile();
@@ -181,17 +182,8 @@ describe('identity extraction end to end', () => {
 
 describe('dial failures', () => {
   it('rejects with PeerUnavailable naming the address when nothing listens on the TCP port', async () => {
-    const probe = net.createServer();
-    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-    const port = (probe.address() as net.AddressInfo).port;
-    await new Promise<void>((resolve) => probe.close(() => resolve()));
-    const addr = DomusAddr.tcp('127.0.0.1', port);
-    const err = await rejection(
-      dial(addr, {
-        secureContext: material(await pki.node('beta')).secureContext,
-        timeoutMs: 5000,
-      }),
-    );
+    const addr = DomusAddr.tcp('127.0.0.1', await unusedPort());
+    const err = await rejection(dialAs(cleanup, addr, await pki.node('beta')));
     expect(err.kind).toBe(ErrorId.PeerUnavailable);
     expect(err.message).toContain(addr.key);
     expect(err.message).toContain('connection refused');
@@ -199,24 +191,29 @@ describe('dial failures', () => {
 
   it('rejects with PeerUnavailable when the socket file does not exist', async () => {
     const addr = DomusAddr.socket(sockets.path('nobody-here'));
-    const err = await rejection(
-      dial(addr, {
-        secureContext: material(await pki.node('beta')).secureContext,
-        timeoutMs: 5000,
-      }),
-    );
+    const err = await rejection(dialAs(cleanup, addr, await pki.node('beta')));
     expect(err.kind).toBe(ErrorId.PeerUnavailable);
     expect(err.message).toContain(addr.key);
     expect(err.message).toContain('no such socket file');
   });
 
-  it('rejects with PeerUnavailable at its deadline when the listener never answers the handshake', async () => {
+  /** A TCP listener that accepts connections and never says a word; closed by the clean-up. */
+  async function silentListener(): Promise<{ addr: DomusAddr; accepted: EventQueue<net.Socket> }> {
+    const accepted = new EventQueue<net.Socket>('a connection to the silent listener');
     const silent = net.createServer((socket) => {
       cleanup.add(socket, (s) => s.destroy());
+      accepted.push(socket);
     });
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     cleanup.add(silent, (s) => new Promise((resolve) => s.close(resolve)));
-    const addr = DomusAddr.tcp('127.0.0.1', (silent.address() as net.AddressInfo).port);
+    return {
+      addr: DomusAddr.tcp('127.0.0.1', (silent.address() as net.AddressInfo).port),
+      accepted,
+    };
+  }
+
+  it('rejects with PeerUnavailable at its deadline when the listener never answers the handshake', async () => {
+    const { addr } = await silentListener();
     const secureContext = material(await pki.node('beta')).secureContext;
     const started = Date.now();
     const err = await rejection(dial(addr, { secureContext, timeoutMs: 200 }));
@@ -226,29 +223,18 @@ describe('dial failures', () => {
   });
 
   it('an abort signal cancels a dial in progress and destroys its socket', async () => {
-    const seen: net.Socket[] = [];
-    const silent = net.createServer((socket) => {
-      seen.push(socket);
-      cleanup.add(socket, (s) => s.destroy());
-    });
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    cleanup.add(silent, (s) => new Promise((resolve) => s.close(resolve)));
-    const addr = DomusAddr.tcp('127.0.0.1', (silent.address() as net.AddressInfo).port);
+    const { addr, accepted } = await silentListener();
     const controller = new AbortController();
     const dialing = dial(addr, {
       secureContext: material(await pki.node('beta')).secureContext,
       timeoutMs: 30_000,
       signal: controller.signal,
     });
-    await within(
-      new Promise<void>((resolve) => silent.once('connection', () => resolve())),
-      5000,
-      'the dial to connect',
-    );
+    const connected = await accepted.next();
     const reason = new AureliaError(ErrorId.DomusClosed, 'the domus is closing');
     controller.abort(reason);
     expect(await rejection(dialing)).toBe(reason);
-    await closedWithin(seen[0]!);
+    await closedWithin(connected);
   });
 
   it('an already aborted signal rejects at once without connecting', async () => {

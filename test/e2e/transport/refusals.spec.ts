@@ -11,6 +11,7 @@ import { makeTestPki, type TestPki } from '../../support/pki.js';
 import {
   HTTP_REQUEST,
   closedWithin,
+  dialAs,
   forgedKeyContext,
   listenAddr,
   material,
@@ -68,12 +69,11 @@ describe.each<TransportKind>(['tcp', 'socket'])('over %s', (transport) => {
     const intruder = await foreign.node('intruder');
     // The intruder trusts our CA, so only its own certificate is at fault. TLS 1.3 lets the
     // client finish first; the listener then drops it.
-    const conn = await dial(server.addr, {
-      secureContext: material(intruder, pki.ca.rootPem).secureContext,
-      timeoutMs: 5000,
-    });
-    conn.socket.on('error', () => undefined);
-    cleanup.add(conn.socket, (s) => s.destroy());
+    const conn = await dialAs(
+      cleanup,
+      server.addr,
+      material(intruder, pki.ca.rootPem).secureContext,
+    );
     await expectRefusal(
       server,
       ErrorId.ProtocolViolation,
@@ -86,12 +86,7 @@ describe.each<TransportKind>(['tcp', 'socket'])('over %s', (transport) => {
 
   it('a dialer refuses a listener whose certificate comes from a foreign CA', async () => {
     const server = await listen(await foreign.node('impostor'));
-    const err = await rejection(
-      dial(server.addr, {
-        secureContext: material(await pki.node('beta')).secureContext,
-        timeoutMs: 5000,
-      }),
-    );
+    const err = await rejection(dialAs(cleanup, server.addr, await pki.node('beta')));
     expect(err.kind).toBe(ErrorId.PeerUnavailable);
     expect(err.message).toContain(`could not dial ${server.addr.key}`);
     expect(err.message).toContain('server certificate signed by an unknown authority');
@@ -101,12 +96,7 @@ describe.each<TransportKind>(['tcp', 'socket'])('over %s', (transport) => {
   it('refuses a client whose certificate has expired', async () => {
     const server = await listen(await pki.node('alpha'));
     const stale = await pki.expired('stale');
-    const conn = await dial(server.addr, {
-      secureContext: unvalidatedContext(stale),
-      timeoutMs: 5000,
-    });
-    conn.socket.on('error', () => undefined);
-    cleanup.add(conn.socket, (s) => s.destroy());
+    const conn = await dialAs(cleanup, server.addr, unvalidatedContext(stale));
     await expectRefusal(
       server,
       ErrorId.ProtocolViolation,
@@ -118,12 +108,7 @@ describe.each<TransportKind>(['tcp', 'socket'])('over %s', (transport) => {
 
   it('a dialer refuses a listener whose certificate has expired', async () => {
     const server = await listen(unvalidatedContext(await pki.expired('stale-server')));
-    const err = await rejection(
-      dial(server.addr, {
-        secureContext: material(await pki.node('beta')).secureContext,
-        timeoutMs: 5000,
-      }),
-    );
+    const err = await rejection(dialAs(cleanup, server.addr, await pki.node('beta')));
     expect(err.kind).toBe(ErrorId.PeerUnavailable);
     expect(err.message).toContain('server certificate has expired (CERT_HAS_EXPIRED)');
   });
@@ -131,12 +116,7 @@ describe.each<TransportKind>(['tcp', 'socket'])('over %s', (transport) => {
   it('refuses a client whose certificate is not yet valid', async () => {
     const server = await listen(await pki.node('alpha'));
     const early = await pki.notYetValid('early');
-    const conn = await dial(server.addr, {
-      secureContext: unvalidatedContext(early),
-      timeoutMs: 5000,
-    });
-    conn.socket.on('error', () => undefined);
-    cleanup.add(conn.socket, (s) => s.destroy());
+    const conn = await dialAs(cleanup, server.addr, unvalidatedContext(early));
     await expectRefusal(
       server,
       ErrorId.ProtocolViolation,
@@ -147,24 +127,14 @@ describe.each<TransportKind>(['tcp', 'socket'])('over %s', (transport) => {
 
   it('a dialer refuses a listener whose certificate is not yet valid', async () => {
     const server = await listen(unvalidatedContext(await pki.notYetValid('early-server')));
-    const err = await rejection(
-      dial(server.addr, {
-        secureContext: material(await pki.node('beta')).secureContext,
-        timeoutMs: 5000,
-      }),
-    );
+    const err = await rejection(dialAs(cleanup, server.addr, await pki.node('beta')));
     expect(err.kind).toBe(ErrorId.PeerUnavailable);
     expect(err.message).toContain('server certificate is not yet valid (CERT_NOT_YET_VALID)');
   });
 
   it('refuses a client that presents no certificate', async () => {
     const server = await listen(await pki.node('alpha'));
-    const conn = await dial(server.addr, {
-      secureContext: noCertificateContext(pki.ca.rootPem),
-      timeoutMs: 5000,
-    });
-    conn.socket.on('error', () => undefined);
-    cleanup.add(conn.socket, (s) => s.destroy());
+    const conn = await dialAs(cleanup, server.addr, noCertificateContext(pki.ca.rootPem));
     await expectRefusal(server, ErrorId.ProtocolViolation, 'no client certificate presented');
     await closedWithin(conn.socket);
   });
@@ -193,12 +163,7 @@ describe.each<TransportKind>(['tcp', 'socket'])('over %s', (transport) => {
 
   it('a dialer refuses a listener presenting a valid certificate without holding its key', async () => {
     const server = await listen(forgedKeyContext(await pki.node('alpha')));
-    const err = await rejection(
-      dial(server.addr, {
-        secureContext: material(await pki.node('beta')).secureContext,
-        timeoutMs: 5000,
-      }),
-    );
+    const err = await rejection(dialAs(cleanup, server.addr, await pki.node('beta')));
     expect(err.kind).toBe(ErrorId.PeerUnavailable);
     expect(err.message).toContain("does not hold its certificate's private key");
     await expectRefusal(server, ErrorId.ConnectionLost, 'alert decrypt_error');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { Counter, Registry } from 'prom-client';
-import { AureliaError, ErrorId } from '../../../lib/engine/errors.js';
+import { ErrorId } from '../../../lib/engine/errors.js';
 import { MetricsRecorder } from '../../../lib/engine/reporting/metrics.js';
 import {
   OTHER_PEER_IDENTITY,
@@ -11,6 +11,7 @@ import {
   type PeerIdentityReport,
 } from '../../../lib/engine/reporting/reporting.js';
 import { parseExposition, sampleValue, type ParsedFamily } from '../../support/prometheus.js';
+import { expectError } from '../../support/expect.js';
 
 function fakeDomus(peers: PeerIdentityReport[] = []): {
   recorder: MetricsRecorder;
@@ -254,14 +255,10 @@ describe('registerAureliaMetrics', () => {
       [{ registry, maxPeerIdentities: -1 }, /maxPeerIdentities must be an integer in 0\.\.10000/],
     ];
     for (const [options, message] of cases) {
-      let caught: unknown;
-      try {
-        registerAureliaMetrics(reporting, options);
-      } catch (err) {
-        caught = err;
-      }
-      expect(AureliaError.is(caught, ErrorId.InvalidConfig)).toBe(true);
-      expect((caught as AureliaError).message).toMatch(message);
+      const caught = expectError(ErrorId.InvalidConfig, () =>
+        registerAureliaMetrics(reporting, options),
+      );
+      expect(caught.message).toMatch(message);
     }
     expect(registry.getMetricsAsArray()).toHaveLength(0);
   });

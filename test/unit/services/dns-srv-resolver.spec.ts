@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { DomusAddr } from '../../../lib/engine/addr.js';
-import { AureliaError, ErrorId } from '../../../lib/engine/errors.js';
+import { ErrorId } from '../../../lib/engine/errors.js';
 import {
   DnsSrvResolver,
   type DnsSrvResolverOptions,
 } from '../../../lib/engine/services/dns-srv-resolver.js';
 import { TestDns } from '../../support/dns.js';
-import { expectElapsedBetween, rejection } from '../../support/expect.js';
+import { expectElapsedBetween, expectError, rejection } from '../../support/expect.js';
 import { seeded } from '../../support/random.js';
 
 function clock(start = 1_000_000): { now: () => number; advance: (ms: number) => void } {
@@ -416,14 +416,8 @@ describe('DnsSrvResolver', () => {
       ],
     ];
     for (const [options, message] of cases) {
-      let caught: unknown;
-      try {
-        resolverFor(options);
-      } catch (err) {
-        caught = err;
-      }
-      expect(AureliaError.is(caught, ErrorId.InvalidConfig)).toBe(true);
-      expect((caught as AureliaError).message).toMatch(message);
+      const caught = expectError(ErrorId.InvalidConfig, () => resolverFor(options));
+      expect(caught.message).toMatch(message);
     }
   });
 });

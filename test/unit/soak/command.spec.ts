@@ -8,8 +8,9 @@ import {
   type SoakOptions,
   type SoakReport,
 } from '../../../lib/cli/soak.js';
-import { AureliaError, ErrorId } from '../../../lib/engine/errors.js';
+import { ErrorId } from '../../../lib/engine/errors.js';
 import { soakProgram } from '../../support/soak-cli.js';
+import { expectError } from '../../support/expect.js';
 
 /** A report as `runSoak` returns it, its messages judged by a real ledger. */
 function reportOf(ledger: DeliveryLedger, extra: readonly string[] = []): SoakReport {
@@ -84,13 +85,7 @@ describe('the soak verdict', () => {
 
   it('throws an AureliaError for any mismatch count above zero', () => {
     const report = { ...reportOf(new DeliveryLedger()), mismatchCount: 3, seed: 9 };
-    let caught: unknown;
-    try {
-      assertSoakPassed(report);
-    } catch (err) {
-      caught = err;
-    }
-    expect(AureliaError.is(caught, ErrorId.ProtocolViolation)).toBe(true);
-    expect((caught as Error).message).toContain('3 broken delivery promises (seed 9)');
+    const caught = expectError(ErrorId.ProtocolViolation, () => assertSoakPassed(report));
+    expect(caught.message).toContain('3 broken delivery promises (seed 9)');
   });
 });

@@ -2,6 +2,7 @@
 // run that breaks it, and a clean run must come out clean.
 import { DeliveryLedger } from '../../../lib/cli/soak/ledger.js';
 import { AureliaError, ErrorId } from '../../../lib/engine/errors.js';
+import { expectError } from '../../support/expect.js';
 
 const SLACK_MS = 1000;
 /** A deadline far enough ahead that no settlement in these tests is late. */
@@ -165,14 +166,8 @@ describe('DeliveryLedger', () => {
   it('refuses a key recorded twice with InvalidConfig naming the key', () => {
     const l = ledger();
     l.open('dup', later());
-    let caught: unknown;
-    try {
-      l.open('dup', later());
-    } catch (err) {
-      caught = err;
-    }
-    expect(AureliaError.is(caught, ErrorId.InvalidConfig)).toBe(true);
-    expect((caught as Error).message).toBe('ledger key dup was recorded twice');
+    const caught = expectError(ErrorId.InvalidConfig, () => l.open('dup', later()));
+    expect(caught.message).toBe('ledger key dup was recorded twice');
     expect(() => l.track('dup', later(), Promise.resolve())).toThrow(
       'ledger key dup was recorded twice',
     );
