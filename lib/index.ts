@@ -106,6 +106,13 @@ export {
 } from './nest/client-aurelia.js';
 export { AureliaContext } from './nest/context.js';
 export {
+  AllowPeers,
+  PEER_NOT_ALLOWED,
+  type AuthorizationRefusal,
+  type AureliaAuthorizationOptions,
+  type AureliaAuthorizationRule,
+} from './nest/authorization.js';
+export {
   InjectAureliaErrors,
   InjectAureliaEvents,
   InjectAureliaMetrics,

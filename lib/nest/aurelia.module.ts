@@ -181,7 +181,12 @@ export class AureliaModule {
       {
         provide: AureliaServer,
         useFactory: (domus: Domus, options: ResolvedAureliaOptions) =>
-          new AureliaServer(domus, { codec: options.codec, server: options.server }),
+          new AureliaServer(domus, {
+            codec: options.codec,
+            server: options.server,
+            authorization: options.authorization,
+            logger: options.logger,
+          }),
         inject: [Domus, AURELIA_OPTIONS],
       },
       AureliaLifecycle,

@@ -30,6 +30,7 @@ import {
 } from '../engine/services/request-reply-wire.js';
 import type { DomusReportingEvent } from '../engine/reporting/reporting.js';
 import { PacketBodyCodec, asAurelia } from './body.js';
+import { AuthorizationGate, type AuthorizationRefusal } from './authorization.js';
 import { AureliaContext, HandlerBlob } from './context.js';
 import { messageOf, rejectionReason } from './errors.js';
 import type { AureliaModuleOptions, ResolvedAureliaOptions } from './options.js';
@@ -80,18 +81,22 @@ export class AureliaServer
   private readonly subscriptions = new Set<Subscription>();
   private readonly pendingListeners: Array<[string, (event: never) => void]> = [];
   private responder: RequestReplyResponder | undefined;
+  private authorization: AuthorizationGate | undefined;
   private domus: Domus | undefined;
   private owned: Aurelia | undefined;
   private closing: Promise<void> | undefined;
 
   constructor(
     source: Domus | AureliaModuleOptions | ResolvedAureliaOptions,
-    options: Partial<Pick<ResolvedAureliaOptions, 'codec' | 'server'>> = {},
+    options: Partial<
+      Pick<ResolvedAureliaOptions, 'codec' | 'server' | 'authorization' | 'logger'>
+    > = {},
   ) {
     super();
     const isDomus = typeof (source as Domus).dispatch === 'function';
     const resolved = isDomus ? undefined : resolveOnce(source as AureliaModuleOptions);
     this.source = isDomus ? (source as Domus) : resolved!;
+    this.policy = { ...resolved, ...options };
     const serialization = options.server ?? resolved?.server ?? {};
     this.body = new PacketBodyCodec(options.codec ?? resolved?.codec ?? new JsonCodec<unknown>());
     this.initializeSerializer(serialization);
@@ -99,6 +104,7 @@ export class AureliaServer
   }
 
   private readonly source: Domus | ResolvedAureliaOptions;
+  private readonly policy: Partial<Pick<ResolvedAureliaOptions, 'authorization' | 'logger'>>;
 
   /**
    * Registers one taberna per handler and starts serving; calls `callback()` when every taberna
@@ -110,6 +116,7 @@ export class AureliaServer
     try {
       const domus = await this.ensureDomus();
       this.responder = new RequestReplyResponder(domus);
+      this.authorization = AuthorizationGate.for(this.policy, this.messageHandlers, domus);
       const ids = this.plan();
       for (const [id, pattern] of ids) {
         const taberna = await domus.taberna(
@@ -249,6 +256,12 @@ export class AureliaServer
     try {
       for await (const request of taberna) {
         const frame = request.message;
+        const refusal =
+          frame.kind === 'cancel' ? undefined : this.authorization?.check(request.peer, pattern);
+        if (refusal) {
+          this.refuse(request, frame, taberna.id, refusal);
+          continue;
+        }
         if (request.blobReceiver !== undefined && frame.kind !== 'message') {
           request.reject(
             rejectionReason({
@@ -336,6 +349,21 @@ export class AureliaServer
       if (view) abortBlob(blob!, rejectionReason(errorPayload(err), BLOB_ABORT_REASON_BYTES));
       else request.reject(rejectionReason(errorPayload(err)));
     }
+  }
+
+  /** Answers a call the authorization policy refused; no guard or handler sees it. */
+  private refuse(
+    request: TabernaRequest<unknown>,
+    frame: RequestReplyInbound<unknown>,
+    tabernaId: TabernaId,
+    refusal: AuthorizationRefusal,
+  ): void {
+    const channel =
+      frame.kind === 'request' && !request.blobReceiver
+        ? this.responder?.accept(request, frame, tabernaId)
+        : undefined;
+    if (channel) void this.respond(channel, '', { err: refusal });
+    else request.reject(rejectionReason(refusal));
   }
 
   private onRequest(

@@ -25,6 +25,11 @@ import {
   resolveOperations,
 } from './observability.js';
 import { type AureliaRoutes, RouteTable, addressOption } from './route-table.js';
+import {
+  type AureliaAuthorizationOptions,
+  type ResolvedAuthorization,
+  resolveAuthorization,
+} from './authorization.js';
 
 export type { AureliaRoute, AureliaRouteAddress, AureliaRoutes } from './route-table.js';
 
@@ -93,6 +98,12 @@ export interface AureliaModuleOptions {
    * static `routes`). Exclusive with `resolver`.
    */
   readonly discovery?: AureliaModuleDiscoveryOptions;
+  /**
+   * Who may call the handlers this application serves: `{ default: 'deny', rules: [{ pattern:
+   * 'billing.*', peers: ['spiffe://mesh/orders'] }] }`. `@AllowPeers` on a handler or controller
+   * takes precedence; without either, `default` decides (`'allow'` unless set).
+   */
+  readonly authorization?: AureliaAuthorizationOptions;
 }
 
 /** Options after validation, as the providers use them. */
@@ -116,6 +127,8 @@ export interface ResolvedAureliaOptions {
   readonly prometheus: AureliaPrometheusOptions | undefined;
   /** The DNS SRV resolver of `discovery` (also inside `resolver`); closed with the module. */
   readonly discovery: DnsSrvResolver | undefined;
+  /** The validated authorization policy. */
+  readonly authorization: ResolvedAuthorization;
 }
 
 const KNOWN = new Set([
@@ -133,6 +146,7 @@ const KNOWN = new Set([
   'logger',
   'metrics',
   'discovery',
+  'authorization',
   'isGlobal',
 ]);
 
@@ -142,7 +156,8 @@ const KNOWN = new Set([
  * `listen`/`auth`, unparsable address, bad route, `routes` with `resolver`, invalid config field,
  * codec without `encodeApp`/`decodeApp` or with a non-A3 type, timeout out of range, logger
  * without `error`/`warn`/`log`, malformed `metrics`, `discovery` with `resolver` or with a DNS
- * SRV setting the resolver refuses).
+ * SRV setting the resolver refuses, malformed `authorization` rules or identities, bad
+ * `auth.watch` settings).
  */
 export function resolveAureliaOptions(options: AureliaModuleOptions): ResolvedAureliaOptions {
   if (typeof options !== 'object' || options === null) {
@@ -200,6 +215,7 @@ export function resolveAureliaOptions(options: AureliaModuleOptions): ResolvedAu
   const server = serialization('server', options.server);
   const operations = resolveOperations(options);
   const routes = RouteTable.from(options.routes, operations.discovery);
+  const authorization = resolveAuthorization(options.authorization);
   return {
     listen,
     auth,
@@ -212,6 +228,7 @@ export function resolveAureliaOptions(options: AureliaModuleOptions): ResolvedAu
     metricsIntervalMs,
     client,
     server,
+    authorization,
     ...operations,
   };
 }
