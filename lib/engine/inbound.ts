@@ -16,6 +16,7 @@ import type { MetricsRecorder } from './reporting/metrics.js';
 import type { DomusReporting } from './reporting/reporting.js';
 import type { LinkBook } from './links.js';
 import type { BlobBudget } from './blob/budget.js';
+import { IdentityBudget } from './peer/inbound-budget.js';
 
 /** What inbound admission needs from its domus. */
 export interface InboundHost {
@@ -41,6 +42,8 @@ export class InboundAdmission {
   private readonly sessions = new Map<string, InboundSession>();
   private readonly handshaking = new Set<Callis>();
   private readonly inboundCallis = new Map<string, number>();
+  /** What all sessions of one identity hold together (see `IdentityBudget`). */
+  private readonly identityBudgets = new Map<string, IdentityBudget>();
 
   constructor(private readonly host: InboundHost) {
     this.sessionHost = this.makeSessionHost();
@@ -128,6 +131,9 @@ export class InboundAdmission {
   tidy(now: number, blobIdleMs: number): void {
     for (const [key, session] of this.sessions) {
       if (session.expire(now, blobIdleMs)) this.sessions.delete(key);
+    }
+    for (const [identity, budget] of this.identityBudgets) {
+      if (budget.members.size === 0) this.identityBudgets.delete(identity);
     }
   }
 
@@ -228,6 +234,14 @@ export class InboundAdmission {
       dedupeRetentionMs: () => 2 * this.host.config().sendTimeoutMs,
       admitBlob: (session) => this.host.blobBudget.reserve('inbound', session.budget),
       limits: () => this.host.config(),
+      identityBudget: (identity) => {
+        let budget = this.identityBudgets.get(identity);
+        if (!budget) {
+          budget = new IdentityBudget(() => this.host.config());
+          this.identityBudgets.set(identity, budget);
+        }
+        return budget;
+      },
       onBlobCallisClosed: (session, callis, reason) =>
         this.callisClosed(session, callis, reason, 'blob'),
       onOversizeRefused: (_session, err) => this.host.reporting.error(err),

@@ -44,6 +44,7 @@ const MiB = 1024 * KiB;
 
 // The victim's per-peer budgets, small so each attack reaches its limit quickly.
 const IN_FLIGHT = 64;
+const PARALLEL = 2;
 const QUEUED_BYTES = MiB;
 const OVERFLOW = 8;
 const DECISION_BACKLOG = 64 * KiB;
@@ -133,6 +134,7 @@ describe('an authenticated peer cannot exhaust a domus', () => {
           .maxPayloadLen(256 * KiB)
           .blobWindow(BLOB_WINDOW)
           .blobInboundBufferBytes(BLOB_BUFFER)
+          .maxParallelCallisPerPeer(PARALLEL)
           .maxInFlightPerPeer(IN_FLIGHT)
           .maxQueuedBytesPerPeer(QUEUED_BYTES)
           .maxTabernaOverflowPerPeer(OVERFLOW)
@@ -193,15 +195,14 @@ describe('an authenticated peer cannot exhaust a domus', () => {
     );
   }
 
-  /** An honest send to the victim completes within `PROMPT_MS`; returns how long it took. */
-  async function honestSendCompletes(to = OPEN): Promise<number> {
-    const started = performance.now();
-    await within(honest.send(codec, to, { n: 1 }), PROMPT_MS, 'an honest send during the attack');
-    return performance.now() - started;
-  }
-
-  it('stops reading a peer that holds maxInFlightPerPeer undecided messages, and reads it again as they are decided or the limit is raised live', async () => {
-    // The application takes every request and sits on it, as a slow handler would.
+  /**
+   * A taberna whose application takes every request and sits on it, as a slow handler would;
+   * the requests are rejected when the test ends.
+   */
+  async function holdingTaberna(): Promise<{
+    hold: Taberna<Note>;
+    held: TabernaRequest<Note>[];
+  }> {
     const hold = await taberna();
     const held: TabernaRequest<Note>[] = [];
     const taking = (async () => {
@@ -211,6 +212,23 @@ describe('an authenticated peer cannot exhaust a domus', () => {
         if (!AureliaError.is(err, ErrorId.DomusClosed)) throw err;
       }
     })();
+    cleanup.add(held, async (requests) => {
+      for (const request of requests) request.reject('test over');
+      hold.close();
+      await taking;
+    });
+    return { hold, held };
+  }
+
+  /** An honest send to the victim completes within `PROMPT_MS`; returns how long it took. */
+  async function honestSendCompletes(to = OPEN): Promise<number> {
+    const started = performance.now();
+    await within(honest.send(codec, to, { n: 1 }), PROMPT_MS, 'an honest send during the attack');
+    return performance.now() - started;
+  }
+
+  it('stops reading a peer that holds maxInFlightPerPeer undecided messages, and reads it again as they are decided or the limit is raised live', async () => {
+    const { hold, held } = await holdingTaberna();
     const before = victim.reporting.snapshot();
     const peer = await attacker();
     const flood = messages(1, 5000, hold.id, 200);
@@ -235,9 +253,24 @@ describe('an authenticated peer cannot exhaust a domus', () => {
     await eventually(() => held.length === IN_FLIGHT + 30, 'twenty more after the live raise');
     await honestSendCompletes();
     expect(held.length).toBe(IN_FLIGHT + 30);
-    for (const request of held) request.reject('test over');
-    hold.close();
-    await taking;
+  });
+
+  it('counts every session of one identity together: reconnecting under new session epochs does not multiply its budget', async () => {
+    const { hold, held } = await holdingTaberna();
+    for (let round = 1; round <= 4; round++) {
+      const pausesBefore = victim.reporting.snapshot().peerReadPauses;
+      const peer = await attacker();
+      peer.write(messages(1, 100, hold.id));
+      await eventually(
+        () => victim.reporting.snapshot().peerReadPauses > pausesBefore,
+        `session ${round} to be paused`,
+      );
+      // Gone, but what it delivered is still undecided in the application's hands.
+      peer.conn.socket.destroy();
+    }
+    await honestSendCompletes();
+    // maxParallelCallisPerPeer (2) sessions' worth, not four.
+    expect(held.length).toBe(PARALLEL * IN_FLIGHT);
   });
 
   it('stops reading a peer whose undecided messages hold maxQueuedBytesPerPeer, so its backlog stays in its own socket', async () => {

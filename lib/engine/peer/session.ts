@@ -14,7 +14,7 @@ import { decodeError, encodeAck, encodeError } from '../wire/control.js';
 import { type Decision, type DecisionSink, Delivery, type PeerInfo } from '../taberna/request.js';
 import { type Callis, type CallisHandler, ReadPause } from './callis.js';
 import { DedupeWindow } from './dedupe.js';
-import { InboundBudget, type InboundLimits } from './inbound-budget.js';
+import { type IdentityBudget, InboundBudget, type InboundLimits } from './inbound-budget.js';
 import type { MetricsRecorder } from '../reporting/metrics.js';
 import { type BlobReceiver, InboundBlobLink } from '../blob/receiver.js';
 import type { HelloBlobWindow } from '../wire/control.js';
@@ -40,6 +40,8 @@ export interface SessionHost {
   admitBlob(session: InboundSession): () => void;
   /** The live per-peer limits on undecided messages and their bytes. */
   limits(): InboundLimits;
+  /** The budget all sessions of `identity` share. */
+  identityBudget(identity: string): IdentityBudget;
 }
 
 /** Most decided outcomes one session remembers for replays. */
@@ -73,7 +75,8 @@ export class InboundSession implements CallisHandler, DecisionSink {
       retentionMs: host.dedupeRetentionMs(),
       maxDecided: MAX_DECIDED,
     });
-    this.budget = new InboundBudget(() => host.limits());
+    this.budget = new InboundBudget(() => host.limits(), host.identityBudget(identity));
+    this.budget.identity?.members.add(this);
   }
 
   /** Session key: identity and epoch. */
@@ -111,15 +114,19 @@ export class InboundSession implements CallisHandler, DecisionSink {
     else this.callis?.resumeReads(ReadPause.Budget);
   }
 
-  /** Evicts old outcomes; true when the session holds nothing and has no callis (can be dropped). */
+  /**
+   * Evicts old outcomes; true when the session holds nothing and has no callis (can be dropped;
+   * it then leaves its identity's budget).
+   */
   expire(now: number, blobIdleMs: number): boolean {
     this.dedupe.expire(now);
     this.blobs?.expireIdle(now, blobIdleMs);
-    return (
+    const droppable =
       this.callis === undefined &&
       this.dedupe.size === 0 &&
-      (this.blobs === undefined || (this.blobs.size === 0 && this.blobs.current === undefined))
-    );
+      (this.blobs === undefined || (this.blobs.size === 0 && this.blobs.current === undefined));
+    if (droppable) this.budget.identity?.members.delete(this);
+    return droppable;
   }
 
   /** Makes `callis` this session's blob callis, with the window agreed on it. */
