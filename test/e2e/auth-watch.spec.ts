@@ -15,7 +15,6 @@ import {
   watchAuthFiles,
 } from '../../lib/engine/index.js';
 import { acceptAll, expectEachOnce } from '../support/accept.js';
-import { FaultProxy } from '../support/proxy.js';
 import { TestMesh, fastConfig, firstMatch } from '../support/mesh.js';
 import type { TestNode } from '../support/pki.js';
 import { SecretMount, presentedFingerprint } from '../support/secret-mount.js';
@@ -68,12 +67,8 @@ describe('certificate files watched from disk', () => {
   it('reloads a symlink swap under load without failing a send; the next callis presents the new certificate', async () => {
     const alpha = await mesh.add('alpha', { config: fastConfig((b) => b.sendQueueSize(1024)) });
     const seen = acceptAll(await beta.taberna(10n, codec));
-    const proxy = await FaultProxy.start({
-      host: '127.0.0.1',
-      port: beta.localAddr.port as number,
-    });
+    const proxy = await mesh.proxy('beta', 10n);
     try {
-      mesh.resolver.insert(10n, DomusAddr.tcp('127.0.0.1', proxy.port));
       const before = await presentedFingerprint(beta, await client());
       expect(before).toBe(fingerprintOf(await mesh.pki.node('beta')));
 

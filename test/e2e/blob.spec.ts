@@ -282,9 +282,7 @@ describe.each([
     const beta = await mesh.add('beta', { transport });
     const files = await beta.taberna(10n, codec);
     acceptAll(await beta.taberna(11n, codec));
-    proxy = await FaultProxy.start(beta.localAddr, { listen: transport });
-    mesh.resolver.insert(10n, proxy.addr);
-    mesh.resolver.insert(11n, proxy.addr);
+    proxy = await mesh.proxy('beta', 10n, 11n);
     // The primary callis is the first connection: a message opens it before any blob.
     await alpha.send(codec, 11n, { name: 'hello' });
     expect(proxy.traffic).toHaveLength(1);
@@ -370,8 +368,7 @@ describe.each(TRANSPORTS)('blob flow control and failures over %s', (transport) 
 
   /** Routes taberna 10 through a proxy in front of beta. */
   async function throughProxy(): Promise<FaultProxy> {
-    proxy = await FaultProxy.start(beta.localAddr, { listen: transport });
-    mesh.resolver.insert(10n, proxy.addr);
+    proxy = await mesh.proxy('beta', 10n);
     return proxy;
   }
 

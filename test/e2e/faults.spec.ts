@@ -3,7 +3,6 @@
 import { jest } from '@jest/globals';
 import {
   AureliaError,
-  DomusAddr,
   ErrorId,
   type Domus,
   type DomusConfig,
@@ -69,13 +68,11 @@ describe('partitions through a fault proxy', () => {
     mesh = await TestMesh.create();
     alpha = await mesh.add('alpha', { config });
     beta = await mesh.add('beta', { config });
-    proxy = await FaultProxy.start({ host: '127.0.0.1', port: beta.localAddr.port as number });
-    mesh.resolver.insert(TABERNA, DomusAddr.tcp('127.0.0.1', proxy.port));
+    proxy = await mesh.proxy('beta', TABERNA);
     ledger = new DeliveryLedger(LATE_SLACK_MS);
     served = serve(await beta.taberna(TABERNA, codec), ledger);
   }
   afterEach(async () => {
-    await proxy.close();
     await mesh.close();
     await served;
   });
@@ -225,11 +222,7 @@ describe('partitions through a fault proxy', () => {
 
 describe('one domus reachable at two addresses', () => {
   let mesh: TestMesh;
-  const proxies: FaultProxy[] = [];
-  afterEach(async () => {
-    for (const proxy of proxies.splice(0)) await proxy.close();
-    await mesh.close();
-  });
+  afterEach(() => mesh.close());
 
   // Two addresses of one domus (two DNS names, a NAT or load-balancer address and a direct one)
   // mean two outbound peer objects with their own message ids. Each dials with its own epoch,
@@ -241,12 +234,7 @@ describe('one domus reachable at two addresses', () => {
     const ledger = new DeliveryLedger(LATE_SLACK_MS);
     const served: Promise<void>[] = [];
     for (const id of [TABERNA, TABERNA + 1n]) {
-      const proxy = await FaultProxy.start({
-        host: '127.0.0.1',
-        port: beta.localAddr.port as number,
-      });
-      proxies.push(proxy);
-      mesh.resolver.insert(id, DomusAddr.tcp('127.0.0.1', proxy.port));
+      await mesh.proxy('beta', id);
       served.push(serve(await beta.taberna(id, codec), ledger));
     }
     const sends: Promise<void>[] = [];
@@ -268,19 +256,13 @@ describe('slow and undecided applications', () => {
   let alpha: Domus;
   let beta: Domus;
   let proxy: FaultProxy;
-  afterEach(async () => {
-    await proxy?.close();
-    await mesh.close();
-  });
+  afterEach(() => mesh.close());
 
   async function setup(config = fastConfig((b) => b.sendTimeoutMs(5000))): Promise<void> {
     mesh = await TestMesh.create();
     alpha = await mesh.add('alpha', { config });
     beta = await mesh.add('beta', { config });
-    proxy = await FaultProxy.start({ host: '127.0.0.1', port: beta.localAddr.port as number });
-    const viaProxy = DomusAddr.tcp('127.0.0.1', proxy.port);
-    mesh.resolver.insert(TABERNA, viaProxy);
-    mesh.resolver.insert(TABERNA + 1n, viaProxy);
+    proxy = await mesh.proxy('beta', TABERNA, TABERNA + 1n);
   }
 
   it('a stuck application behind a slow link sheds load with TabernaBusy and never delays another taberna', async () => {

@@ -336,14 +336,9 @@ describe('faults between two domus', () => {
     mesh = await TestMesh.create();
     alpha = await mesh.add('alpha', { config: alphaConfig });
     beta = await mesh.add('beta', { config: fastConfig((b) => b.tabernaAcceptQueueSize(1024)) });
-    const addr = beta.localAddr;
-    proxy = await FaultProxy.start({ host: '127.0.0.1', port: addr.port as number });
-    mesh.resolver.insert(10n, DomusAddr.tcp('127.0.0.1', proxy.port));
+    proxy = await mesh.proxy('beta', 10n);
   }
-  afterEach(async () => {
-    await proxy.close();
-    await mesh.close();
-  });
+  afterEach(() => mesh.close());
 
   it('loses and duplicates nothing when the connection is cut mid-traffic', async () => {
     await setup(fastConfig((b) => b.sendQueueSize(1024)));

@@ -150,8 +150,7 @@ describe('live configuration takes effect', () => {
     const alpha = await mesh.add('alpha');
     const beta = await mesh.add('beta', { config: betaConfig });
     const seen = acceptAll(await beta.taberna(10n, codec));
-    proxy = await FaultProxy.start({ host: '127.0.0.1', port: beta.localAddr.port as number });
-    mesh.resolver.insert(10n, DomusAddr.tcp('127.0.0.1', proxy.port));
+    proxy = await mesh.proxy('beta', 10n);
     await alpha.send(codec, 10n, { n: 0 }); // connected
     return { alpha, beta, seen, proxy };
   }
@@ -255,8 +254,7 @@ describe('live configuration takes effect', () => {
     await blobOnce();
     alpha.config.update({ tcpBlobWindow: { chunkSize: 8192, ackWindow: 4 } });
     // Through another address alpha has another outbound peer, whose blob callis is new.
-    proxy = await FaultProxy.start({ host: '127.0.0.1', port: beta.localAddr.port as number });
-    mesh.resolver.insert(10n, DomusAddr.tcp('127.0.0.1', proxy.port));
+    proxy = await mesh.proxy('beta', 10n);
     await blobOnce();
     await eventually(() => opened.length === 2, 'two blob callis on beta');
     expect(opened.map((e) => (e as { blobWindow?: unknown }).blobWindow)).toEqual([
@@ -292,12 +290,8 @@ describe('reporting events', () => {
     });
 
     acceptAll(await beta.taberna(10n, codec));
-    const proxy = await FaultProxy.start({
-      host: '127.0.0.1',
-      port: beta.localAddr.port as number,
-    });
+    const proxy = await mesh.proxy('beta', 10n);
     try {
-      mesh.resolver.insert(10n, DomusAddr.tcp('127.0.0.1', proxy.port));
       await alpha.send(codec, 10n, { n: 0 }); // connected
       // 16 MiB wait behind the paused proxy: give them a deadline a busy machine still meets.
       alpha.config.update({ sendTimeoutMs: 30_000 });
@@ -599,12 +593,8 @@ describe('certificate rotation', () => {
       config: fastConfig((b) => b.tabernaAcceptQueueSize(1024)),
     });
     const seen = acceptAll(await beta.taberna(10n, codec));
-    const proxy = await FaultProxy.start({
-      host: '127.0.0.1',
-      port: beta.localAddr.port as number,
-    });
+    const proxy = await mesh.proxy('beta', 10n);
     try {
-      mesh.resolver.insert(10n, DomusAddr.tcp('127.0.0.1', proxy.port));
       const reloads: DomusReportingEvent[] = [];
       beta.reporting.events$.subscribe((e) => e.type === 'AuthReloaded' && reloads.push(e));
 
@@ -653,12 +643,8 @@ describe('certificate rotation', () => {
     const alpha = await mesh.add('alpha');
     const beta = await mesh.add('beta');
     const seen = acceptAll(await beta.taberna(10n, codec));
-    const proxy = await FaultProxy.start({
-      host: '127.0.0.1',
-      port: beta.localAddr.port as number,
-    });
+    const proxy = await mesh.proxy('beta', 10n);
     try {
-      mesh.resolver.insert(10n, DomusAddr.tcp('127.0.0.1', proxy.port));
       await alpha.send(codec, 10n, { n: 1 });
       const oldAlpha = await mesh.pki.node('alpha');
       expect(inboundPeerCertificates(beta).map((c) => c.fingerprint256)).toEqual([

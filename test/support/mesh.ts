@@ -11,6 +11,7 @@ import {
   type DomusConfig,
 } from '../../lib/index.js';
 import { makeTestPki, type TestPki } from './pki.js';
+import { FaultProxy } from './proxy.js';
 
 /** Which transport a test domus listens on. */
 export type TestTransport = 'tcp' | 'socket';
@@ -44,6 +45,7 @@ export class TestMesh {
   readonly resolver = new SimpleResolver();
   readonly domus = new Map<string, Domus>();
   private sockets: ReturnType<typeof socketDir> | undefined;
+  private readonly proxies: FaultProxy[] = [];
 
   private constructor(readonly pki: TestPki) {}
 
@@ -83,8 +85,21 @@ export class TestMesh {
     return domus;
   }
 
-  /** Shuts every domus down and removes socket files. */
+  /**
+   * Starts a fault proxy in front of the domus called `name`, on its transport, and routes each
+   * of `ids` through it; `close` closes it.
+   */
+  async proxy(name: string, ...ids: bigint[]): Promise<FaultProxy> {
+    const target = this.get(name).localAddr;
+    const proxy = await FaultProxy.start(target, { listen: target.isTcp() ? 'tcp' : 'socket' });
+    this.proxies.push(proxy);
+    for (const id of ids) this.resolver.insert(id, proxy.addr);
+    return proxy;
+  }
+
+  /** Closes the proxies, shuts every domus down and removes socket files. */
   async close(): Promise<void> {
+    for (const proxy of this.proxies.splice(0)) await proxy.close();
     await this.aurelia.shutdown();
     this.sockets?.cleanup();
   }
