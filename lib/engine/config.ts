@@ -471,8 +471,11 @@ function rejectUnknownFields(
   }
 }
 
-/** The known name most likely meant by a typo: a prefix match or a small edit distance. */
-function closestName(name: string, known: readonly string[]): string | undefined {
+/**
+ * The known name most likely meant by a typo (a prefix match or a small edit distance), or
+ * undefined when none is close: for "did you mean" hints.
+ */
+export function closestName(name: string, known: readonly string[]): string | undefined {
   const lower = name.toLowerCase();
   let best: string | undefined;
   let bestDistance = Math.max(2, Math.floor(name.length / 4)) + 1;

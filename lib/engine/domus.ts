@@ -9,6 +9,7 @@ import {
   A3_MESSAGE_TYPE_BASE,
   MessagePriorityClass,
   assertTabernaId,
+  tabernaIdText,
   type TabernaId,
 } from './ids.js';
 import type { RouteResolver } from './resolver.js';
@@ -275,7 +276,7 @@ export class Domus {
     if (this.registry.has(spec.to)) {
       throw new AureliaError(
         ErrorId.BlobCallisWithoutPrimary,
-        `taberna ${spec.to} is on this domus; blob streams travel between domus only`,
+        `taberna ${tabernaIdText(spec.to)} is on this domus; blob streams travel between domus only`,
       );
     }
     const release = this.blobBudget.reserve('outbound');

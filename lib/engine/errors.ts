@@ -1,4 +1,5 @@
 // The single error type of the package and its stable numeric identifiers.
+import { inspect, type InspectOptionsStylized } from 'node:util';
 
 /**
  * Stable identifier of every failure mode. The numbers travel on the wire (in `error` frames)
@@ -31,6 +32,12 @@ export enum ErrorId {
   ReceiveTimeout = 24,
   SnapshotNotAvailable = 25,
   TabernaShutdown = 26,
+  /**
+   * The listen address is taken: another process listens on the TCP port, or a live listener
+   * answers on the Unix socket path. Not a configuration mistake as such: stop the other
+   * listener, or listen elsewhere.
+   */
+  AddressInUse = 27,
 }
 
 /** Returns the name of an error id (`'SendTimeout'`), or `undefined` for a number we do not know. */
@@ -64,8 +71,56 @@ export class AureliaError extends Error {
     return `${errorIdName(this.kind) ?? this.kind}: ${this.message}`;
   }
 
+  /** The name of `kind` (`'SendTimeout'`), or its number as text for an id this version lacks. */
+  get kindName(): string {
+    return errorIdName(this.kind) ?? String(this.kind);
+  }
+
+  /**
+   * What `JSON.stringify` writes: `{ name, kind, errorId, message, cause? }` with `kind` the
+   * name (`'SendTimeout'`) and `errorId` the number, so logs and reporting events serialized as
+   * JSON keep the message (an `Error`'s own `message` is not enumerable). A cause that is an
+   * `Error` is written as `{ name, message }`.
+   */
+  toJSON(): { name: string; kind: string; errorId: number; message: string; cause?: unknown } {
+    const json = {
+      name: this.name,
+      kind: this.kindName,
+      errorId: this.kind,
+      message: this.message,
+    };
+    if (this.cause === undefined) return json;
+    const cause =
+      this.cause instanceof Error && !(this.cause instanceof AureliaError)
+        ? { name: this.cause.name, message: this.cause.message }
+        : this.cause;
+    return { ...json, cause };
+  }
+
+  /**
+   * How `util.inspect` and `console.log` show the error (for example in a start-up failure): as
+   * Node shows any error, with `kind` by name, `kind: InvalidConfig (22)`, instead of a bare
+   * number.
+   */
+  [inspect.custom](_depth: number, options: InspectOptionsStylized): string {
+    const shown = new InspectedAureliaError(this.message, { cause: this.cause });
+    if (this.cause === undefined) delete shown.cause;
+    Object.defineProperty(shown, 'stack', { value: this.stack, enumerable: false });
+    const kind = `${this.kindName} (${this.kind})`;
+    Object.defineProperty(shown, 'kind', {
+      enumerable: true,
+      value: { [inspect.custom]: () => options.stylize(kind, 'special') },
+    });
+    return inspect(shown, options);
+  }
+
   /** True when `err` is an `AureliaError`, optionally of the given kind. */
   static is(err: unknown, kind?: ErrorId): err is AureliaError {
     return err instanceof AureliaError && (kind === undefined || err.kind === kind);
   }
 }
+
+// What `AureliaError`'s custom inspection hands to `util.inspect`: a plain error whose class is
+// called AureliaError too (Node prints the class name), without the custom inspection.
+const InspectedAureliaError = { AureliaError: class extends Error {} }.AureliaError;
+Object.defineProperty(InspectedAureliaError.prototype, 'name', { value: 'AureliaError' });

@@ -69,6 +69,16 @@ export function classifyMessagePriority(type: MessageType): MessagePriorityClass
   return MessagePriorityClass.A3;
 }
 
+/**
+ * A taberna id as messages and docs write it: hexadecimal (`0xa41f570ee2576613`, the form
+ * `tabernaIdForPattern` ids are documented in), followed by the decimal value for an id below
+ * 2^32, which is usually one an application chose (`0x1092 (4242)`).
+ */
+export function tabernaIdText(id: bigint): string {
+  const hex = `0x${id.toString(16)}`;
+  return id >= 0n && id < 0x1_0000_0000n ? `${hex} (${id})` : hex;
+}
+
 /** True when `value` is a valid taberna id (a bigint in 0..2^64-1). */
 export function isTabernaId(value: unknown): value is TabernaId {
   return typeof value === 'bigint' && value >= 0n && value <= U64_MAX;

@@ -2,7 +2,7 @@
 import { DomusAddr } from './addr.js';
 import { BALANCINGS, type Balancing } from './balancer/balancer.js';
 import { AureliaError, ErrorId } from './errors.js';
-import { assertTabernaId, type TabernaId } from './ids.js';
+import { assertTabernaId, tabernaIdText, type TabernaId } from './ids.js';
 
 /**
  * The replicas a route names: one or more distinct domus addresses serving the same tabernae,
@@ -128,7 +128,7 @@ export class SimpleResolver implements RouteResolver {
    */
   insert(id: bigint, target: RouteTarget): DomusAddr | undefined {
     assertTabernaId(id, ErrorId.InvalidConfig);
-    const route = toReplicaSet(target, `route for taberna ${id}`);
+    const route = toReplicaSet(target, `route for taberna ${tabernaIdText(id)}`);
     const previous = this.#routes.get(id);
     this.#routes.set(id, route);
     return previous?.addresses[0];
@@ -169,7 +169,10 @@ export class SimpleResolver implements RouteResolver {
     const id = assertTabernaId(tabernaId, ErrorId.UnknownTaberna);
     const route = this.#routes.get(id);
     if (route === undefined) {
-      throw new AureliaError(ErrorId.UnknownTaberna, `no route to taberna ${id}`);
+      throw new AureliaError(
+        ErrorId.UnknownTaberna,
+        `no route to taberna ${tabernaIdText(id)}: add one (SimpleResolver.insert, or a route in AureliaModule's routes)`,
+      );
     }
     return route;
   }

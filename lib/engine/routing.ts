@@ -3,7 +3,12 @@ import { AureliaError, ErrorId } from './errors.js';
 import { DomusAddr } from './addr.js';
 import type { AuthMaterial } from './auth.js';
 import type { DomusConfigAccess } from './domus.js';
-import type { MessagePriorityClass, MessageType, TabernaId } from './ids.js';
+import {
+  tabernaIdText,
+  type MessagePriorityClass,
+  type MessageType,
+  type TabernaId,
+} from './ids.js';
 import { ReplicaSet, type RouteResolver } from './resolver.js';
 import { ReplicaBalancer, type ReplicaDecision } from './balancer/balancer.js';
 import type { CallisSettings } from './peer/callis.js';
@@ -432,7 +437,7 @@ function resolveFailure(to: TabernaId, err: unknown): AureliaError {
   if (AureliaError.is(err)) return err;
   return new AureliaError(
     ErrorId.UnknownTaberna,
-    `resolving taberna ${to} failed: ${err instanceof Error ? err.message : String(err)}`,
+    `resolving taberna ${tabernaIdText(to)} failed: ${err instanceof Error ? err.message : String(err)}`,
     { cause: err },
   );
 }
@@ -440,7 +445,7 @@ function resolveFailure(to: TabernaId, err: unknown): AureliaError {
 function noAddress(to: TabernaId): AureliaError {
   return new AureliaError(
     ErrorId.UnknownTaberna,
-    `the resolver returned no DomusAddr for taberna ${to}`,
+    `the resolver returned no DomusAddr for taberna ${tabernaIdText(to)}`,
   );
 }
 
@@ -449,7 +454,10 @@ function withDeadline<T>(promise: Promise<T>, deadline: number, to: TabernaId): 
     const timer = setTimeout(
       () =>
         reject(
-          new AureliaError(ErrorId.SendTimeout, `resolving taberna ${to} did not finish in time`),
+          new AureliaError(
+            ErrorId.SendTimeout,
+            `resolving taberna ${tabernaIdText(to)} did not finish in time`,
+          ),
         ),
       Math.max(0, deadline - Date.now()),
     );

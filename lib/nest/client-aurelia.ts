@@ -14,7 +14,7 @@ import { SendOptions } from '../engine/send-options.js';
 import { MessagePriorityClass, A3_MESSAGE_TYPE_BASE, type TabernaId } from '../engine/ids.js';
 import { RemoteRequestError, RequestReplyClient } from '../engine/services/request-reply-client.js';
 import { PacketBodyCodec, asAurelia } from './body.js';
-import { blobSendError, emitError } from './errors.js';
+import { blobSendError, callFailure, emitError } from './errors.js';
 import type { AureliaEventsMap } from './aurelia.server.js';
 import type { AureliaModuleOptions, ResolvedAureliaOptions } from './options.js';
 import { normalizePattern, tabernaIdForPattern } from './pattern.js';
@@ -179,7 +179,10 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
         .request(to, body, { timeoutMs: this.requestTimeoutMs, replyAddress: this.replyAddress })
         .subscribe({
           next: (reply) => deliver(() => this.readReply(reply)),
-          error: (err: unknown) => deliver(() => this.readFailure(err)),
+          error: (err: unknown) =>
+            deliver(() =>
+              this.readFailure(callFailure(err, withId.pattern, this.requestTimeoutMs)),
+            ),
           complete: () => deliver(() => ({ isDisposed: true })),
         });
     };
@@ -264,7 +267,10 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
         ErrorId.EncodeFailure,
         'the blob request could not be serialized',
       );
-      throw blobSendError(failure, transfer.pattern);
+      throw blobSendError(
+        callFailure(failure, transfer.pattern, this.requestTimeoutMs) as AureliaError,
+        transfer.pattern,
+      );
     }
     try {
       await pipeline(source, sender);
@@ -311,7 +317,7 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
     }).then(
       () => undefined as T,
       (err: unknown) => {
-        throw emitError(err, pattern);
+        throw emitError(callFailure(err, pattern, this.requestTimeoutMs), pattern);
       },
     );
   }

@@ -1,5 +1,6 @@
 // How handler errors travel: Nest's error payloads as rejection reasons and back.
 import { AureliaError, ErrorId } from '../engine/errors.js';
+import { NOT_SERVED_THERE } from '../engine/taberna/registry.js';
 
 const MAX_REASON_BYTES = 1024;
 
@@ -17,6 +18,41 @@ export function rejectionReason(payload: unknown, maxBytes = MAX_REASON_BYTES): 
     const text = JSON.stringify({ status: 'error', message });
     if (Buffer.byteLength(text) <= maxBytes) return text;
     message = message.slice(0, Math.max(0, message.length - Math.ceil(message.length / 8) - 1));
+  }
+}
+
+/**
+ * A transport failure of a Nest call (`send`, `emit`, `sendBlob` to `pattern`), worded for the
+ * caller: `UnknownTaberna` names the pattern and the fix (a route, or a handler where the route
+ * points), `SendTimeout` names the deadline and the option that sets it (`requestTimeoutMs`,
+ * default the domus's `sendTimeoutMs`). The engine's error is the `cause`; other errors pass
+ * through unchanged.
+ */
+export function callFailure(err: unknown, pattern: string, timeoutMs: number | undefined): unknown {
+  if (!AureliaError.is(err)) return err;
+  const deadline =
+    timeoutMs === undefined
+      ? "the domus's sendTimeoutMs (requestTimeoutMs is not set)"
+      : `requestTimeoutMs, ${timeoutMs} ms`;
+  switch (err.kind) {
+    case ErrorId.UnknownTaberna:
+      // The route table already names the pattern and the fix for a missing route.
+      if (err.message.includes(`'${pattern}'`)) return err;
+      return new AureliaError(
+        ErrorId.UnknownTaberna,
+        err.message.includes(NOT_SERVED_THERE)
+          ? `'${pattern}' is not served where its route points: check that the route's address is the service that handles '${pattern}', and that its handler's pattern is exactly '${pattern}' (${err.message})`
+          : `no route for '${pattern}': add it to the routes of AureliaModule.forRoot() or of this ClientAurelia (or to discovery), pointing at the domus that serves it (${err.message})`,
+        { cause: err },
+      );
+    case ErrorId.SendTimeout:
+      return new AureliaError(
+        ErrorId.SendTimeout,
+        `'${pattern}' did not finish within its deadline (${deadline}): ${err.message}`,
+        { cause: err },
+      );
+    default:
+      return err;
   }
 }
 

@@ -4,6 +4,7 @@ import type { Registry, RegistryContentType } from 'prom-client';
 import { inspect } from 'node:util';
 import type { Domus } from '../engine/domus.js';
 import { AureliaError, ErrorId } from '../engine/errors.js';
+import { tabernaIdText } from '../engine/ids.js';
 import type { AureliaLogger } from '../engine/logger.js';
 import {
   type AureliaMetricsRegistration,
@@ -227,7 +228,7 @@ function serviceIds(services: AureliaDnsSrvOptions['services'] | undefined): [bi
     }
     const previous = seen.get(id);
     if (previous !== undefined && previous !== entry.service) {
-      throw invalid(name, `maps taberna ${id} again, already mapped to ${previous}`);
+      throw invalid(name, `maps taberna ${tabernaIdText(id)} again, already mapped to ${previous}`);
     }
     seen.set(id, entry.service);
     return [id, entry.service];

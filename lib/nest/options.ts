@@ -12,7 +12,12 @@ import { DomusAddr } from '../engine/addr.js';
 import type { Pkcs8AuthConfig } from '../engine/auth.js';
 import { type WatchedAuthFiles, checkAuthWatch } from '../engine/auth-watch.js';
 import { JsonCodec, type MessageCodec } from '../engine/codec.js';
-import { type DomusConfig, defaultDomusConfig, mergeDomusConfig } from '../engine/config.js';
+import {
+  type DomusConfig,
+  closestName,
+  defaultDomusConfig,
+  mergeDomusConfig,
+} from '../engine/config.js';
 import { A3_MESSAGE_TYPE_BASE } from '../engine/ids.js';
 import type { AureliaLogger } from '../engine/logger.js';
 import type { RouteResolver } from '../engine/resolver.js';
@@ -164,7 +169,14 @@ export function resolveAureliaOptions(options: AureliaModuleOptions): ResolvedAu
     throw invalid('options', `must be an object, got ${inspect(options)}`);
   }
   for (const key of Object.keys(options)) {
-    if (!KNOWN.has(key)) throw invalid(key, 'is not an AureliaModule option');
+    if (!KNOWN.has(key)) {
+      const guess = closestName(key, [...KNOWN]);
+      const hint =
+        guess === undefined
+          ? `known options: ${[...KNOWN].join(', ')}`
+          : `did you mean '${guess}'?`;
+      throw invalid(key, `is not an AureliaModule option; ${hint}`);
+    }
   }
   const listen = addressOption('listen', options.listen);
   const auth = checkAuth(options.auth);

@@ -3,7 +3,7 @@ import { inspect } from 'node:util';
 import { DomusAddr } from '../engine/addr.js';
 import { BALANCINGS, type Balancing } from '../engine/balancer/balancer.js';
 import { AureliaError, ErrorId } from '../engine/errors.js';
-import { assertTabernaId, type TabernaId } from '../engine/ids.js';
+import { assertTabernaId, tabernaIdText, type TabernaId } from '../engine/ids.js';
 import { ReplicaSet, type RouteResolver } from '../engine/resolver.js';
 import type { DnsSrvResolver } from '../engine/services/dns-srv-resolver.js';
 import { type AureliaPattern, patternForId, tabernaIdForPattern } from './pattern.js';
@@ -144,7 +144,10 @@ export class RouteTable implements RouteResolver {
 
   #noRoute(id: TabernaId): AureliaError {
     const text = patternForId(id);
-    const what = text === undefined ? `taberna ${id}` : `pattern ${inspect(text)} (taberna ${id})`;
+    const what =
+      text === undefined
+        ? `taberna ${tabernaIdText(id)}`
+        : `pattern ${inspect(text)} (taberna ${tabernaIdText(id)})`;
     const example = text === undefined ? `{ pattern: ${id}n, address }` : inspect(text);
     return new AureliaError(
       ErrorId.UnknownTaberna,
@@ -179,7 +182,7 @@ export class RouteTable implements RouteResolver {
     } catch (err) {
       throw invalid(name, err instanceof Error ? err.message : String(err));
     }
-    once(seen, `id:${id}`, name, `taberna ${id} (${inspect(pattern)})`);
+    once(seen, `id:${id}`, name, `taberna ${tabernaIdText(id)} (${inspect(pattern)})`);
     this.#exact.set(id, set);
   }
 }

@@ -89,7 +89,7 @@ describe.each(['tcp', 'socket'] as const)('messaging over %s', (transport) => {
     const second = alpha.send(codec, 10n, { n: 2 });
     const busy = await rejection(second);
     expect(busy.kind).toBe(ErrorId.TabernaBusy);
-    expect(busy.message).toContain('taberna 10');
+    expect(busy.message).toContain('taberna 0xa (10)');
     // The queued one is still waiting for the application; shutting beta down answers it.
     await beta.shutdown();
     expect((await first).kind).toBe(ErrorId.DomusClosed);

@@ -614,7 +614,9 @@ describe('AureliaModule operations', () => {
             },
           },
         }),
-      ).toThrow(/^AureliaModule option 'discovery\.dnsSrv\.services\[1\]' maps taberna \d+ again/);
+      ).toThrow(
+        /^AureliaModule option 'discovery\.dnsSrv\.services\[1\]' maps taberna 0x[0-9a-f]+ again/,
+      );
       expect(() =>
         resolveAureliaOptions({ ...base, discovery: { dnsSrv: { services: {} } } }),
       ).toThrow(/^AureliaModule option 'discovery\.dnsSrv\.services' must map at least one/);

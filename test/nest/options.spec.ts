@@ -111,7 +111,12 @@ describe('AureliaModule options', () => {
     invalid({ ...base, requestTimeoutMs: 300_001 }, `'requestTimeoutMs'`, '1..300000');
     invalid({ ...base, metricsIntervalMs: 1 }, `'metricsIntervalMs'`);
     invalid({ ...base, client: { serializer: {} } }, `'client.serializer'`);
-    invalid({ ...base, lisen: 'typo' }, `'lisen'`, 'not an AureliaModule option');
+    invalid(
+      { ...base, lisen: 'typo' },
+      `'lisen'`,
+      "not an AureliaModule option; did you mean 'listen'?",
+    );
+    invalid({ ...base, zzzzzz: 1 }, `'zzzzzz'`, 'known options: listen, ');
   });
 });
 

@@ -71,7 +71,7 @@ describe('AureliaModule routes: replicas, prefixes and a default', () => {
     expect(patternForId(id)).toBe('billing.refund');
     const caught = expectError(ErrorId.UnknownTaberna, () => table.resolveRoute(id));
     const message = caught.message;
-    expect(message).toContain(`pattern 'billing.refund' (taberna ${id})`);
+    expect(message).toContain(`pattern 'billing.refund' (taberna 0x${id.toString(16)})`);
     expect(message).toContain(`default route '*'`);
   });
 

@@ -60,7 +60,11 @@ describe('Nest over Aurelia: hybrid app serving, module client calling', () => {
     const address = billing.get(AureliaServer).unwrap<Domus>().localAddr;
     orders = await callerApp(
       await serviceOptions(pki, 'orders', {
-        routes: [...PATTERNS.map((pattern) => ({ pattern, address })), { pattern: 4242n, address }],
+        routes: [
+          ...PATTERNS.map((pattern) => ({ pattern, address })),
+          { pattern: 4242n, address },
+          { pattern: 'nobody.home', address },
+        ],
       }),
     );
     client = orders.get(ClientAurelia);
@@ -223,8 +227,22 @@ describe('Nest over Aurelia: hybrid app serving, module client calling', () => {
     const started = Date.now();
     const err = await failure(quick.send('forever', {}));
     expect(AureliaError.is(err, ErrorId.SendTimeout)).toBe(true);
+    expect((err as Error).message).toContain(
+      "'forever' did not finish within its deadline (requestTimeoutMs, 300 ms)",
+    );
     expectElapsedBetween(started, 300, 3500); // the domus's own deadline is 4 s
     await quick.close();
+  });
+
+  it('names the pattern, where it went and the fix when nothing serves it at its route', async () => {
+    const hex = `0x${tabernaIdForPattern('nobody.home').toString(16)}`;
+    for (const call of [client.send('nobody.home', 1), client.emit('nobody.home', 1)]) {
+      const err = await failure(call);
+      expect(AureliaError.is(err, ErrorId.UnknownTaberna)).toBe(true);
+      const message = (err as Error).message;
+      expect(message).toContain("'nobody.home' is not served where its route points");
+      expect(message).toContain(`no taberna ${hex} is registered at the destination`);
+    }
   });
 });
 
@@ -246,6 +264,29 @@ describe('Nest over Aurelia: standalone microservice', () => {
     }
     const err = await failure(client.send('sum', [1]));
     expect(AureliaError.is(err, ErrorId.DomusClosed)).toBe(true);
+  });
+
+  it('tells a caller whose stream the service cut by shutting down that it was not its fault', async () => {
+    const pki = await makeTestPki();
+    const { app, server } = await standaloneMicroservice(await serviceOptions(pki, 'billing'));
+    const address = server.unwrap<Domus>().localAddr;
+    const client = new ClientAurelia(
+      await serviceOptions(pki, 'caller', { routes: { held: address } }),
+    );
+    try {
+      const before = seen.heldStarted.length;
+      const call = failure(client.send('held', {}));
+      await eventually(() => seen.heldStarted.length > before, 'the held handler to start');
+      await app.close();
+      const err = await call;
+      expect(AureliaError.is(err, ErrorId.RemoteTabernaRejected)).toBe(true);
+      expect((err as Error).message).toContain(
+        'the serving side shut down before the call ended (its request/reply service closed)',
+      );
+    } finally {
+      await client.close();
+      await app.close();
+    }
   });
 });
 

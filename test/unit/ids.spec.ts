@@ -10,7 +10,7 @@ import {
   classifyMessagePriority,
   tryA3MessageType,
 } from '../../lib/engine/index.js';
-import { assertTabernaId, isTabernaId } from '../../lib/engine/ids.js';
+import { assertTabernaId, isTabernaId, tabernaIdText } from '../../lib/engine/ids.js';
 
 describe('message type ranges', () => {
   it('lay the three ranges end to end over the u32 space', () => {
@@ -60,5 +60,14 @@ describe('taberna ids', () => {
     expect(isTabernaId(-1n)).toBe(false);
     expect(isTabernaId(5)).toBe(false);
     expect(() => assertTabernaId(7)).toThrow(/bigint in 0\.\.2\^64-1, got number/);
+  });
+});
+
+describe('tabernaIdText', () => {
+  it('writes ids in hex as the docs do, with the decimal value for small chosen ids', () => {
+    expect(tabernaIdText(0xa41f570ee2576613n)).toBe('0xa41f570ee2576613');
+    expect(tabernaIdText(4242n)).toBe('0x1092 (4242)');
+    expect(tabernaIdText(0xffff_ffffn)).toBe('0xffffffff (4294967295)');
+    expect(tabernaIdText(0x1_0000_0000n)).toBe('0x100000000');
   });
 });

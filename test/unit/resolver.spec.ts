@@ -21,7 +21,7 @@ describe('SimpleResolver', () => {
     expectError(
       ErrorId.UnknownTaberna,
       () => new SimpleResolver().resolve(42n),
-      'no route to taberna 42',
+      'no route to taberna 0x2a (42): add one',
     );
   });
 
@@ -44,7 +44,7 @@ describe('SimpleResolver', () => {
     expect(resolver.remove(3n)).toBe(true);
     expect(resolver.remove(3n)).toBe(false);
     expect(resolver.get(3n)).toBeUndefined();
-    expectError(ErrorId.UnknownTaberna, () => resolver.resolve(3n), 'no route to taberna 3');
+    expectError(ErrorId.UnknownTaberna, () => resolver.resolve(3n), 'no route to taberna 0x3 (3)');
   });
 
   it('accepts the whole u64 range and rejects ids outside it with InvalidConfig', () => {
@@ -65,7 +65,7 @@ describe('SimpleResolver', () => {
     expectError(
       ErrorId.InvalidConfig,
       () => new SimpleResolver().insert(1n, 'tls://127.0.0.1:1' as unknown as DomusAddr),
-      'route for taberna 1 must be a DomusAddr',
+      'route for taberna 0x1 (1) must be a DomusAddr',
     );
   });
 

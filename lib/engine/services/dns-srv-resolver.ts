@@ -3,7 +3,7 @@ import { promises as dns } from 'node:dns';
 import { isIP } from 'node:net';
 import { DomusAddr } from '../addr.js';
 import { AureliaError, ErrorId } from '../errors.js';
-import { assertTabernaId, type TabernaId } from '../ids.js';
+import { assertTabernaId, tabernaIdText, type TabernaId } from '../ids.js';
 import { BALANCINGS, type Balancing } from '../balancer/balancer.js';
 import { ReplicaSet, type RouteResolver } from '../resolver.js';
 
@@ -238,7 +238,7 @@ export class DnsSrvResolver implements RouteResolver {
     if (service === undefined) {
       throw new AureliaError(
         ErrorId.UnknownTaberna,
-        `no DNS SRV service is mapped for taberna ${id}`,
+        `no DNS SRV service is mapped for taberna ${tabernaIdText(id)}`,
       );
     }
     const entry = this.#cache.get(service);
@@ -539,13 +539,21 @@ function dnsError(err: unknown, what: string): AureliaError {
 function forTaberna(err: unknown, id: TabernaId): AureliaError {
   if (AureliaError.is(err)) {
     if (err.kind === ErrorId.DomusClosed) return closedError();
-    return new AureliaError(err.kind, `cannot resolve taberna ${id}: ${err.message}`, {
-      cause: err,
-    });
+    return new AureliaError(
+      err.kind,
+      `cannot resolve taberna ${tabernaIdText(id)}: ${err.message}`,
+      {
+        cause: err,
+      },
+    );
   }
-  return new AureliaError(ErrorId.PeerUnavailable, `cannot resolve taberna ${id}: ${String(err)}`, {
-    cause: err,
-  });
+  return new AureliaError(
+    ErrorId.PeerUnavailable,
+    `cannot resolve taberna ${tabernaIdText(id)}: ${String(err)}`,
+    {
+      cause: err,
+    },
+  );
 }
 
 function closedError(): AureliaError {

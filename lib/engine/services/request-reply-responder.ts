@@ -409,5 +409,8 @@ function deadlineError(frame: RequestFrame | CancelFrame): AureliaError {
 }
 
 function closedError(): AureliaError {
-  return new AureliaError(ErrorId.DomusClosed, 'the request/reply service is closed');
+  return new AureliaError(
+    ErrorId.DomusClosed,
+    'the serving side shut down before the call ended (its request/reply service closed), so the call did not complete; retry once it is back, or at another instance',
+  );
 }

@@ -1,9 +1,12 @@
 // The domus's tabernae by id: registration, routing of deliveries, and their shutdown.
 import { AureliaError, ErrorId } from '../errors.js';
 import type { MessageCodec } from '../codec.js';
-import { assertTabernaId, type TabernaId } from '../ids.js';
+import { assertTabernaId, tabernaIdText, type TabernaId } from '../ids.js';
 import { type Decision, type Delivery, refusal } from './request.js';
 import { Taberna, type TabernaHost, type TabernaOptions } from './taberna.js';
+
+/** Ends the refusal of an unknown taberna, so callers can tell it from a missing route. */
+export const NOT_SERVED_THERE = 'nothing serves it there';
 
 /** Live settings and observers the registry needs from its domus. */
 export interface RegistryHost {
@@ -36,12 +39,15 @@ export class TabernaRegistry implements TabernaHost {
     assertTabernaId(id, ErrorId.InvalidConfig);
     if (this.shutDown) throw new AureliaError(ErrorId.DomusClosed, 'the domus is shut down');
     if (!codec || typeof codec.decodeApp !== 'function') {
-      throw new AureliaError(ErrorId.InvalidConfig, `taberna ${id} needs a codec with decodeApp`);
+      throw new AureliaError(
+        ErrorId.InvalidConfig,
+        `taberna ${tabernaIdText(id)} needs a codec with decodeApp`,
+      );
     }
     if (this.tabernae.has(id)) {
       throw new AureliaError(
         ErrorId.TabernaAlreadyRegistered,
-        `taberna ${id} is already registered on this domus`,
+        `taberna ${tabernaIdText(id)} is already registered on this domus`,
       );
     }
     checkOptions(id, options);
@@ -67,7 +73,10 @@ export class TabernaRegistry implements TabernaHost {
     }
     const decision = this.shutDown
       ? refusal(ErrorId.DomusClosed, 'the domus is shut down')
-      : refusal(ErrorId.UnknownTaberna, `no taberna ${dst} is registered at the destination`);
+      : refusal(
+          ErrorId.UnknownTaberna,
+          `no taberna ${tabernaIdText(dst)} is registered at the destination; ${NOT_SERVED_THERE}`,
+        );
     if (delivery.settle(decision)) this.host.onDecided(dst, delivery, decision);
   }
 
@@ -116,7 +125,7 @@ function checkOptions(id: TabernaId, options: TabernaOptions): void {
     if (!Number.isSafeInteger(value) || value < 1 || value > max) {
       throw new AureliaError(
         ErrorId.InvalidConfig,
-        `taberna ${id}: ${name} must be an integer in 1..${max}, got ${String(value)}`,
+        `taberna ${tabernaIdText(id)}: ${name} must be an integer in 1..${max}, got ${String(value)}`,
       );
     }
   };

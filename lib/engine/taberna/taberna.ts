@@ -2,7 +2,7 @@
 import { AureliaError, ErrorId } from '../errors.js';
 import { DeadlineHeap } from '../peer/deadline-heap.js';
 import type { MessageCodec } from '../codec.js';
-import type { TabernaId } from '../ids.js';
+import { tabernaIdText, type TabernaId } from '../ids.js';
 import {
   type Decision,
   type DecisionSink,
@@ -155,7 +155,9 @@ export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
    */
   close(): void {
     if (this.closedWith) return;
-    this.terminate(new AureliaError(ErrorId.TabernaShutdown, `taberna ${this.id} was closed`));
+    this.terminate(
+      new AureliaError(ErrorId.TabernaShutdown, `taberna ${tabernaIdText(this.id)} was closed`),
+    );
     this.host.onClosed(this as Taberna<unknown>);
   }
 
@@ -231,7 +233,7 @@ export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
   private receiveTimeout(timeoutMs: number): AureliaError {
     return new AureliaError(
       ErrorId.ReceiveTimeout,
-      `no message for taberna ${this.id} within ${timeoutMs} ms`,
+      `no message for taberna ${tabernaIdText(this.id)} within ${timeoutMs} ms`,
     );
   }
 
@@ -319,7 +321,7 @@ export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
         delivery,
         refusal(
           ErrorId.DecodeFailure,
-          `taberna ${this.id} could not decode the message: ${detail}`,
+          `taberna ${tabernaIdText(this.id)} could not decode the message: ${detail}`,
         ),
       );
       return false;
@@ -392,7 +394,7 @@ export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
             head.delivery,
             refusal(
               ErrorId.TabernaBusy,
-              `taberna ${this.id} had no room for ${this.acceptTimeoutMs()} ms`,
+              `taberna ${tabernaIdText(this.id)} had no room for ${this.acceptTimeoutMs()} ms`,
             ),
           );
           break;
@@ -410,7 +412,7 @@ export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
         d,
         refusal(
           ErrorId.RemoteTabernaRejected,
-          `taberna ${this.id} did not decide within ${this.acceptTimeoutMs()} ms`,
+          `taberna ${tabernaIdText(this.id)} did not decide within ${this.acceptTimeoutMs()} ms`,
         ),
       );
     }

@@ -42,7 +42,7 @@ function bindError(err: Error, label: string): AureliaError {
   const code = (err as NodeJS.ErrnoException).code;
   const reason =
     code === 'EADDRINUSE'
-      ? 'the address is already in use by another process'
+      ? 'the address is already in use by another process; stop it or listen elsewhere'
       : code === 'EADDRNOTAVAIL'
         ? 'the host is not an address of this machine'
         : code === 'EACCES'
@@ -51,7 +51,7 @@ function bindError(err: Error, label: string): AureliaError {
             ? 'the host name does not resolve'
             : err.message;
   return new AureliaError(
-    ErrorId.InvalidConfig,
+    code === 'EADDRINUSE' ? ErrorId.AddressInUse : ErrorId.InvalidConfig,
     `cannot listen on ${label}: ${reason}${code !== undefined ? ` (${code})` : ''}`,
     { cause: err },
   );
@@ -64,8 +64,9 @@ function bindError(err: Error, label: string): AureliaError {
  * nothing that appears at the path meanwhile is replaced; a path too long for that staging name
  * is bound directly and set to 0600 right after. Returns the identity of the file it created,
  * for `removeSocketFile`.
- * Rejects with `AureliaError(InvalidConfig)` naming the path when a live listener answers on it,
- * when it exists and is not a socket, or when the directory is missing or not writable.
+ * Rejects with `AureliaError(AddressInUse)` naming the path when a live listener answers on it,
+ * and with `AureliaError(InvalidConfig)` when it exists and is not a socket, or when the
+ * directory is missing or not writable.
  */
 export async function bindSocketFile(server: net.Server, socketPath: string): Promise<SocketFile> {
   const label = `unix://${socketPath}`;
@@ -130,7 +131,7 @@ async function reclaimStale(socketPath: string, label: string): Promise<void> {
   const state = await probeSocket(socketPath);
   if (state === 'live') {
     throw new AureliaError(
-      ErrorId.InvalidConfig,
+      ErrorId.AddressInUse,
       `cannot listen on ${label}: ${socketPath} is held by a live listener (another domus or process answers on it); stop it or choose another path`,
     );
   }

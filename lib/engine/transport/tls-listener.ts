@@ -131,9 +131,10 @@ export class TlsListener {
   /**
    * Binds `options.addr` and starts accepting; resolves once bound. For a Unix socket, an
    * existing socket file nothing answers on is removed first.
-   * Rejects with `AureliaError(InvalidConfig)` naming the address when the TCP address is in
-   * use, not local or not permitted, or when the socket path is held by a live listener, exists
-   * and is not a socket, or cannot be created.
+   * Rejects with `AureliaError(AddressInUse)` naming the address when the TCP address is in use
+   * or a live listener holds the socket path, and with `AureliaError(InvalidConfig)` when the
+   * address is not local or not permitted, or the socket path exists and is not a socket, or
+   * cannot be created.
    */
   static async listen(options: TlsListenerOptions): Promise<TlsListener> {
     const { addr } = options;

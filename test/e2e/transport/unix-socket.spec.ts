@@ -90,7 +90,7 @@ describe('Unix socket listener', () => {
     expect(lstatSync(path).mode & 0o777).toBe(0o600);
   });
 
-  it('refuses with InvalidConfig naming the path when a live listener holds it, and leaves that listener working', async () => {
+  it('refuses with AddressInUse naming the path when a live listener holds it, and leaves that listener working', async () => {
     const path = freshPath();
     const live = await startListener(
       cleanup,
@@ -99,7 +99,7 @@ describe('Unix socket listener', () => {
       testLimits(),
     );
     const err = await listenRejection(DomusAddr.socket(path));
-    expect(err.kind).toBe(ErrorId.InvalidConfig);
+    expect(err.kind).toBe(ErrorId.AddressInUse);
     expect(err.message).toContain(path);
     expect(err.message).toContain('held by a live listener');
     // The probe connection shows up on the live listener as a peer that went away.
@@ -145,16 +145,16 @@ describe('Unix socket listener', () => {
 });
 
 describe('TCP listener', () => {
-  it('refuses with InvalidConfig naming the address when the port is taken', async () => {
+  it('refuses with AddressInUse naming the address when the port is taken', async () => {
     const taken = await startListener(
       cleanup,
       DomusAddr.tcp('127.0.0.1', 0),
       await pki.node('alpha'),
     );
     const err = await listenRejection(taken.addr);
-    expect(err.kind).toBe(ErrorId.InvalidConfig);
+    expect(err.kind).toBe(ErrorId.AddressInUse);
     expect(err.message).toBe(
-      `cannot listen on ${taken.addr.key}: the address is already in use by another process (EADDRINUSE)`,
+      `cannot listen on ${taken.addr.key}: the address is already in use by another process; stop it or listen elsewhere (EADDRINUSE)`,
     );
   });
 

@@ -319,7 +319,7 @@ describe('DnsSrvResolver', () => {
     dns.zone.set(SERVICE, { nxdomain: true });
     const err = await rejection(() => resolverFor().resolve(7n));
     expect(err.kind).toBe(ErrorId.UnknownTaberna);
-    expect(err.message).toContain('taberna 7');
+    expect(err.message).toContain('taberna 0x7 (7)');
     expect(err.message).toContain(SERVICE);
     expect(err.message).toContain('NXDOMAIN');
   });
@@ -338,7 +338,9 @@ describe('DnsSrvResolver', () => {
   });
 
   it('throws UnknownTaberna for an id with no mapped service, without a query', () => {
-    expect(() => resolverFor().resolve(99n)).toThrow(/no DNS SRV service is mapped for taberna 99/);
+    expect(() => resolverFor().resolve(99n)).toThrow(
+      /no DNS SRV service is mapped for taberna 0x63 \(99\)/,
+    );
     expect(dns.queries).toEqual([]);
   });
 
