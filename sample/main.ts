@@ -10,6 +10,7 @@ import { SERVICES, type ServiceName } from './contracts.js';
 import { MESH_SETTINGS_ENV, type MeshSettings, since, trace } from './mesh.js';
 import { ensureSamplePki } from './pki.js';
 import { type FromService, type ToService, describeError } from './supervision.js';
+import { type SampleSpan, SpanBoard, traceTree } from './tracing.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 /**
@@ -83,11 +84,15 @@ class ServiceProcess {
   constructor(
     readonly name: ServiceName,
     settings: MeshSettings,
+    onSpan: (span: SampleSpan) => void,
   ) {
     this.child = fork(path.join(HERE, `${name}.js`), [], {
       env: { ...process.env, [MESH_SETTINGS_ENV]: JSON.stringify(settings) },
       // Services write the trace straight to our stdout, so lines stay in the order they happen.
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    this.child.on('message', (message: FromService) => {
+      if (message.kind === 'span') onSpan(message.span);
     });
     this.child.once('exit', (code, signal) => {
       this.exitCode = code;
@@ -214,8 +219,11 @@ async function main(): Promise<number> {
   // A private directory (mode 0700) for the services' Unix sockets: no ports to collide on.
   const runDir = await mkdtemp(path.join(os.tmpdir(), 'aurelia-sample-'));
   const settings: MeshSettings = { pkiDir: PKI_DIR, runDir };
+  const spans = new SpanBoard();
   if (!interrupted) {
-    for (const name of SERVICES) services.set(name, new ServiceProcess(name, settings));
+    for (const name of SERVICES) {
+      services.set(name, new ServiceProcess(name, settings, (span) => spans.add(span)));
+    }
   }
 
   let failure: unknown;
@@ -226,6 +234,7 @@ async function main(): Promise<number> {
       if (interrupted) break;
       trace('main', `step ${index + 1}/${SCENARIO.length}: ${title}`);
       await services.get(service)!.run(step, remaining(STEP_MS));
+      if (step === 'charge') await printTrace(spans, remaining(STEP_MS));
     }
   } catch (err) {
     failure = err;
@@ -254,6 +263,16 @@ async function main(): Promise<number> {
     `done in ${since(startedAt)}: every step behaved as expected, all services stopped`,
   );
   return 0;
+}
+
+/**
+ * Prints the trace of charge #1, put together from the spans orders and billing reported: the
+ * `checkout` span orders started, the client span of its `send()`, billing's server span.
+ */
+async function printTrace(board: SpanBoard, timeoutMs: number): Promise<void> {
+  const spans = await board.trace('checkout #1', 3, timeoutMs);
+  trace('main', `trace of charge #1 (trace id ${spans[0]!.traceId}):`);
+  for (const line of traceTree(spans)) trace('main', `  ${line}`);
 }
 
 /** `dir` relative to the working directory when inside it, else absolute. */

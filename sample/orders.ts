@@ -7,6 +7,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Injectable, Module, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { trace as tracing } from '@opentelemetry/api';
 import { type Observable, type Subscription, firstValueFrom, lastValueFrom, tap } from 'rxjs';
 import {
   AureliaError,
@@ -33,6 +34,9 @@ const ORDERS: readonly ChargeRequest[] = [
   { orderId: 1, customer: 'ada', amountCents: 4200 },
   { orderId: 2, customer: 'ada', amountCents: 1999 },
 ];
+
+/** Where orders' own spans come from. */
+const tracer = tracing.getTracer('sample-orders');
 
 /** Size of the file archived at audit. */
 const ARCHIVE_BYTES = 4 * 1024 * 1024;
@@ -79,17 +83,27 @@ class Orders {
     private readonly reporting: DomusReporting,
   ) {}
 
-  /** `send()` with one reply per call. The first call also opens the mTLS connection. */
+  /**
+   * `send()` with one reply per call. The first call also opens the mTLS connection. Each order
+   * is a `checkout` span of its own: the call's client span (here) and server span (in billing)
+   * join its trace.
+   */
   async charge(): Promise<void> {
     for (const order of ORDERS) {
-      const startedAt = performance.now();
-      const result = await firstValueFrom(
-        this.mesh.send<ChargeResult, ChargeRequest>(Patterns.charge, order),
-      );
-      trace(
-        'orders',
-        `charge #${order.orderId} → billing: ${result.status} as ${result.chargeId} (${since(startedAt)})`,
-      );
+      await tracer.startActiveSpan(`checkout #${order.orderId}`, async (span) => {
+        try {
+          const startedAt = performance.now();
+          const result = await firstValueFrom(
+            this.mesh.send<ChargeResult, ChargeRequest>(Patterns.charge, order),
+          );
+          trace(
+            'orders',
+            `charge #${order.orderId} → billing: ${result.status} as ${result.chargeId} (${since(startedAt)})`,
+          );
+        } finally {
+          span.end();
+        }
+      });
     }
   }
 

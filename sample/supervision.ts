@@ -3,6 +3,7 @@ import type { INestMicroservice } from '@nestjs/common';
 import { AureliaError, errorIdName } from 'aurelia-mesh';
 import type { ServiceName } from './contracts.js';
 import { trace } from './mesh.js';
+import { type SampleSpan, startTracing } from './tracing.js';
 
 /** What `main.ts` asks a service to do. */
 export type ToService =
@@ -12,7 +13,8 @@ export type ToService =
 export type FromService =
   | { readonly kind: 'ready' }
   | { readonly kind: 'failed'; readonly error: string }
-  | { readonly kind: 'done'; readonly id: number; readonly error?: string };
+  | { readonly kind: 'done'; readonly id: number; readonly error?: string }
+  | { readonly kind: 'span'; readonly span: SampleSpan };
 
 /** One step of the scenario a service can run; it throws when the outcome is not the expected one. */
 export type Step = () => Promise<void>;
@@ -37,6 +39,7 @@ export async function superviseService(
   const tell = (message: FromService): void => {
     if (process.connected) send(message);
   };
+  const stopTracing = startTracing(service, (span) => tell({ kind: 'span', span }));
   let app: INestMicroservice;
   try {
     app = await bootstrap();
@@ -51,6 +54,7 @@ export async function superviseService(
   const stop = (): Promise<void> => {
     closing ??= app
       .close()
+      .then(stopTracing)
       .then(
         () => trace(service, 'stopped'),
         (err: unknown) => {

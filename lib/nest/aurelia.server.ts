@@ -36,6 +36,7 @@ import { messageOf, rejectionReason } from './errors.js';
 import type { AureliaModuleOptions, ResolvedAureliaOptions } from './options.js';
 import { tabernaIdForRoute } from './pattern.js';
 import { buildDomus, resolveOnce } from './runtime.js';
+import { type Tracing, loadTracing } from './tracing.js';
 import { TABERNA_ID_EXTRA } from './tokens.js';
 
 /** Transport id of Aurelia handlers: `@MessagePattern('x', AURELIA_TRANSPORT)` binds to it only. */
@@ -82,6 +83,7 @@ export class AureliaServer
   private readonly pendingListeners: Array<[string, (event: never) => void]> = [];
   private responder: RequestReplyResponder | undefined;
   private authorization: AuthorizationGate | undefined;
+  private tracing: Tracing | undefined;
   private domus: Domus | undefined;
   private owned: Aurelia | undefined;
   private closing: Promise<void> | undefined;
@@ -117,6 +119,7 @@ export class AureliaServer
       const domus = await this.ensureDomus();
       this.responder = new RequestReplyResponder(domus);
       this.authorization = AuthorizationGate.for(this.policy, this.messageHandlers, domus);
+      this.tracing = await loadTracing();
       const ids = this.plan();
       for (const [id, pattern] of ids) {
         const taberna = await domus.taberna(
@@ -333,7 +336,9 @@ export class AureliaServer
         [request.peer, tabernaId, pattern, packet.metadata],
         takeBlob,
       );
-      await this.handleEvent(pattern, packet, context);
+      const span = this.tracing?.server(pattern, packet.metadata, request.peer, tabernaId);
+      const handle = (): Promise<void> => this.handleEvent(pattern, packet, context);
+      await (span ? span.settle(span.run(handle)) : handle());
       settled = true;
       request.accept();
       if (blob && !view) {
@@ -399,12 +404,18 @@ export class AureliaServer
     }
     const context = new AureliaContext([channel.peer, tabernaId, pattern, packet.metadata]);
     const aborted = abortedBy(channel);
-    const started = this.handleRequest(
-      context,
-      async () =>
-        this.transformToObservable(await handler(packet.data, context)).pipe(takeUntil(aborted)),
-      (reply) => this.respond(channel, id, reply),
-    ) as unknown;
+    const span = this.tracing?.server(pattern, packet.metadata, channel.peer, tabernaId);
+    const handle = (): unknown =>
+      this.handleRequest(
+        context,
+        async () =>
+          this.transformToObservable(await handler(packet.data, context)).pipe(takeUntil(aborted)),
+        (reply) => {
+          span?.reply(reply);
+          return this.respond(channel, id, reply);
+        },
+      );
+    const started = span ? span.run(handle) : handle();
     if (started instanceof Promise) await started;
   }
 

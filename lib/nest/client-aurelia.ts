@@ -2,7 +2,12 @@
 import 'reflect-metadata';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ClientProxy, type ReadPacket, type WritePacket } from '@nestjs/microservices';
+import {
+  ClientProxy,
+  type PacketMetadata,
+  type ReadPacket,
+  type WritePacket,
+} from '@nestjs/microservices';
 import { Observable, type Subscription } from 'rxjs';
 import { AureliaError, ErrorId } from '../engine/errors.js';
 import { Aurelia } from '../engine/aurelia.js';
@@ -19,6 +24,7 @@ import type { AureliaEventsMap } from './aurelia.server.js';
 import type { AureliaModuleOptions, ResolvedAureliaOptions } from './options.js';
 import { normalizePattern, tabernaIdForPattern } from './pattern.js';
 import { buildDomus, resolveOnce } from './runtime.js';
+import { type Tracing, loadTracing } from './tracing.js';
 
 /**
  * States `ClientAurelia.status` reports: `connecting` while the domus is being built, `ready`
@@ -57,6 +63,7 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
   private connecting: Promise<RequestReplyClient> | undefined;
   private domus: Domus | undefined;
   private requests: RequestReplyClient | undefined;
+  private tracing: Tracing | undefined;
   private owned: Aurelia | undefined;
   private closed = false;
   private hadLinks = false;
@@ -133,6 +140,7 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
       domus = await buildDomus(this.owned, this.source as ResolvedAureliaOptions);
     }
     const requests = await RequestReplyClient.for(domus);
+    this.tracing = await loadTracing();
     this.domus = domus;
     this.requests = requests;
     this.watchLinks(domus);
@@ -142,6 +150,8 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
   }
 
   protected publish(packet: ReadPacket, callback: (packet: WritePacket) => void): () => void {
+    const span = this.tracing?.client('send', patternText(packet.pattern), packet);
+    const reply = span ? span.observe(callback) : callback;
     let subscription: Subscription | undefined;
     let cancelled = false;
     // Deliveries go through one chain so an async deserializer cannot reorder them.
@@ -155,7 +165,7 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
         } catch (err) {
           out = { err: asAurelia(err, ErrorId.DecodeFailure, 'the reply could not be read') };
         }
-        if (!cancelled) callback(out);
+        if (!cancelled) reply(out);
         if (out.err !== undefined || out.isDisposed) {
           cancelled = true;
           // An unreadable reply ends the call here; the handler is told to stop.
@@ -189,6 +199,7 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
     start().catch((err: unknown) => deliver(() => ({ err })));
     return () => {
       cancelled = true;
+      span?.end();
       subscription?.unsubscribe();
     };
   }
@@ -232,7 +243,10 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
         subscriber.error(err);
         return undefined;
       }
-      this.transferBlob(transfer, pattern, data, source).then(
+      const traced: { metadata?: PacketMetadata } = {};
+      const span = this.tracing?.client('sendBlob', transfer.pattern, traced);
+      const sent = this.transferBlob(transfer, pattern, data, source, traced.metadata);
+      (span ? span.settle(sent) : sent).then(
         () => {
           transfer.settled = true;
           subscriber.next();
@@ -252,11 +266,14 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
     pattern: unknown,
     data: unknown,
     source: Readable,
+    metadata: PacketMetadata | undefined,
   ): Promise<void> {
     let sender: BlobSender;
     try {
       await this.connect();
-      const encoded = await this.encodeEvent({ pattern, data });
+      const encoded = await this.encodeEvent(
+        metadata ? { pattern, data, metadata } : { pattern, data },
+      );
       sender = await transfer.open(this.domus!, tabernaIdForPattern(pattern), encoded, {
         timeoutMs: this.requestTimeoutMs,
       });
@@ -279,8 +296,13 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
     }
   }
 
-  // Not `async`: an event whose serializer answers at once takes no promise besides the send's.
   protected dispatchEvent<T = unknown>(packet: ReadPacket): Promise<T> {
+    const span = this.tracing?.client('emit', patternText(packet.pattern), packet);
+    return span ? span.settle(this.emitPacket<T>(packet)) : this.emitPacket<T>(packet);
+  }
+
+  // Not `async`: an event whose serializer answers at once takes no promise besides the send's.
+  private emitPacket<T>(packet: ReadPacket): Promise<T> {
     const pattern = patternText(packet.pattern);
     let value: unknown;
     try {

@@ -180,6 +180,19 @@ describe('the sample mesh (node dist/sample/main.js)', () => {
     );
   });
 
+  it('prints the trace tree of charge #1, joined across orders and billing', () => {
+    const main = linesOf(run.stdout, 'main');
+    const at = main.findIndex((line) =>
+      /^trace of charge #1 \(trace id [0-9a-f]{32}\):$/.test(line),
+    );
+    expect(at).toBeGreaterThan(-1);
+    expect(main.slice(at + 1, at + 4).map((line) => line.replace(/, \d+\.\d ms$/, ''))).toEqual([
+      '  checkout #1 — orders',
+      '    billing.charge (client) — orders',
+      '      billing.charge (server) — billing',
+    ]);
+  });
+
   it('prints what the orders domus counted, including the rejected event', () => {
     expect(linesOf(run.stdout, 'orders')).toEqual(
       expect.arrayContaining([
