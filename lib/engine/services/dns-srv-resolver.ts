@@ -6,6 +6,8 @@ import { AureliaError, ErrorId } from '../errors.js';
 import { assertTabernaId, tabernaIdText, type TabernaId } from '../ids.js';
 import { BALANCINGS, type Balancing } from '../balancer/balancer.js';
 import { ReplicaSet, type RouteResolver } from '../resolver.js';
+import { checkRanges, checkServers, checkService, integer, invalid } from './dns-srv-options.js';
+import { type Endpoint, groupByPriority, pickWeighted } from './dns-srv-selection.js';
 
 /** An inclusive range of taberna ids served by one SRV service name. */
 export interface DnsSrvRange {
@@ -63,14 +65,6 @@ export interface DnsSrvResolverOptions {
   readonly now?: () => number;
 }
 
-interface Endpoint {
-  readonly target: string;
-  readonly port: number;
-  readonly priority: number;
-  readonly weight: number;
-  readonly addrs: readonly DomusAddr[];
-}
-
 interface CacheEntry {
   /** Endpoints grouped by priority, lowest first; zero weights first inside a group (RFC 2782). */
   readonly groups: readonly (readonly Endpoint[])[];
@@ -98,7 +92,6 @@ const DEFAULT_STALE_IF_ERROR_MS = 30_000;
 const DAY_MS = 86_400_000;
 /** Least time between lookups while a stale answer stands in for a failing refresh. */
 const RETRY_AFTER_ERROR_MS = 1_000;
-const DNS_LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
 /** DNS error codes meaning "this name has no such records", as opposed to "DNS is unavailable". */
 const ABSENT = new Set<string>([dns.NOTFOUND, dns.NODATA]);
 
@@ -475,50 +468,6 @@ async function addressesOf(resolver: dns.Resolver, target: string): Promise<Targ
   return { ips, ttlSeconds };
 }
 
-/** Groups by ascending priority; zero-weight endpoints first in a group, as RFC 2782 orders them. */
-function groupByPriority(endpoints: readonly Endpoint[]): Endpoint[][] {
-  const byPriority = new Map<number, Endpoint[]>();
-  for (const e of endpoints) {
-    const group = byPriority.get(e.priority);
-    if (group === undefined) byPriority.set(e.priority, [e]);
-    else group.push(e);
-  }
-  return [...byPriority.entries()]
-    .sort(([a], [b]) => a - b)
-    .map(([, group]) => [
-      ...group.filter((e) => e.weight === 0),
-      ...group.filter((e) => e.weight > 0),
-    ]);
-}
-
-/**
- * RFC 2782 selection inside one priority: with the zero-weight endpoints first, a uniform integer
- * r in 0..sum(weights) picks the first endpoint whose running weight sum is at least r. Read
- * literally that gives r = 0 to the first endpoint even when its weight is not 0 (weights 1 and 1
- * would win 2/3 and 1/3), so r = 0 goes to the zero-weight endpoints only — their "very small
- * chance", 1/(sum + 1) together — and without any, r is drawn from 1..sum. Every endpoint of
- * weight w > 0 is then chosen with probability exactly w/sum (or w/(sum + 1) beside zero-weight
- * ones); when all weights are 0 the choice is uniform. `group` must list zero weights first.
- */
-function pickWeighted(group: readonly Endpoint[], random: () => number): Endpoint {
-  let total = 0;
-  let zeros = 0;
-  for (const e of group) {
-    total += e.weight;
-    if (e.weight === 0) zeros++;
-  }
-  if (total === 0) return group[Math.min(group.length - 1, Math.floor(random() * group.length))];
-  const slots = zeros > 0 ? total + 1 : total;
-  const r = Math.min(slots - 1, Math.floor(random() * slots)) + (zeros > 0 ? 0 : 1);
-  if (r === 0) return group[Math.min(zeros - 1, Math.floor(random() * zeros))];
-  let running = 0;
-  for (const e of group) {
-    running += e.weight;
-    if (running >= r) return e;
-  }
-  return group[group.length - 1];
-}
-
 function codeOf(err: unknown): string {
   return typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : '';
 }
@@ -558,67 +507,4 @@ function forTaberna(err: unknown, id: TabernaId): AureliaError {
 
 function closedError(): AureliaError {
   return new AureliaError(ErrorId.DomusClosed, 'the DNS SRV resolver is closed');
-}
-
-function checkService(service: unknown, field: string): string {
-  if (typeof service !== 'string') throw invalid(`${field} must be a DNS name string`);
-  const name = service.endsWith('.') ? service.slice(0, -1) : service;
-  if (name.length === 0 || name.length > 253 || !name.split('.').every((l) => DNS_LABEL.test(l))) {
-    throw invalid(
-      `${field} ${JSON.stringify(service)} is not a DNS name ` +
-        '(dot-separated labels of letters, digits, "-" and "_", at most 253 characters)',
-    );
-  }
-  return name;
-}
-
-function checkRanges(ranges: readonly DnsSrvRange[]): DnsSrvRange[] {
-  if (!Array.isArray(ranges)) throw invalid('ranges must be an array of { from, to, service }');
-  const checked = ranges.map((range, i) => {
-    const from = assertTabernaId(range?.from, ErrorId.InvalidConfig);
-    const to = assertTabernaId(range?.to, ErrorId.InvalidConfig);
-    if (from > to) throw invalid(`ranges[${i}] is inverted: from ${from} is after to ${to}`);
-    return Object.freeze({
-      from,
-      to,
-      service: checkService(range.service, `ranges[${i}].service`),
-    });
-  });
-  const sorted = [...checked].sort((a, b) => (a.from < b.from ? -1 : a.from > b.from ? 1 : 0));
-  for (let i = 1; i < sorted.length; i++) {
-    if (sorted[i].from <= sorted[i - 1].to) {
-      throw invalid(
-        `ranges ${sorted[i - 1].from}..${sorted[i - 1].to} and ` +
-          `${sorted[i].from}..${sorted[i].to} overlap`,
-      );
-    }
-  }
-  return sorted;
-}
-
-function checkServers(servers: readonly string[] | undefined): readonly string[] | undefined {
-  if (servers === undefined) return undefined;
-  if (!Array.isArray(servers) || servers.length === 0) {
-    throw invalid('servers must be a non-empty array of "IP" or "IP:PORT" strings');
-  }
-  try {
-    // node:dns validates the forms; a throwaway resolver holds no socket until it queries.
-    new dns.Resolver().setServers(servers);
-  } catch (err) {
-    throw invalid(
-      `servers ${JSON.stringify(servers)} are not valid DNS servers: ${(err as Error).message}`,
-    );
-  }
-  return Object.freeze([...servers]);
-}
-
-function integer(field: string, value: number, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw invalid(`${field} must be an integer in ${min}..${max}, got ${String(value)}`);
-  }
-  return value;
-}
-
-function invalid(message: string): AureliaError {
-  return new AureliaError(ErrorId.InvalidConfig, message);
 }
