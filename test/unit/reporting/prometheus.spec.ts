@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { Counter, Registry } from 'prom-client';
+import { ReplicaBalancer } from '../../../lib/engine/balancer/balancer.js';
 import { ErrorId } from '../../../lib/engine/errors.js';
 import { MetricsRecorder } from '../../../lib/engine/reporting/metrics.js';
 import {
@@ -175,6 +176,28 @@ describe('registerAureliaMetrics', () => {
     expect(
       sampleValue(families, name, { identity: OTHER_PEER_IDENTITY, kind: 'blob' }),
     ).toBeUndefined();
+    registration.dispose();
+  });
+
+  it('reports ejections and each balanced replica with its outstanding sends and ejection', async () => {
+    const registry = new Registry();
+    const { recorder, reporting } = fakeDomus();
+    const balancer = new ReplicaBalancer({ ejectionMs: 60_000 });
+    recorder.replicaReports = () => balancer.replicas(Date.now());
+    const registration = registerAureliaMetrics(reporting, { registry });
+    const [a, b] = ['tls://10.0.0.1:7000', 'tls://10.0.0.2:7000'];
+    balancer.pick([a, b], 'round-robin', Date.now());
+    balancer.pick([a, b], 'round-robin', Date.now());
+    balancer.started(a);
+    balancer.started(a);
+    balancer.connectFailed(b, Date.now());
+    recorder.replicaEjections++;
+    const families = await scrape(registry);
+    expect(sampleValue(families, 'aurelia_replica_ejections_total', {})).toBe(1);
+    expect(sampleValue(families, 'aurelia_replica_outstanding', { replica: a })).toBe(2);
+    expect(sampleValue(families, 'aurelia_replica_outstanding', { replica: b })).toBe(0);
+    expect(sampleValue(families, 'aurelia_replica_ejected', { replica: a })).toBe(0);
+    expect(sampleValue(families, 'aurelia_replica_ejected', { replica: b })).toBe(1);
     registration.dispose();
   });
 
