@@ -78,6 +78,12 @@ export interface DomusConfig {
    * a blob accepted past it is refused with `BlobBufferFull`. At least one full blob window.
    */
   readonly maxBlobInboundBytesPerPeer: number;
+  /** Consecutive failed sends that eject a replica of a balanced route. */
+  readonly replicaFailuresToEject: number;
+  /** How long a replica's first ejection lasts; doubles with each ejection in a row. */
+  readonly replicaEjectionMs: number;
+  /** Longest ejection of a replica; never less than `replicaEjectionMs`. */
+  readonly replicaMaxEjectionMs: number;
 }
 
 const MiB = 1024 * 1024;
@@ -131,6 +137,9 @@ export const DOMUS_CONFIG_MAX: Readonly<Record<IntegerField, number>> = Object.f
   maxTabernaOverflowPerPeer: 65_536,
   maxDecisionBacklogBytesPerPeer: 64 * MiB,
   maxBlobInboundBytesPerPeer: 8 * GiB,
+  replicaFailuresToEject: 1000,
+  replicaEjectionMs: 3_600_000,
+  replicaMaxEjectionMs: 3_600_000,
 });
 
 const DEFAULTS: DomusConfig = {
@@ -157,6 +166,9 @@ const DEFAULTS: DomusConfig = {
   maxTabernaOverflowPerPeer: 128,
   maxDecisionBacklogBytesPerPeer: MiB,
   maxBlobInboundBytesPerPeer: 64 * MiB,
+  replicaFailuresToEject: 5,
+  replicaEjectionMs: 1_000,
+  replicaMaxEjectionMs: 30_000,
 };
 
 const FIELD_NAMES = Object.freeze(Object.keys(DEFAULTS)) as readonly (keyof DomusConfig)[];
@@ -203,6 +215,9 @@ export function validateDomusConfig(value: unknown): DomusConfig {
     maxTabernaOverflowPerPeer: integer('maxTabernaOverflowPerPeer'),
     maxDecisionBacklogBytesPerPeer: integer('maxDecisionBacklogBytesPerPeer'),
     maxBlobInboundBytesPerPeer: integer('maxBlobInboundBytesPerPeer'),
+    replicaFailuresToEject: integer('replicaFailuresToEject'),
+    replicaEjectionMs: integer('replicaEjectionMs'),
+    replicaMaxEjectionMs: integer('replicaMaxEjectionMs'),
   };
   checkCrossFieldRules(config);
   return freezeCopy(config);
@@ -374,6 +389,21 @@ export class DomusConfigBuilder {
     return this.#set('maxBlobInboundBytesPerPeer', value);
   }
 
+  /** Sets `replicaFailuresToEject` (1..1000). */
+  replicaFailuresToEject(value: number): this {
+    return this.#set('replicaFailuresToEject', value);
+  }
+
+  /** Sets `replicaEjectionMs` (1..3600000, at most `replicaMaxEjectionMs`). */
+  replicaEjectionMs(value: number): this {
+    return this.#set('replicaEjectionMs', value);
+  }
+
+  /** Sets `replicaMaxEjectionMs` (1..3600000, at least `replicaEjectionMs`). */
+  replicaMaxEjectionMs(value: number): this {
+    return this.#set('replicaMaxEjectionMs', value);
+  }
+
   /**
    * Validates the recorded values and returns a frozen `DomusConfig`. Throws
    * `AureliaError(InvalidConfig)` naming the first offending field and its allowed range. The
@@ -426,6 +456,7 @@ function checkBlobWindow(name: string, value: unknown): BlobWindowConfig {
 function checkCrossFieldRules(config: DomusConfig): void {
   checkNotOver(config, 'callisConnectTimeoutMs', 'sendTimeoutMs');
   checkNotOver(config, 'inboundHandshakeLimitPerPeer', 'inboundHandshakeLimitTotal');
+  checkNotOver(config, 'replicaEjectionMs', 'replicaMaxEjectionMs');
   // A buffer smaller than one window could never let a single window of chunks through.
   const windows = [
     ['tcpBlobWindow', config.tcpBlobWindow],

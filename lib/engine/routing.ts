@@ -10,7 +10,12 @@ import {
   type TabernaId,
 } from './ids.js';
 import { ReplicaSet, type RouteResolver } from './resolver.js';
-import { ReplicaBalancer, type ReplicaDecision } from './balancer/balancer.js';
+import {
+  ReplicaBalancer,
+  type ReplicaBalancerOptions,
+  type ReplicaDecision,
+} from './balancer/balancer.js';
+import type { DomusConfig } from './config.js';
 import type { CallisSettings } from './peer/callis.js';
 import { OutboundPeer, type PeerHost } from './peer/peer.js';
 import { FrameFlags } from './wire/frame.js';
@@ -67,7 +72,9 @@ export interface RouterHost {
  */
 export class Router {
   private readonly peers = new Map<string, OutboundPeer>();
-  private readonly balancer = new ReplicaBalancer();
+  private readonly balancer: ReplicaBalancer;
+  /** The configuration the balancer's ejection limits were last taken from. */
+  private tunedFor: DomusConfig;
   private readonly localSink: LocalSink;
   private readonly selfPeer: PeerInfo;
   private peerSerial = 0n;
@@ -75,6 +82,8 @@ export class Router {
   constructor(private readonly host: RouterHost) {
     this.localSink = new LocalSink(host.metrics);
     this.selfPeer = Object.freeze({ identity: host.identity, local: true });
+    this.tunedFor = host.config.value;
+    this.balancer = new ReplicaBalancer(ejectionLimits(this.tunedFor));
     host.metrics.replicaReports = () => this.balancer.replicas(Date.now());
   }
 
@@ -210,7 +219,7 @@ export class Router {
     const key = route.balancing === 'hash' ? (message.balanceKey ?? String(message.to)) : '';
     let replica = '';
     for (let tries = 0; tries <= route.keys.length; tries++) {
-      const pick = this.balancer.pick(route.keys, route.balancing, now, key);
+      const pick = this.tuned().pick(route.keys, route.balancing, now, key);
       replica = pick.replica;
       if (pick.decision === undefined) break;
       this.report(pick.decision, now);
@@ -230,13 +239,23 @@ export class Router {
       else this.balancer.settled(replica, true, now, performance.now() - startedAt);
       return;
     }
-    const decision = this.balancer.settled(
+    const decision = this.tuned().settled(
       replica,
       err === undefined,
       now,
       err === undefined ? performance.now() - startedAt : undefined,
     );
     if (decision !== undefined) this.report(decision, now);
+  }
+
+  /** The balancer, with the ejection limits of the live configuration. */
+  private tuned(): ReplicaBalancer {
+    const config = this.host.config.value;
+    if (config !== this.tunedFor) {
+      this.tunedFor = config;
+      this.balancer.tune(ejectionLimits(config));
+    }
+    return this.balancer;
   }
 
   private report(decision: ReplicaDecision, now: number): void {
@@ -366,7 +385,7 @@ export class Router {
   /** A link to a replica came up: readmits it when that was its probe. */
   private replicaReachable(replica: string): void {
     const now = Date.now();
-    const decision = this.balancer.connected(replica, now);
+    const decision = this.tuned().connected(replica, now);
     if (decision !== undefined) this.report(decision, now);
   }
 
@@ -374,7 +393,7 @@ export class Router {
   private replicaUnreachable(replica: string): void {
     if (!this.balancer.tracks(replica)) return;
     const now = Date.now();
-    const decision = this.balancer.connectFailed(replica, now);
+    const decision = this.tuned().connectFailed(replica, now);
     if (decision !== undefined) this.report(decision, now);
   }
 
@@ -394,6 +413,14 @@ export class Router {
 }
 
 const SERIAL_MASK = 0xffff_ffffn;
+
+function ejectionLimits(config: DomusConfig): ReplicaBalancerOptions {
+  return {
+    failuresToEject: config.replicaFailuresToEject,
+    ejectionMs: config.replicaEjectionMs,
+    maxEjectionMs: config.replicaMaxEjectionMs,
+  };
+}
 /** A replica no send used for this long (and not ejected) is forgotten by the balancer. */
 const REPLICA_IDLE_MS = 10 * 60_000;
 /**

@@ -35,6 +35,8 @@ function permissive(): Record<string, unknown> {
     inboundHandshakeLimitPerPeer: 1,
     tcpBlobWindow: { chunkSize: 1, ackWindow: 1 },
     socketBlobWindow: { chunkSize: 1, ackWindow: 1 },
+    replicaEjectionMs: 1,
+    replicaMaxEjectionMs: DOMUS_CONFIG_MAX.replicaMaxEjectionMs,
   };
 }
 
@@ -64,6 +66,9 @@ describe('defaultDomusConfig', () => {
       maxTabernaOverflowPerPeer: 128,
       maxDecisionBacklogBytesPerPeer: MiB,
       maxBlobInboundBytesPerPeer: 64 * MiB,
+      replicaFailuresToEject: 5,
+      replicaEjectionMs: 1_000,
+      replicaMaxEjectionMs: 30_000,
     });
     expect(DEFAULT_BLOB_WINDOWS.tcp).toEqual({ chunkSize: 262_144, ackWindow: 16 });
     expect(DEFAULT_BLOB_WINDOWS.socket).toEqual({ chunkSize: 131_072, ackWindow: 16 });
@@ -189,11 +194,14 @@ describe('validateDomusConfig', () => {
         maxQueuedBytesPerPeer: integer('maxQueuedBytesPerPeer'),
         maxTabernaOverflowPerPeer: integer('maxTabernaOverflowPerPeer'),
         maxDecisionBacklogBytesPerPeer: integer('maxDecisionBacklogBytesPerPeer'),
+        replicaFailuresToEject: integer('replicaFailuresToEject'),
+        replicaMaxEjectionMs: integer('replicaMaxEjectionMs'),
+        ejectionShare: fc.double({ min: 0, max: 1, noNaN: true }),
         connectShare: fc.double({ min: 0, max: 1, noNaN: true }),
         perPeerShare: fc.double({ min: 0, max: 1, noNaN: true }),
         bufferExtra: fc.nat({ max: 2 ** 30 }),
       })
-      .map(({ connectShare, perPeerShare, bufferExtra, ...fields }) => {
+      .map(({ connectShare, perPeerShare, bufferExtra, ejectionShare, ...fields }) => {
         const window = Math.max(
           fields.tcpBlobWindow.chunkSize * fields.tcpBlobWindow.ackWindow,
           fields.socketBlobWindow.chunkSize * fields.socketBlobWindow.ackWindow,
@@ -209,6 +217,7 @@ describe('validateDomusConfig', () => {
           blobOutboundBufferBytes: buffer,
           blobInboundBufferBytes: buffer,
           maxBlobInboundBytesPerPeer: buffer,
+          replicaEjectionMs: Math.max(1, Math.floor(fields.replicaMaxEjectionMs * ejectionShare)),
         } satisfies DomusConfig;
       });
     fc.assert(
@@ -343,6 +352,19 @@ describe('validateDomusConfig', () => {
             inboundHandshakeLimitPerPeer: 5,
           }),
         'inboundHandshakeLimitPerPeer (5) must not exceed inboundHandshakeLimitTotal (4)',
+      );
+    });
+
+    it('requires replicaEjectionMs ≤ replicaMaxEjectionMs', () => {
+      const base = defaultDomusConfig();
+      expect(
+        validateDomusConfig({ ...base, replicaEjectionMs: 5_000, replicaMaxEjectionMs: 5_000 })
+          .replicaEjectionMs,
+      ).toBe(5_000);
+      expectInvalid(
+        () =>
+          validateDomusConfig({ ...base, replicaEjectionMs: 5_001, replicaMaxEjectionMs: 5_000 }),
+        'replicaEjectionMs (5001) must not exceed replicaMaxEjectionMs (5000)',
       );
     });
 
@@ -482,6 +504,9 @@ describe('DomusConfigBuilder', () => {
       .maxTabernaOverflowPerPeer(16)
       .maxDecisionBacklogBytesPerPeer(256 * 1024)
       .maxBlobInboundBytesPerPeer(16 * MiB)
+      .replicaFailuresToEject(3)
+      .replicaEjectionMs(500)
+      .replicaMaxEjectionMs(10_000)
       .build();
     expect(config).toEqual({
       sendQueueSize: 256,
@@ -507,6 +532,9 @@ describe('DomusConfigBuilder', () => {
       maxTabernaOverflowPerPeer: 16,
       maxDecisionBacklogBytesPerPeer: 256 * 1024,
       maxBlobInboundBytesPerPeer: 16 * MiB,
+      replicaFailuresToEject: 3,
+      replicaEjectionMs: 500,
+      replicaMaxEjectionMs: 10_000,
     });
   });
 

@@ -116,9 +116,9 @@ const LATENCY_FLOOR_MS = 0.01;
  * rotation, the pick ignores ejections (a send tried beats a send failed without trying).
  */
 export class ReplicaBalancer {
-  readonly #failuresToEject: number;
-  readonly #ejectionMs: number;
-  readonly #maxEjectionMs: number;
+  #failuresToEject: number;
+  #ejectionMs: number;
+  #maxEjectionMs: number;
   readonly #decayMs: number;
   readonly #random: () => number;
   readonly #replicas = new Map<string, ReplicaState>();
@@ -130,19 +130,10 @@ export class ReplicaBalancer {
    * not an integer in its range or `random` is not a function.
    */
   constructor(options: ReplicaBalancerOptions = {}) {
-    this.#failuresToEject = integer(
-      'failuresToEject',
-      options.failuresToEject ?? DEFAULT_FAILURES_TO_EJECT,
-      1,
-      1000,
-    );
-    this.#ejectionMs = integer('ejectionMs', options.ejectionMs ?? DEFAULT_EJECTION_MS, 1, 3.6e6);
-    this.#maxEjectionMs = integer(
-      'maxEjectionMs',
-      options.maxEjectionMs ?? Math.max(DEFAULT_MAX_EJECTION_MS, this.#ejectionMs),
-      this.#ejectionMs,
-      3.6e6,
-    );
+    const limits = checkLimits(options);
+    this.#failuresToEject = limits.failuresToEject;
+    this.#ejectionMs = limits.ejectionMs;
+    this.#maxEjectionMs = limits.maxEjectionMs;
     this.#decayMs = integer(
       'latencyDecayMs',
       options.latencyDecayMs ?? DEFAULT_LATENCY_DECAY_MS,
@@ -156,6 +147,19 @@ export class ReplicaBalancer {
       );
     }
     this.#random = options.random ?? Math.random;
+  }
+
+  /**
+   * Changes the ejection limits (a live configuration update); ejections under way keep their
+   * end. Throws `AureliaError(InvalidConfig)` like the constructor, changing nothing.
+   */
+  tune(
+    limits: Pick<ReplicaBalancerOptions, 'failuresToEject' | 'ejectionMs' | 'maxEjectionMs'>,
+  ): void {
+    const checked = checkLimits(limits);
+    this.#failuresToEject = checked.failuresToEject;
+    this.#ejectionMs = checked.ejectionMs;
+    this.#maxEjectionMs = checked.maxEjectionMs;
   }
 
   /**
@@ -424,6 +428,27 @@ export class ReplicaBalancer {
     }
     state.sampledAt = now;
   }
+}
+
+function checkLimits(options: ReplicaBalancerOptions): {
+  failuresToEject: number;
+  ejectionMs: number;
+  maxEjectionMs: number;
+} {
+  const failuresToEject = integer(
+    'failuresToEject',
+    options.failuresToEject ?? DEFAULT_FAILURES_TO_EJECT,
+    1,
+    1000,
+  );
+  const ejectionMs = integer('ejectionMs', options.ejectionMs ?? DEFAULT_EJECTION_MS, 1, 3.6e6);
+  const maxEjectionMs = integer(
+    'maxEjectionMs',
+    options.maxEjectionMs ?? Math.max(DEFAULT_MAX_EJECTION_MS, ejectionMs),
+    ejectionMs,
+    3.6e6,
+  );
+  return { failuresToEject, ejectionMs, maxEjectionMs };
 }
 
 function integer(field: string, value: number, min: number, max: number): number {

@@ -370,6 +370,19 @@ describe('ReplicaBalancer failure accrual', () => {
     ).toEqual(['busy', 'down']);
   });
 
+  it('applies new ejection limits to later failures, keeping the ejection under way', () => {
+    const balancer = new ReplicaBalancer({ failuresToEject: 5, ejectionMs: 1000 });
+    balancer.connectFailed('a', 0);
+    balancer.tune({ failuresToEject: 1, ejectionMs: 200, maxEjectionMs: 400 });
+    expect(balancer.isEjected('a', 999)).toBe(true);
+    balancer.started('b');
+    expect(balancer.settled('b', false, 0)).toMatchObject({ type: 'ReplicaEjected', until: 200 });
+    expect(() => balancer.tune({ ejectionMs: 500, maxEjectionMs: 100 })).toThrow(AureliaError);
+    // A refused tuning changes nothing.
+    balancer.started('c');
+    expect(balancer.settled('c', false, 0)?.type).toBe('ReplicaEjected');
+  });
+
   it('refuses an empty route and bad options with InvalidConfig', () => {
     expect(() => new ReplicaBalancer().pick([], 'least-loaded', 0)).toThrow(AureliaError);
     for (const options of [
