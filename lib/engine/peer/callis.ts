@@ -278,8 +278,9 @@ export class Callis {
 
   /**
    * Stops reading the socket for `reason` (a `ReadPause` bit). Frames already decoded from the
-   * current chunk are kept, in order, and handed over when reading resumes; the half-open check
-   * is suspended meanwhile (silence is ours, not the peer's).
+   * current chunk are kept, in order, and handed over when reading resumes. While paused for
+   * `Budget` the half-open check is suspended (the silence is ours, not the peer's); a peer that
+   * leaves our answers unread (`Backlog`) for three keepalive intervals is dropped as half-open.
    */
   pauseReads(reason: number): void {
     if (this.closed || (this.pausedFor & reason) !== 0) return;
@@ -531,7 +532,10 @@ export class Callis {
     if (this.closed) return;
     const interval = this.settings.keepaliveIntervalMs();
     const now = Date.now();
-    if (this.pausedFor === 0 && now - this.lastReceivedAt >= HALF_OPEN_FACTOR * interval) {
+    // Paused for the peer's budget, the silence is ours; paused because the peer does not read
+    // our answers, it is the peer's, and a peer gone silent is still dropped.
+    const silenceIsOurs = (this.pausedFor & ReadPause.Budget) !== 0;
+    if (!silenceIsOurs && now - this.lastReceivedAt >= HALF_OPEN_FACTOR * interval) {
       this.close(
         new AureliaError(
           ErrorId.ConnectionLost,

@@ -365,6 +365,24 @@ describe('Callis read pauses', () => {
     callis.close(closedByTest());
   });
 
+  it('suspends the half-open check while paused for the budget, but not while the peer leaves its answers unread', async () => {
+    const { local } = await socketPair();
+    const budgetPaused = makeCallis(local, 20, 'inbound');
+    budgetPaused.setHandler(handler());
+    budgetPaused.pauseReads(ReadPause.Budget);
+    const other = await socketPair();
+    const backlogPaused = makeCallis(other.local, 20, 'inbound');
+    const closed = new Promise<AureliaError>((resolve) =>
+      backlogPaused.setHandler(handler({ onClosed: (_c, reason) => resolve(reason) })),
+    );
+    backlogPaused.pauseReads(ReadPause.Backlog);
+    // The backlog-paused callis is dropped after three quiet intervals; the other, made first,
+    // has been quiet at least as long and is still open.
+    expect((await closed).message).toMatch(/half-open/);
+    expect(budgetPaused.closed).toBe(false);
+    budgetPaused.close(closedByTest());
+  });
+
   it('never pauses a dialed callis for a backlog of its own writes', async () => {
     const { local, remote } = await socketPair();
     remote.pause();
