@@ -77,6 +77,8 @@ export class OutboundPeer implements CallisHandler {
   private upSince = 0;
   private abort = new AbortController();
   private reconnectTimer: NodeJS.Timeout | undefined;
+  /** When the last dial started (`Date.now()`), to pace dials made on demand. */
+  private lastDialAt = -Infinity;
   private deadlineTimer: NodeJS.Timeout | undefined;
   private deadlineAt = Infinity;
   private draining = false;
@@ -167,6 +169,18 @@ export class OutboundPeer implements CallisHandler {
     this.armDeadline(message.deadline);
     if (this.state === 'up') this.callis?.scheduleFlush();
     else if (this.state === 'idle') void this.connect();
+    else if (this.state === 'backoff') this.dialOnDemand();
+  }
+
+  /**
+   * A new send while a reconnect waits out its backoff dials at once (the peer may be back), but
+   * at most once per first `reconnectBackoffMs` step, so sends to a peer that stays down do not
+   * turn into a dial each.
+   */
+  private dialOnDemand(): void {
+    if (Date.now() - this.lastDialAt < this.host.reconnectBackoffMs()[0]) return;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    void this.connect();
   }
 
   /**
@@ -234,6 +248,7 @@ export class OutboundPeer implements CallisHandler {
   private async connect(): Promise<void> {
     this.state = 'connecting';
     this.reconnectTimer = undefined;
+    this.lastDialAt = Date.now();
     const host = this.host;
     host.metrics.dialAttempts++;
     const timeoutMs = host.callisConnectTimeoutMs();
