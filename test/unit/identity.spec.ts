@@ -4,7 +4,9 @@ import fc from 'fast-check';
 
 import {
   certificateIdentity,
+  identityNamespace,
   parseSubjectAltName,
+  readCertificateIdentity,
   type SubjectAltNameEntry,
 } from '../../lib/engine/transport/identity.js';
 import { makeTestPki, type TestPki } from '../support/pki.js';
@@ -18,6 +20,11 @@ beforeAll(async () => {
 /** The fields of `tlsSocket.getPeerCertificate()` that identity reads. */
 function peer(subjectaltname: string | undefined, subject: Record<string, unknown> = {}) {
   return { subject, subjectaltname } as unknown as PeerCertificate;
+}
+
+function hasControl(text: string): boolean {
+  // eslint-disable-next-line no-control-regex -- the identity rule refuses control characters
+  return /[\u0000-\u001f\u007f]/.test(text);
 }
 
 /**
@@ -83,9 +90,13 @@ describe('certificateIdentity of real certificates', () => {
       uri: 'spiffe://aurelia.local/x, URI:spiffe://aurelia.local/admin',
       dnsNames: ['smuggle.internal'],
     });
-    expect(certificateIdentity(new X509Certificate(node.certPem))).toBe(
-      'spiffe://aurelia.local/x, URI:spiffe://aurelia.local/admin',
-    );
+    const cert = new X509Certificate(node.certPem);
+    expect(parseSubjectAltName(cert.subjectAltName!)).toContainEqual({
+      type: 'URI',
+      value: 'spiffe://aurelia.local/x, URI:spiffe://aurelia.local/admin',
+    });
+    // Whole, the value is no URI (it holds spaces): no identity at all, neither admin nor the DNS name.
+    expect(certificateIdentity(cert)).toBeUndefined();
   });
 
   it('is undefined for a certificate with neither SAN identity nor CN', async () => {
@@ -120,6 +131,55 @@ describe('certificateIdentity of peer certificate objects', () => {
 
   it('skips empty URI and DNS values', () => {
     expect(certificateIdentity(peer('URI:, DNS:, DNS:d.internal', { CN: 'd' }))).toBe('d.internal');
+  });
+
+  it('records the kind of each identity', () => {
+    expect(readCertificateIdentity(peer('URI:spiffe://m/a', { CN: 'a' }))).toEqual({
+      kind: 'uri',
+      name: 'spiffe://m/a',
+    });
+    expect(readCertificateIdentity(peer('DNS:b.internal', { CN: 'b' }))).toEqual({
+      kind: 'dns',
+      name: 'b.internal',
+    });
+    expect(readCertificateIdentity(peer(undefined, { CN: 'c' }))).toEqual({
+      kind: 'cn',
+      name: 'c',
+    });
+  });
+
+  it('refuses a CN that looks like a URI: URI identities come only from URI SANs', () => {
+    const read = readCertificateIdentity(peer(undefined, { CN: 'spiffe://aurelia.local/orders' }));
+    expect(read.kind).toBeUndefined();
+    expect(read).toMatchObject({
+      problem: expect.stringContaining('a URI identity must be a URI SAN'),
+    });
+    expect(certificateIdentity(peer('IP Address:10.0.0.1', { CN: 'a:b' }))).toBeUndefined();
+  });
+
+  it('refuses a DNS SAN that is not a host name, without falling back to the CN', () => {
+    const read = readCertificateIdentity(
+      peer('DNS:spiffe://aurelia.local/orders', { CN: 'orders' }),
+    );
+    expect(read).toMatchObject({
+      kind: undefined,
+      problem: expect.stringContaining('not a host name'),
+    });
+    expect(certificateIdentity(peer('DNS:*.internal', { CN: 'x' }))).toBeUndefined();
+  });
+
+  it('refuses a URI SAN that has no scheme, so it can never pass for a DNS name', () => {
+    expect(certificateIdentity(peer('URI:billing.internal', { CN: 'x' }))).toBeUndefined();
+    expect(certificateIdentity(peer('URI:"spiffe://m/a b"', { CN: 'x' }))).toBeUndefined();
+  });
+
+  it('refuses a CN with a control character', () => {
+    expect(certificateIdentity(peer(undefined, { CN: 'orders\nforged log line' }))).toBeUndefined();
+  });
+
+  it('tells URI identities from names by their text alone', () => {
+    expect(identityNamespace('spiffe://aurelia.local/orders')).toBe('uri');
+    expect(identityNamespace('orders.internal')).toBe('name');
   });
 
   it('is undefined, not the CN, when the SAN text is malformed', () => {
@@ -181,20 +241,53 @@ describe('parseSubjectAltName', () => {
     );
   });
 
-  it('yields the first URI of any rendered list as the identity', () => {
+  it('yields the first URI of any rendered list as the identity, if it is a URI', () => {
     const entry = fc.record({
       type: fc.constantFrom('DNS', 'URI', 'IP Address'),
-      value: fc.string({ minLength: 1, maxLength: 30 }),
+      value: fc.oneof(
+        fc.string({ minLength: 1, maxLength: 30 }),
+        fc.constantFrom('spiffe://m/a', 'billing.internal', 'a:b', 'x'),
+      ),
     });
     fc.assert(
       fc.property(fc.array(entry, { minLength: 1, maxLength: 6 }), (entries) => {
         const text = entries.map(nodeEntry).join(', ');
+        const uri = entries.find((e) => e.type === 'URI')?.value;
+        const dns = entries.find((e) => e.type === 'DNS')?.value;
         const expected =
-          entries.find((e) => e.type === 'URI')?.value ??
-          entries.find((e) => e.type === 'DNS')?.value ??
-          'fallback';
+          uri !== undefined
+            ? /^[A-Za-z][A-Za-z0-9+.-]*:\S+$/.test(uri) && !hasControl(uri)
+              ? uri
+              : undefined
+            : dns !== undefined
+              ? /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(dns)
+                ? dns
+                : undefined
+              : 'fallback';
         expect(certificateIdentity(peer(text, { CN: 'fallback' }))).toBe(expected);
       }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('never gives a certificate without a URI SAN an identity that could be a URI', () => {
+    const entry = fc.record({
+      type: fc.constantFrom('DNS', 'IP Address', 'email'),
+      value: fc.string({ minLength: 1, maxLength: 30 }),
+    });
+    fc.assert(
+      fc.property(
+        fc.array(entry, { maxLength: 4 }),
+        fc.oneof(fc.string({ maxLength: 30 }), fc.constant('spiffe://aurelia.local/orders')),
+        (entries, cn) => {
+          const read = readCertificateIdentity(peer(entries.map(nodeEntry).join(', '), { CN: cn }));
+          if (read.kind !== undefined) {
+            expect(read.kind).not.toBe('uri');
+            expect(read.name).not.toContain(':');
+            expect(identityNamespace(read.name)).toBe('name');
+          }
+        },
+      ),
       { numRuns: 300 },
     );
   });

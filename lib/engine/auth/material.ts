@@ -2,7 +2,7 @@
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext, type SecureContext } from 'node:tls';
 
-import { certificateIdentity } from '../transport/identity.js';
+import { type IdentityKind, readCertificateIdentity } from '../transport/identity.js';
 import { type Pkcs8AuthConfig, type AuthSourceLabels, configSourcesOf } from './auth-config.js';
 import {
   checkChain,
@@ -53,8 +53,13 @@ export interface AuthCertificateInfo {
  * dialers send a `servername` (a host name, not an IP address).
  */
 export interface AuthMaterial {
-  /** First URI SAN, else first DNS SAN, else subject CN of the certificate. */
+  /**
+   * The identity the certificate proves (canonical text): its URI SAN, else its DNS SAN, else its
+   * subject CN, by the rule of `readCertificateIdentity`.
+   */
   readonly identity: string;
+  /** Where `identity` came from: a URI SAN, a DNS SAN or the CN. */
+  readonly identityKind: IdentityKind;
   readonly certificate: AuthCertificateInfo;
   /** Number of trusted CA certificates. */
   readonly caCount: number;
@@ -74,7 +79,7 @@ export interface LoadAuthMaterialOptions {
  * Checks, in order: every CA entry and certificate parses; the key is an unencrypted PKCS#8 key
  * of a supported type (EC P-256/P-384, Ed25519, RSA ≥ 2048 bits); it matches the certificate's
  * public key; the certificate (and each intermediate) is valid at `now`; the chain leads, through
- * the given intermediates, to one of the CA certificates; the certificate names an identity and,
+ * the given intermediates, to one of the CA certificates; the certificate proves an identity (see `readCertificateIdentity`) and,
  * if it restricts extended key usage, allows both serverAuth and clientAuth.
  * The key bytes (the caller's `Buffer` or `Pkcs8PrivateKey`, and any buffer made from them) are
  * zero-filled before this returns or throws, so a config can be loaded once; keys never appear in
@@ -96,17 +101,18 @@ export function loadAuthMaterial(
     checkKeyMatches(keyObject, leaf, labels);
     chain.forEach((cert, index) => checkValidity(cert, index, now, labels.cert));
     checkChain(chain, cas, now, labels);
-    const identity = certificateIdentity(leaf);
-    if (identity === undefined) {
+    const identity = readCertificateIdentity(leaf);
+    if (identity.kind === undefined) {
       throw invalid(
         labels.cert,
-        `certificate ${describeSubject(leaf)} has no URI SAN, DNS SAN or common name to serve as the node identity`,
+        `certificate ${describeSubject(leaf)} proves no node identity: ${identity.problem}`,
       );
     }
     checkExtendedKeyUsage(leaf, labels.cert);
     const secureContext = buildContext(cas, chain, keyPem, labels);
     return {
-      identity,
+      identity: identity.name,
+      identityKind: identity.kind,
       certificate: {
         subject: oneLine(leaf.subject),
         issuer: oneLine(leaf.issuer),

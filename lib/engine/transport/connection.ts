@@ -4,7 +4,7 @@ import { isIPv6 } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 
 import type { TransportKind } from '../addr.js';
-import { certificateIdentity } from './identity.js';
+import { type IdentityKind, readCertificateIdentity } from './identity.js';
 
 /** Facts about the peer's verified certificate (its leaf). */
 export interface PeerCertificateInfo {
@@ -32,8 +32,13 @@ export interface PeerCertificateInfo {
  */
 export interface AuthenticatedConnection {
   readonly socket: TLSSocket;
-  /** The peer's identity: first URI SAN, else first DNS SAN, else subject CN. */
+  /**
+   * The peer's identity (canonical text): its URI SAN, else its DNS SAN, else its subject CN, by
+   * the rule of `readCertificateIdentity`.
+   */
   readonly identity: string;
+  /** Where `identity` came from: a URI SAN, a DNS SAN or the CN. */
+  readonly identityKind: IdentityKind;
   /** The peer's certificate. */
   readonly certificate: PeerCertificateInfo;
   /** The peer's address: `tls://127.0.0.1:53122`, `tls://[::1]:7000` or `unix:///run/a.sock`. */
@@ -45,24 +50,27 @@ export interface AuthenticatedConnection {
 /** What a verified peer certificate gives: the identity and facts for logs and reporting. */
 export interface VerifiedPeer {
   readonly identity: string;
+  readonly identityKind: IdentityKind;
   readonly certificate: PeerCertificateInfo;
 }
 
 /**
  * Reads the identity and certificate facts of a TLS socket's peer once the handshake completed.
  * Returns a sentence saying what is missing when the peer presented no certificate or one that
- * names no identity (no URI SAN, DNS SAN or CN, or an unreadable SAN). Never throws. Does not
- * check the chain: callers check verification first.
+ * proves no identity by the rule of `readCertificateIdentity` (no URI SAN, DNS SAN or CN, an
+ * unreadable SAN, a URI SAN that is no URI, a DNS SAN that is no host name, a CN with `:`).
+ * Never throws. Does not check the chain: callers check verification first.
  */
 export function verifiedPeer(socket: TLSSocket): VerifiedPeer | string {
   const cert: X509Certificate | undefined = socket.getPeerX509Certificate();
   if (cert === undefined) return 'presented no certificate';
-  const identity = certificateIdentity(cert);
-  if (identity === undefined) {
-    return `presented a certificate (subject '${oneLine(cert.subject)}') with no URI SAN, DNS SAN or common name to identify it`;
+  const read = readCertificateIdentity(cert);
+  if (read.kind === undefined) {
+    return `presented a certificate (subject '${oneLine(cert.subject)}') that proves no identity: ${read.problem}`;
   }
   return {
-    identity,
+    identity: read.name,
+    identityKind: read.kind,
     certificate: Object.freeze({
       subject: oneLine(cert.subject),
       issuer: oneLine(cert.issuer),

@@ -149,6 +149,7 @@ export function dial(addr: DomusAddr, options: DialOptions): Promise<Authenticat
         Object.freeze({
           socket,
           identity: peer.identity,
+          identityKind: peer.identityKind,
           certificate: peer.certificate,
           remoteAddress: addr.isTcp()
             ? tcpAddressText(socket.remoteAddress ?? addr.host, socket.remotePort ?? addr.port)

@@ -1,4 +1,4 @@
-// The identity a certificate proves: first URI SAN, else first DNS SAN, else the subject CN.
+// The identity a certificate proves, with its kind: a URI SAN, else a DNS SAN, else the subject CN.
 import type { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 
@@ -65,25 +65,102 @@ function splitEntry(token: string): SubjectAltNameEntry | undefined {
 }
 
 /**
- * Returns the identity a certificate proves: its first non-empty URI SAN (for example
- * `spiffe://aurelia.local/billing`), else its first non-empty DNS SAN, else its subject common
- * name (the first CN when there are several). Accepts a `crypto.X509Certificate` or the object
- * of `tlsSocket.getPeerCertificate()`.
- * Returns `undefined` when the certificate has none of these, when the peer sent no certificate
- * (Node's empty object), or when the SAN text is malformed (the CN is then not consulted, so a
- * SAN that cannot be read never silently falls back to a weaker name). Never throws.
+ * Where an identity came from: a URI SAN (`'uri'`, for example `spiffe://aurelia.local/billing`),
+ * a DNS SAN (`'dns'`) or the subject common name (`'cn'`).
  */
-export function certificateIdentity(cert: X509Certificate | PeerCertificate): string | undefined {
+export type IdentityKind = 'uri' | 'dns' | 'cn';
+
+/**
+ * The identity a certificate proves, with its kind. `name` is the identity's canonical text, the
+ * string compared everywhere (sessions, expected identities, reports). The kinds can never be
+ * confused through it: a URI identity always has a scheme and so a `:`, and no DNS or CN identity
+ * contains one (see `readCertificateIdentity`). DNS and CN identities share one namespace, the
+ * host-name-like names TLS has always matched a CN against.
+ */
+export interface CertificateIdentity {
+  readonly kind: IdentityKind;
+  readonly name: string;
+}
+
+/** Why a certificate proves no identity, as a phrase ("its common name ... looks like a URI"). */
+export interface IdentityProblem {
+  readonly kind: undefined;
+  readonly problem: string;
+}
+
+// An absolute URI: a scheme (RFC 3986 section 3.1), a colon, then no whitespace or control byte.
+// eslint-disable-next-line no-control-regex
+const ABSOLUTE_URI = /^[A-Za-z][A-Za-z0-9+.-]*:[^\s\u0000-\u001f\u007f]+$/;
+// A host name: letters, digits, `-` and `_` in dot-separated labels (no wildcard, no colon).
+const HOST_NAME = /^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/;
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/**
+ * Reads the identity a certificate proves, with its kind. The rule, in order:
+ * 1. a certificate with a URI SAN is its first non-empty URI SAN, which must be an absolute URI
+ *    (`scheme:...`);
+ * 2. otherwise a certificate with a DNS SAN is its first non-empty DNS SAN, which must be a host
+ *    name (letters, digits, `-`, `_` and dots);
+ * 3. otherwise it is the subject common name (the first CN when there are several), which must not
+ *    contain `:` (a CN that looks like a URI is never a URI identity: URI identities come only
+ *    from URI SANs) nor a control character.
+ * When the chosen entry breaks its rule, the certificate proves no identity: it never falls back to
+ * a weaker name. Likewise when the SAN text is malformed. Accepts a `crypto.X509Certificate` or the
+ * object of `tlsSocket.getPeerCertificate()`. Never throws.
+ */
+export function readCertificateIdentity(
+  cert: X509Certificate | PeerCertificate,
+): CertificateIdentity | IdentityProblem {
   const { sanText, subject } = describe(cert);
   if (sanText !== undefined && sanText.length > 0) {
     const entries = parseSubjectAltName(sanText);
-    if (entries === undefined) return undefined;
+    if (entries === undefined) return problem('its subject alternative name cannot be read');
     const uri = entries.find((entry) => entry.type === 'URI' && entry.value.length > 0);
-    if (uri !== undefined) return uri.value;
+    if (uri !== undefined) {
+      return ABSOLUTE_URI.test(uri.value)
+        ? { kind: 'uri', name: uri.value }
+        : problem(`its URI SAN ${JSON.stringify(uri.value)} is not an absolute URI (scheme:...)`);
+    }
     const dns = entries.find((entry) => entry.type === 'DNS' && entry.value.length > 0);
-    if (dns !== undefined) return dns.value;
+    if (dns !== undefined) {
+      return HOST_NAME.test(dns.value)
+        ? { kind: 'dns', name: dns.value }
+        : problem(`its DNS SAN ${JSON.stringify(dns.value)} is not a host name`);
+    }
   }
-  return commonName(subject);
+  const cn = commonName(subject);
+  if (cn === undefined) return problem('it has no URI SAN, DNS SAN or common name');
+  if (cn.includes(':')) {
+    return problem(
+      `its common name ${JSON.stringify(cn)} contains ':' (looks like a URI); a URI identity must be a URI SAN`,
+    );
+  }
+  if (CONTROL.test(cn)) {
+    return problem(`its common name ${JSON.stringify(cn)} contains a control character`);
+  }
+  return { kind: 'cn', name: cn };
+}
+
+/**
+ * The canonical text of the identity a certificate proves (see `readCertificateIdentity` for
+ * the rule), or `undefined` when it proves none. Never throws.
+ */
+export function certificateIdentity(cert: X509Certificate | PeerCertificate): string | undefined {
+  const read = readCertificateIdentity(cert);
+  return read.kind === undefined ? undefined : read.name;
+}
+
+/**
+ * The kind an identity's canonical text belongs to: `'uri'` when it contains `:`, else `'name'`
+ * (a DNS or CN identity). Two texts of different kinds are never equal. Never throws.
+ */
+export function identityNamespace(name: string): 'uri' | 'name' {
+  return name.includes(':') ? 'uri' : 'name';
+}
+
+function problem(text: string): IdentityProblem {
+  return { kind: undefined, problem: text };
 }
 
 function describe(cert: X509Certificate | PeerCertificate): {

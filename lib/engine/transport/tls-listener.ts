@@ -338,6 +338,7 @@ export class TlsListener {
     const connection: AuthenticatedConnection = Object.freeze({
       socket: tls,
       identity: peer.identity,
+      identityKind: peer.identityKind,
       certificate: peer.certificate,
       remoteAddress: remote,
       transport: this.localAddr.kind,
