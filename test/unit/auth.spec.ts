@@ -112,6 +112,19 @@ describe('loadAuthMaterial', () => {
     const [dns, cn] = await Promise.all([pki.dnsOnly('eps'), pki.cnOnly('zeta')]);
     expect(loadAuthMaterial(dns.auth()).identity).toBe('eps.aurelia.test');
     expect(loadAuthMaterial(cn.auth()).identity).toBe('zeta');
+    expect(loadAuthMaterial(dns.auth()).identityKind).toBe('dns');
+    expect(loadAuthMaterial(cn.auth()).identityKind).toBe('cn');
+    expect(loadAuthMaterial((await pki.node('eta')).auth()).identityKind).toBe('uri');
+  });
+
+  it('refuses a certificate whose only name is a CN that looks like a URI', async () => {
+    const forged = await pki.issue('forged', {
+      uri: false,
+      commonName: 'spiffe://aurelia.local/orders',
+    });
+    expect(invalidMessage(() => loadAuthMaterial(forged.auth()))).toMatch(
+      /proves no node identity: its common name "spiffe:\/\/aurelia.local\/orders" contains ':'.*a URI identity must be a URI SAN/,
+    );
   });
 
   it('checks validity at the given time instead of the clock when asked', async () => {
