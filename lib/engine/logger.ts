@@ -40,6 +40,55 @@ export const silentLogger: AureliaLogger = Object.freeze({
   debug: noop,
 });
 
+// Characters that could forge or hide log lines: C0/C1 controls, line and paragraph separators,
+// and the bidirectional overrides and isolates that reorder what a terminal shows.
+// eslint-disable-next-line no-control-regex
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+function escapeChar(char: string): string {
+  return `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;
+}
+
+/** Longest log line `escapeLogText` keeps by default, in characters. */
+export const MAX_LOG_LINE = 2000;
+
+/**
+ * Makes `text` safe for a log line: control characters, line separators and bidirectional
+ * overrides become `\uXXXX` escapes, so no text can start a forged line or hide itself, and
+ * anything beyond `max` characters is cut and marked `… (N more characters)`. Never throws.
+ */
+export function escapeLogText(text: string, max: number = MAX_LOG_LINE): string {
+  const escaped = text.replace(UNSAFE, escapeChar);
+  if (escaped.length <= max) return escaped;
+  return `${escaped.slice(0, max)}… (${escaped.length - max} more characters)`;
+}
+
+/** Most characters of one piece of peer text `quotePeerText` keeps. */
+export const MAX_PEER_TEXT = 200;
+
+/**
+ * Text a peer chose (the reason in its `error` or `close` frame, a certificate subject), ready to
+ * embed in a message: in double quotes, with quotes, backslashes and unsafe characters escaped and
+ * at most `max` characters kept. Log keys (`logKeyOf`) leave quoted text out, so a peer that varies
+ * its text cannot defeat the rate limiter. Never throws.
+ */
+export function quotePeerText(text: string, max: number = MAX_PEER_TEXT): string {
+  const cut = text.length > max ? `${text.slice(0, max)}…` : text;
+  return `"${cut.replace(/["\\]/g, (char) => `\\${char}`).replace(UNSAFE, escapeChar)}"`;
+}
+
+// A segment made by `quotePeerText` (or `JSON.stringify`): nothing inside can end it early.
+const QUOTED = /"(?:[^"\\]|\\.)*"/g;
+
+/**
+ * The rate-limit key of an error line: the error's kind and the first words of its message with
+ * quoted peer text (see `quotePeerText`) and numbers left out, so repeats of one problem share a
+ * key however the peer varies its text, addresses or ids. Never throws.
+ */
+export function logKeyOf(kind: string, message: string): string {
+  return `${kind}:${message.replace(QUOTED, '"…"').replace(/\d+/g, '#').slice(0, 80)}`;
+}
+
 /** Options of a `RateLimitedLogger`. */
 export interface RateLimitedLoggerOptions {
   /**
@@ -74,7 +123,9 @@ interface KeyState {
  * `intervalMs` of the last written line are dropped and counted; the next line after the interval
  * is written with ` (N similar suppressed)` appended and `suppressed: N` in its context. No
  * timers: a burst that simply stops leaves its count unreported, which is what keeps an idle
- * process quiet. Memory is bounded by `maxKeys`.
+ * process quiet. Memory is bounded by `maxKeys`. Every line written goes through `escapeLogText`
+ * (control characters escaped, at most `MAX_LOG_LINE` characters); choose keys that leave out
+ * what a peer controls (`logKeyOf`).
  */
 export class RateLimitedLogger {
   readonly #target: AureliaLogger;
@@ -165,6 +216,7 @@ export class RateLimitedLogger {
     }
     const method = this.#target[level];
     if (typeof method !== 'function') return false;
+    message = escapeLogText(message);
     if (suppressed === 0) {
       if (context === undefined) method.call(this.#target, message);
       else method.call(this.#target, message, context);

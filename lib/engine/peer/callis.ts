@@ -1,5 +1,6 @@
 // One authenticated connection to a peer: frame decoding, coalesced writes, keepalive, close.
 import type { Duplex } from 'node:stream';
+import { quotePeerText } from '../logger.js';
 import { AureliaError, ErrorId } from '../errors.js';
 import type { TransportKind } from '../addr.js';
 import { FrameDecoder } from '../wire/decoder.js';
@@ -112,7 +113,7 @@ const peerReports = new WeakSet<AureliaError>();
  * callis itself (no message id): it keeps the peer's kind for whoever fails on it.
  */
 export function reportedByPeer(callis: Callis, kind: ErrorId, message: string): AureliaError {
-  const err = new AureliaError(kind, `${callis.describe()} reported: ${message}`);
+  const err = new AureliaError(kind, `${callis.describe()} reported: ${quotePeerText(message)}`);
   peerReports.add(err);
   return err;
 }
@@ -357,7 +358,8 @@ export class Callis {
   closeByPeer(frame: Frame): void {
     if (this.closed) return;
     this.peerSaidGoodbye = true;
-    const reason = decodeClose(frame) || 'no reason given';
+    const text = decodeClose(frame);
+    const reason = text ? quotePeerText(text) : 'no reason given';
     void this.close(
       new AureliaError(
         ErrorId.ConnectionLost,

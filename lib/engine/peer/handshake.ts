@@ -1,5 +1,6 @@
 // The A1 hello exchange that opens every callis, bounded by a deadline.
 import { AureliaError, ErrorId, isErrorId } from '../errors.js';
+import { quotePeerText } from '../logger.js';
 import { ControlType, type Frame, type FrameBatch } from '../wire/frame.js';
 import {
   type DecodedHello,
@@ -62,7 +63,7 @@ function awaitFirstFrame(
             finish(
               new AureliaError(
                 isErrorId(errorId) ? errorId : ErrorId.ProtocolViolation,
-                `${callis.describe()} refused the hello: ${message}`,
+                `${callis.describe()} refused the hello: ${quotePeerText(message)}`,
               ),
             );
           } else {
