@@ -1,5 +1,4 @@
 // The local peer: its listener, tabernae, outbound peers, inbound sessions, config and reporting.
-import { randomBytes } from 'node:crypto';
 import { AureliaError, ErrorId, errorIdName } from './errors.js';
 import type { DomusAddr } from './addr.js';
 import { type AuthMaterial, type Pkcs8AuthConfig, loadAuthMaterial } from './auth.js';
@@ -24,9 +23,10 @@ import type { Decision, Delivery } from './taberna/request.js';
 import { MetricsRecorder } from './reporting/metrics.js';
 import { DomusReporting } from './reporting/reporting.js';
 import { TlsListener } from './transport/tls-listener.js';
-import { type AureliaLogger, RateLimitedLogger, silentLogger } from './logger.js';
+import { type AureliaLogger, RateLimitedLogger, logKeyOf, silentLogger } from './logger.js';
 import { LinkBook } from './links.js';
 import { InboundAdmission } from './inbound.js';
+import { randomSessionEpoch } from './peer/epoch.js';
 import { type DispatchMessage, Router } from './routing.js';
 
 export type { DispatchMessage } from './routing.js';
@@ -85,8 +85,8 @@ export class DomusConfigAccess {
  */
 export class Domus {
   /**
-   * Random per-run session epoch (random high 32 bits, zero below); peers see a new one when
-   * this domus restarts. Each outbound peer dials with these high bits and its own serial below.
+   * Random 64-bit epoch of this run, sent in every hello-response so that dialers notice when this
+   * domus restarts. Outbound peers dial with epochs of their own, drawn independently.
    */
   readonly sessionEpoch: bigint;
   /** Live configuration. */
@@ -116,20 +116,20 @@ export class Domus {
     private readonly onShutdown: (domus: Domus) => void,
     private readonly logger: AureliaLogger = silentLogger,
   ) {
-    this.sessionEpoch = randomEpoch();
+    this.sessionEpoch = randomSessionEpoch();
     this.config = new DomusConfigAccess(config, (next, prev) => this.applyConfig(next, prev));
     this.limitedLog = new RateLimitedLogger(logger, { intervalMs: config.limitedLogIntervalMs });
     this.reporting = new DomusReporting(
       this.metrics,
       () => this.links.reports(),
       (err) =>
-        this.limitedLog.warn(`${errorIdName(err.kind)}:${firstWords(err.message)}`, err.message, {
+        this.limitedLog.warn(logKeyOf(`${errorIdName(err.kind)}`, err.message), err.message, {
           errorId: errorIdName(err.kind),
         }),
       (thrown) => {
         const message = thrown instanceof Error ? thrown.message : String(thrown);
         this.limitedLog.error(
-          `subscriber:${firstWords(message)}`,
+          logKeyOf('subscriber', message),
           `a reporting subscriber threw (the feed goes on): ${message}`,
         );
       },
@@ -215,7 +215,7 @@ export class Domus {
     return this.listener.localAddr;
   }
 
-  /** This domus's certificate identity (URI SAN, else DNS SAN, else CN). */
+  /** This domus's certificate identity (see `readCertificateIdentity` for the rule). */
   get identity(): string {
     return this.auth.identity;
   }
@@ -445,22 +445,6 @@ function encode<T>(codec: MessageCodec<T>, message: T): { msgType: number; paylo
     throw new AureliaError(ErrorId.EncodeFailure, `message type ${encoded.msgType} is not a u32`);
   }
   return encoded;
-}
-
-/** The message's first words with numbers removed: a key grouping repeats of one problem. */
-function firstWords(message: string): string {
-  return message.replace(/\d+/g, '#').slice(0, 80);
-}
-
-// A domus epoch is random in its high 32 bits and zero below. Each outbound peer object it creates
-// dials with its own epoch: those high bits and a serial number below (see `Router`). The receiver
-// keys sessions by the whole epoch, so every peer object has its own session and message-id space,
-// while a change of the high bits tells it that the sending domus restarted.
-function randomEpoch(): bigint {
-  for (;;) {
-    const high = randomBytes(4).readUInt32BE(0);
-    if (high !== 0) return BigInt(high) << 32n;
-  }
 }
 
 function closedError(): AureliaError {

@@ -2,12 +2,7 @@
 import { AureliaError, ErrorId } from './errors.js';
 import type { DomusConfig } from './config.js';
 import type { TabernaId } from './ids.js';
-import {
-  Callis,
-  type CallisConnection,
-  type CallisSettings,
-  isPeerViolation,
-} from './peer/callis.js';
+import { Callis, type CallisSettings, isPeerViolation } from './peer/callis.js';
 import { listenerHello } from './peer/handshake.js';
 import { InboundSession, type SessionHost } from './peer/session.js';
 import { type HelloBlobWindow, encodeHelloResponse } from './wire/control.js';
@@ -17,6 +12,7 @@ import type { DomusReporting } from './reporting/reporting.js';
 import type { LinkBook } from './links.js';
 import type { BlobBudget } from './blob/budget.js';
 import { IdentityBudget } from './peer/inbound-budget.js';
+import type { AuthenticatedConnection } from './transport/connection.js';
 
 /** What inbound admission needs from its domus. */
 export interface InboundHost {
@@ -34,14 +30,24 @@ export interface InboundHost {
 
 /**
  * Owns every inbound callis from its acceptance to its close and every remote sender session:
- * counts slots per remote identity, runs the listener side of the hello, opens or resumes the
- * session a primary hello names, attaches blob callis to their session, and drops sessions that
- * hold nothing.
+ * runs the listener side of the hello, opens or resumes the session a primary hello names, attaches
+ * blob callis to their session, counts each session's callis against `maxParallelCallisPerPeer`,
+ * and drops sessions that hold nothing.
+ *
+ * A session is keyed by the sender's identity, the fingerprint of the certificate that opened it
+ * and the epoch of its hello: a callis presenting another certificate (a replica with a
+ * certificate of its own, or anyone else) can never join it, and replicas sharing one certificate
+ * are told apart by their random epochs. Connection slots are never counted per identity: a
+ * thousand replicas of one caller are a thousand sessions (what their sessions hold together in
+ * undecided messages is bounded by the identity's `IdentityBudget`).
  */
 export class InboundAdmission {
   private readonly sessions = new Map<string, InboundSession>();
+  /** The SHA-256 fingerprint of the certificate that opened each session. */
+  private readonly certificateOf = new WeakMap<InboundSession, string>();
   private readonly handshaking = new Set<Callis>();
-  private readonly inboundCallis = new Map<string, number>();
+  /** Callis open per session key, each released when its socket closes. */
+  private readonly slots = new Map<string, number>();
   /** What all sessions of one identity hold together (see `IdentityBudget`). */
   private readonly identityBudgets = new Map<string, IdentityBudget>();
 
@@ -49,25 +55,14 @@ export class InboundAdmission {
     this.sessionHost = this.makeSessionHost();
   }
 
-  /** A connection passed TLS: admit it, run the hello and attach it to its session. */
-  async onConnection(conn: CallisConnection): Promise<void> {
+  /** A connection passed TLS: run the hello and attach it to its session. */
+  async onConnection(conn: AuthenticatedConnection): Promise<void> {
     const host = this.host;
     const config = host.config();
     if (host.isClosed()) {
       conn.socket.destroy();
       return;
     }
-    const open = this.inboundCallis.get(conn.identity) ?? 0;
-    if (open >= config.maxParallelCallisPerPeer) {
-      const err = new AureliaError(
-        ErrorId.PeerUnavailable,
-        `${conn.identity} already holds ${open} callis (maxParallelCallisPerPeer ${config.maxParallelCallisPerPeer}); refusing another`,
-      );
-      host.reporting.error(err);
-      conn.socket.destroy();
-      return;
-    }
-    this.inboundCallis.set(conn.identity, open + 1);
     const callis = new Callis(conn, host.callisSettings, 'inbound');
     this.handshaking.add(callis);
     const timeoutMs =
@@ -77,7 +72,6 @@ export class InboundAdmission {
       hello = await listenerHello(callis, timeoutMs);
     } catch (err) {
       this.handshaking.delete(callis);
-      this.release(conn.identity);
       if (AureliaError.is(err)) {
         if (isPeerViolation(err)) host.metrics.protocolViolations++;
         if (err.kind !== ErrorId.DomusClosed) host.reporting.error(err);
@@ -85,28 +79,22 @@ export class InboundAdmission {
       return;
     }
     this.handshaking.delete(callis);
+    // The peer spoke: its handshake admission slot goes back.
+    conn.markEstablished?.();
     if (host.isClosed() || callis.closed) {
-      this.release(conn.identity);
       callis.close(closedError(), true);
       return;
     }
-    const key = InboundSession.key(conn.identity, hello.sessionEpoch);
+    const fingerprint = conn.certificate.fingerprint256;
+    const key = sessionKey(conn.identity, fingerprint, hello.sessionEpoch);
+    if (!this.takeSlot(key, callis, config.maxParallelCallisPerPeer)) return;
     let session = this.sessions.get(key);
     if (hello.blobWindow) {
       this.acceptBlobCallis(callis, session, hello.blobWindow, conn.transport);
       return;
     }
     if (!session) {
-      for (const old of this.sessions.values()) {
-        if (old.identity === conn.identity && !sameDomusRun(old.epoch, hello.sessionEpoch)) {
-          old.failBlobs(
-            new AureliaError(
-              ErrorId.PeerRestarted,
-              `${conn.identity} restarted; blob streams of its previous session were lost`,
-            ),
-          );
-        }
-      }
+      this.endOrphanedBlobs(conn.identity, fingerprint);
       session = new InboundSession(
         conn.identity,
         hello.sessionEpoch,
@@ -114,6 +102,7 @@ export class InboundAdmission {
         this.sessionHost,
       );
       this.sessions.set(key, session);
+      this.certificateOf.set(session, fingerprint);
     }
     callis.sendControl(encodeHelloResponse({ sessionEpoch: host.sessionEpoch }));
     session.attach(callis);
@@ -125,6 +114,51 @@ export class InboundAdmission {
       address: conn.remoteAddress,
       direction: 'inbound',
     });
+  }
+
+  /**
+   * Counts `callis` against its session's `maxParallelCallisPerPeer` until its socket closes
+   * (whatever closes it: the peer, a replacing reconnect, a violation, shutdown). Refuses the
+   * callis, telling the peer why, when the session already holds that many; returns false then.
+   */
+  private takeSlot(key: string, callis: Callis, max: number): boolean {
+    const open = this.slots.get(key) ?? 0;
+    if (open >= max) {
+      const err = new AureliaError(
+        ErrorId.PeerUnavailable,
+        `${callis.describe()}: its session already holds ${open} callis (maxParallelCallisPerPeer ${max}); refusing another`,
+      );
+      this.host.reporting.error(err);
+      callis.abort(err);
+      return false;
+    }
+    this.slots.set(key, open + 1);
+    callis.connection.socket.once('close', () => {
+      const left = (this.slots.get(key) ?? 1) - 1;
+      if (left <= 0) this.slots.delete(key);
+      else this.slots.set(key, left);
+    });
+    return true;
+  }
+
+  /**
+   * A new session of `identity` opened with the certificate `fingerprint`: sessions of that same
+   * certificate that have no primary callis belong to a sender that is likely gone (restarted), so
+   * their blob streams end with `PeerRestarted`, and each sender still alive is told so on its
+   * blob callis. Sessions with a live primary callis are other replicas and are left alone; other
+   * certificates are never touched.
+   */
+  private endOrphanedBlobs(identity: string, fingerprint: string): void {
+    for (const old of this.sessions.values()) {
+      if (this.certificateOf.get(old) !== fingerprint || old.identity !== identity) continue;
+      if (old.current !== undefined) continue;
+      old.failBlobs(
+        new AureliaError(
+          ErrorId.PeerRestarted,
+          `a new session of ${identity} opened with the same certificate while this one had no connection; its blob streams were ended`,
+        ),
+      );
+    }
   }
 
   /** Drops sessions that hold nothing and fails idle blob streams. */
@@ -166,7 +200,6 @@ export class InboundAdmission {
     const host = this.host;
     const identity = callis.identity;
     if (!session) {
-      this.release(identity);
       host.metrics.protocolViolations++;
       callis.abort(
         new AureliaError(
@@ -198,12 +231,6 @@ export class InboundAdmission {
     });
   }
 
-  private release(identity: string): void {
-    const open = (this.inboundCallis.get(identity) ?? 1) - 1;
-    if (open <= 0) this.inboundCallis.delete(identity);
-    else this.inboundCallis.set(identity, open);
-  }
-
   private callisClosed(
     session: InboundSession,
     callis: Callis,
@@ -211,7 +238,6 @@ export class InboundAdmission {
     kind: 'primary' | 'blob',
   ): void {
     const host = this.host;
-    this.release(session.identity);
     if (isPeerViolation(reason)) host.metrics.protocolViolations++;
     const address = callis.connection.remoteAddress;
     host.links.down(session.identity, address, kind);
@@ -251,9 +277,12 @@ export class InboundAdmission {
   }
 }
 
-/** True when two dialer epochs come from the same run of one domus (same high 32 bits). */
-function sameDomusRun(a: bigint, b: bigint): boolean {
-  return a >> 32n === b >> 32n;
+/**
+ * The key of a sender session: identity, certificate fingerprint and epoch. The identity is
+ * implied by the certificate; it stays in the key so that keys read well in a debugger.
+ */
+function sessionKey(identity: string, fingerprint: string, epoch: bigint): string {
+  return `${identity}\u0000${fingerprint}\u0000${epoch}`;
 }
 
 function closedError(): AureliaError {

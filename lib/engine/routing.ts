@@ -17,6 +17,7 @@ import {
 } from './balancer/balancer.js';
 import type { DomusConfig } from './config.js';
 import type { CallisSettings } from './peer/callis.js';
+import { randomSessionEpoch } from './peer/epoch.js';
 import { OutboundPeer, type PeerHost } from './peer/peer.js';
 import { FrameFlags } from './wire/frame.js';
 import { Delivery, type PeerInfo } from './taberna/request.js';
@@ -47,7 +48,6 @@ export interface DispatchMessage {
 
 /** What the router needs from its domus. */
 export interface RouterHost {
-  readonly sessionEpoch: bigint;
   readonly config: DomusConfigAccess;
   readonly metrics: MetricsRecorder;
   readonly reporting: DomusReporting;
@@ -77,7 +77,6 @@ export class Router {
   private tunedFor: DomusConfig;
   private readonly localSink: LocalSink;
   private readonly selfPeer: PeerInfo;
-  private peerSerial = 0n;
 
   constructor(private readonly host: RouterHost) {
     this.localSink = new LocalSink(host.metrics);
@@ -332,18 +331,13 @@ export class Router {
     );
   }
 
-  /** The epoch a new outbound peer object dials with: the domus's high bits, a serial below. */
-  private nextPeerEpoch(): bigint {
-    this.peerSerial = (this.peerSerial % SERIAL_MASK) + 1n;
-    return this.host.sessionEpoch | this.peerSerial;
-  }
-
   private peerHost(addr: DomusAddr): PeerHost {
     const host = this.host;
     const config = host.config;
     const settings = host.callisSettings;
     return {
-      sessionEpoch: this.nextPeerEpoch(),
+      // Each outbound peer object is a session of its own at the receiver, with a fresh epoch.
+      sessionEpoch: randomSessionEpoch(),
       metrics: host.metrics,
       sendQueueSize: () => config.value.sendQueueSize,
       callisConnectTimeoutMs: () => config.value.callisConnectTimeoutMs,
@@ -411,8 +405,6 @@ export class Router {
     }
   }
 }
-
-const SERIAL_MASK = 0xffff_ffffn;
 
 function ejectionLimits(config: DomusConfig): ReplicaBalancerOptions {
   return {

@@ -194,9 +194,12 @@ export class InboundBlobLink implements CallisHandler {
     callis.scheduleFlush();
   }
 
-  /** Fails every stream with `err` and forgets them. */
-  failAll(err: AureliaError): void {
-    for (const receiver of [...this.streams.values()]) this.fail(receiver, err, false);
+  /**
+   * Fails every stream with `err` and forgets them; with `tellSender`, the sender is told why on
+   * the blob callis (now, or on the next one if none is up).
+   */
+  failAll(err: AureliaError, tellSender = false): void {
+    for (const receiver of [...this.streams.values()]) this.fail(receiver, err, tellSender);
   }
 
   /** Fails streams without progress for `idleMs`; forgets old tombstones. */
@@ -314,9 +317,9 @@ export class InboundBlobLink implements CallisHandler {
 
   /** CallisHandler: the blob callis closed. */
   onClosed(callis: Callis, reason: AureliaError): void {
-    if (callis !== this.callis) return;
-    this.callis = undefined;
     // Streams wait for the sender to reconnect and replay; the idle timeout bounds the wait.
+    if (callis === this.callis) this.callis = undefined;
+    // A callis replaced by a reconnect is reported too: its host counted it when it came up.
     this.host.onCallisClosed(callis, reason);
   }
 

@@ -423,6 +423,15 @@ export class OutboundBlobLink {
           );
       if (callis && !callis.closed) void callis.close(error);
       if (this.isClosed()) return;
+      if (error.kind === ErrorId.BlobCallisWithoutPrimary) {
+        // The receiver holds no session for us any more: our streams there can never complete.
+        this.failAll(
+          new AureliaError(
+            ErrorId.PeerRestarted,
+            `${host.address} no longer holds this session, so its blob streams were lost: ${error.message}`,
+          ),
+        );
+      }
       // The hello exchange failed before the link's handler (which counts on close) took over.
       if (isPeerViolation(error)) host.metrics.protocolViolations++;
       this.failures++;

@@ -1,5 +1,6 @@
 // One remote sender session (identity + epoch): dedupe, delivery to tabernae, decisions back.
 import { AureliaError, ErrorId } from '../errors.js';
+import { quotePeerText } from '../logger.js';
 import { A2_MESSAGE_TYPE_BASE, type TabernaId } from '../ids.js';
 import {
   ControlType,
@@ -79,11 +80,6 @@ export class InboundSession implements CallisHandler, DecisionSink {
     this.budget.identity?.members.add(this);
   }
 
-  /** Session key: identity and epoch. */
-  static key(identity: string, epoch: bigint): string {
-    return `${identity}\u0000${epoch}`;
-  }
-
   /** The current primary callis, if connected. */
   get current(): Callis | undefined {
     return this.callis;
@@ -154,9 +150,12 @@ export class InboundSession implements CallisHandler, DecisionSink {
     return Promise.all([callis.close(reason, true), blobsGone]).then(() => undefined);
   }
 
-  /** The sender restarted: streams of this (old) session can never complete. */
+  /**
+   * The sender is taken to have restarted: streams of this (old) session end with `err`, and a
+   * sender still alive is told so on its blob callis (now or when it reconnects to this session).
+   */
   failBlobs(err: AureliaError): void {
-    this.blobs?.failAll(err);
+    this.blobs?.failAll(err, true);
   }
 
   // ---- CallisHandler ----
@@ -174,7 +173,10 @@ export class InboundSession implements CallisHandler, DecisionSink {
       case ControlType.Error: {
         const { message } = decodeError(frame);
         callis.close(
-          new AureliaError(ErrorId.ConnectionLost, `${callis.describe()} reported: ${message}`),
+          new AureliaError(
+            ErrorId.ConnectionLost,
+            `${callis.describe()} reported: ${quotePeerText(message)}`,
+          ),
         );
         return;
       }
@@ -194,11 +196,13 @@ export class InboundSession implements CallisHandler, DecisionSink {
 
   /** @internal */
   onClosed(callis: Callis, reason: AureliaError): void {
-    if (callis !== this.callis) return;
-    this.callis = undefined;
-    // Acks not yet written are recorded in the dedupe window and go out again on replay.
-    this.acks = [];
-    this.lastActiveAt = Date.now();
+    if (callis === this.callis) {
+      this.callis = undefined;
+      // Acks not yet written are recorded in the dedupe window and go out again on replay.
+      this.acks = [];
+      this.lastActiveAt = Date.now();
+    }
+    // A callis replaced by a reconnect is reported too: its host counted it when it came up.
     this.host.onCallisClosed(this, callis, reason);
   }
 

@@ -1,20 +1,22 @@
-// Admission control for unauthenticated handshakes: how many may run at once, in total and per source.
+// Admission control for connections not yet established: how many may wait at once, in total and per source, and which one a newcomer may cut.
 
-/** Limits on concurrent unauthenticated handshakes, read again at every admission. */
+/** Limits on concurrent connections that are not yet established, read again at every admission. */
 export interface AdmissionLimits {
-  /** Handshakes in progress across all sources (`inboundHandshakeLimitTotal`). */
+  /** Connections waiting across all sources (`inboundHandshakeLimitTotal`). */
   readonly total: number;
-  /** Handshakes in progress from one source (`inboundHandshakeLimitPerPeer`). */
+  /** Connections waiting from one source (`inboundHandshakeLimitPerPeer`). */
   readonly perSource: number;
 }
 
 /**
- * Proof that one handshake holds a slot. Give it back with `HandshakeAdmission.release` exactly
- * when the handshake ends (completed, refused, timed out or closed); releasing twice is harmless.
+ * Proof that one connection holds a slot. Give it back with `HandshakeAdmission.release` exactly
+ * when the connection is established or ends; releasing twice is harmless.
  */
 export interface AdmissionTicket {
   /** The source this slot was counted against. */
   readonly source: string;
+  /** When the slot was taken (the `now` given to `tryAdmit`). */
+  readonly admittedAt: number;
 }
 
 /** Why `tryAdmit` said no: which limit was reached, its value and how many slots are taken. */
@@ -22,62 +24,98 @@ export interface AdmissionRefusal {
   readonly admitted: false;
   /** `'total'` for the overall limit, `'perSource'` for the per-source one. */
   readonly limit: 'total' | 'perSource';
-  /** The limit in force when the handshake was refused. */
+  /** The limit in force when the connection was refused. */
   readonly max: number;
-  /** Slots taken (overall, or by this source) when the handshake was refused. */
+  /** Slots taken (overall, or by this source) when the connection was refused. */
   readonly inFlight: number;
 }
 
+/**
+ * A newcomer was admitted. When `cut` is set, its slot was taken from that waiting connection
+ * (already released here): the caller must close it now.
+ */
+export interface AdmissionGrant {
+  readonly admitted: true;
+  readonly ticket: AdmissionTicket;
+  readonly cut: AdmissionTicket | undefined;
+}
+
 /** The outcome of `HandshakeAdmission.tryAdmit`. */
-export type AdmissionDecision =
-  { readonly admitted: true; readonly ticket: AdmissionTicket } | AdmissionRefusal;
+export type AdmissionDecision = AdmissionGrant | AdmissionRefusal;
 
 /**
- * Counts handshakes in progress, overall and per source, against limits read live from a
- * function (so a configuration change applies to the next admission; handshakes already admitted
- * keep their slot even when a limit shrinks below the current count). Owns no sockets and no
- * timers: the listener asks before any TLS work and releases when the handshake ends.
- * A source is any string: the listener uses the peer IP for TCP and a fresh name per connection
- * on a Unix socket (whose peers have no address to tell them apart).
+ * Counts connections that are not yet established (TLS handshake, then the first protocol frame),
+ * overall and per source, against limits read live from a function (so a configuration change
+ * applies to the next admission; slots already taken are kept when a limit shrinks). Owns no
+ * sockets and no timers: the listener asks before any TLS work and releases when the connection
+ * is established or gone.
+ *
+ * When a limit is full, a newcomer is not simply refused: if a waiting connection is cuttable
+ * (the owner's `cuttable` says so, typically because it stayed silent), the newcomer takes its
+ * slot. For the per-source limit the oldest cuttable connection of that source goes; for the
+ * total limit, the oldest cuttable connection of the source holding the most slots, so one
+ * source's crowd is thinned before anyone else's. Only when nothing is cuttable is the newcomer
+ * refused. A source is any string: the listener uses the peer IP for TCP and a fresh name per
+ * connection on a Unix socket (whose peers have no address to tell them apart).
  */
 export class HandshakeAdmission {
   readonly #limits: () => AdmissionLimits;
-  readonly #bySource = new Map<string, number>();
+  readonly #cuttable: (ticket: AdmissionTicket, now: number) => boolean;
+  readonly #bySource = new Map<string, Set<AdmissionTicket>>();
   readonly #live = new Set<AdmissionTicket>();
 
-  /** `limits` is called at every `tryAdmit`; it must not throw. */
-  constructor(limits: () => AdmissionLimits) {
+  /**
+   * `limits` is called at every `tryAdmit`; `cuttable` tells whether a waiting connection may be
+   * cut for a newcomer. Neither may throw.
+   */
+  constructor(
+    limits: () => AdmissionLimits,
+    cuttable: (ticket: AdmissionTicket, now: number) => boolean = () => false,
+  ) {
     this.#limits = limits;
+    this.#cuttable = cuttable;
   }
 
-  /** Handshakes holding a slot now. */
+  /** Connections holding a slot now. */
   get inFlight(): number {
     return this.#live.size;
   }
 
-  /** Handshakes from `source` holding a slot now. */
+  /** Connections from `source` holding a slot now. */
   inFlightFrom(source: string): number {
-    return this.#bySource.get(source) ?? 0;
+    return this.#bySource.get(source)?.size ?? 0;
   }
 
   /**
-   * Takes a slot for a handshake from `source` when both limits allow one more, and returns its
-   * ticket; otherwise returns which limit was reached (the total limit is checked first). Never
-   * throws.
+   * Takes a slot for a connection from `source` at time `now` (ms). When a limit is full, cuts a
+   * cuttable waiting connection (see the class) and hands its slot over, or returns which limit
+   * was reached (the total limit is named first). Never throws.
    */
-  tryAdmit(source: string): AdmissionDecision {
+  tryAdmit(source: string, now: number = Date.now()): AdmissionDecision {
     const { total, perSource } = this.#limits();
-    if (this.#live.size >= total) {
-      return { admitted: false, limit: 'total', max: total, inFlight: this.#live.size };
+    const fromSource = this.#bySource.get(source);
+    const sourceFull = (fromSource?.size ?? 0) >= perSource;
+    const totalFull = this.#live.size >= total;
+    let cut: AdmissionTicket | undefined;
+    if (sourceFull || totalFull) {
+      // Cutting one of the newcomer's own source frees a slot under both limits at once.
+      cut = sourceFull ? this.#oldestCuttable(fromSource!, now) : this.#victim(now);
+      if (cut === undefined) {
+        return totalFull
+          ? { admitted: false, limit: 'total', max: total, inFlight: this.#live.size }
+          : { admitted: false, limit: 'perSource', max: perSource, inFlight: fromSource!.size };
+      }
+      this.release(cut);
     }
-    const fromSource = this.#bySource.get(source) ?? 0;
-    if (fromSource >= perSource) {
-      return { admitted: false, limit: 'perSource', max: perSource, inFlight: fromSource };
-    }
-    const ticket: AdmissionTicket = Object.freeze({ source });
+    const ticket: AdmissionTicket = Object.freeze({ source, admittedAt: now });
     this.#live.add(ticket);
-    this.#bySource.set(source, fromSource + 1);
-    return { admitted: true, ticket };
+    let tickets = this.#bySource.get(source);
+    if (tickets === undefined) {
+      tickets = new Set();
+      this.#bySource.set(source, tickets);
+    }
+    tickets.add(ticket);
+    return { admitted: true, ticket, cut };
   }
 
   /**
@@ -86,9 +124,34 @@ export class HandshakeAdmission {
    */
   release(ticket: AdmissionTicket): boolean {
     if (!this.#live.delete(ticket)) return false;
-    const fromSource = (this.#bySource.get(ticket.source) ?? 1) - 1;
-    if (fromSource <= 0) this.#bySource.delete(ticket.source);
-    else this.#bySource.set(ticket.source, fromSource);
+    const tickets = this.#bySource.get(ticket.source);
+    tickets?.delete(ticket);
+    if (tickets?.size === 0) this.#bySource.delete(ticket.source);
     return true;
+  }
+
+  // Sets iterate in insertion order, so the first cuttable ticket is the oldest.
+  #oldestCuttable(tickets: Set<AdmissionTicket>, now: number): AdmissionTicket | undefined {
+    for (const ticket of tickets) if (this.#cuttable(ticket, now)) return ticket;
+    return undefined;
+  }
+
+  // The oldest cuttable ticket of the source holding the most slots (among sources that have one).
+  #victim(now: number): AdmissionTicket | undefined {
+    let best: AdmissionTicket | undefined;
+    let bestCount = 0;
+    for (const tickets of this.#bySource.values()) {
+      if (tickets.size < bestCount) continue;
+      const candidate = this.#oldestCuttable(tickets, now);
+      if (candidate === undefined) continue;
+      if (
+        tickets.size > bestCount ||
+        (best !== undefined && candidate.admittedAt < best.admittedAt)
+      ) {
+        best = candidate;
+        bestCount = tickets.size;
+      }
+    }
+    return best;
   }
 }

@@ -1,5 +1,6 @@
 // The authenticated connection the transport layer hands over, and what both sides share to build it.
 import type { X509Certificate } from 'node:crypto';
+import { quotePeerText } from '../logger.js';
 import { isIPv6 } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 
@@ -45,6 +46,13 @@ export interface AuthenticatedConnection {
   readonly remoteAddress: string;
   /** The transport under TLS. */
   readonly transport: TransportKind;
+  /**
+   * Accepted connections only: gives back the admission slot the connection holds until its owner
+   * has heard the peer's first protocol frame (the A1 hello). Until then it counts against
+   * `inboundHandshakeLimitTotal` / `inboundHandshakeLimitPerPeer` and, once silent, may be cut
+   * (destroyed) to admit a newcomer. Closing the socket gives the slot back too. Idempotent.
+   */
+  readonly markEstablished?: () => void;
 }
 
 /** What a verified peer certificate gives: the identity and facts for logs and reporting. */
@@ -66,7 +74,7 @@ export function verifiedPeer(socket: TLSSocket): VerifiedPeer | string {
   if (cert === undefined) return 'presented no certificate';
   const read = readCertificateIdentity(cert);
   if (read.kind === undefined) {
-    return `presented a certificate (subject '${oneLine(cert.subject)}') that proves no identity: ${read.problem}`;
+    return `presented a certificate (subject ${quotePeerText(oneLine(cert.subject))}) that proves no identity: ${read.problem}`;
   }
   return {
     identity: read.name,
@@ -251,7 +259,8 @@ function oneLine(name: string): string {
 export function describeCertificate(cert: X509Certificate | undefined): string {
   if (cert === undefined) return '';
   const subject = oneLine(cert.subject);
-  const name = subject.length > 0 ? `'${subject}'` : `with serial ${cert.serialNumber}`;
+  const name =
+    subject.length > 0 ? quotePeerText(subject) : `with serial ${quotePeerText(cert.serialNumber)}`;
   return `certificate ${name} (valid ${isoDate(cert.validFrom)} to ${isoDate(cert.validTo)})`;
 }
 

@@ -2,6 +2,8 @@
 import type { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 
+import { quotePeerText } from '../logger.js';
+
 /** One entry of a certificate's subject alternative name, as Node prints it. */
 export interface SubjectAltNameEntry {
   /** Node's name for the kind of entry: `'URI'`, `'DNS'`, `'IP Address'`, `'email'`, ... */
@@ -120,24 +122,24 @@ export function readCertificateIdentity(
     if (uri !== undefined) {
       return ABSOLUTE_URI.test(uri.value)
         ? { kind: 'uri', name: uri.value }
-        : problem(`its URI SAN ${JSON.stringify(uri.value)} is not an absolute URI (scheme:...)`);
+        : problem(`its URI SAN ${quotePeerText(uri.value)} is not an absolute URI (scheme:...)`);
     }
     const dns = entries.find((entry) => entry.type === 'DNS' && entry.value.length > 0);
     if (dns !== undefined) {
       return HOST_NAME.test(dns.value)
         ? { kind: 'dns', name: dns.value }
-        : problem(`its DNS SAN ${JSON.stringify(dns.value)} is not a host name`);
+        : problem(`its DNS SAN ${quotePeerText(dns.value)} is not a host name`);
     }
   }
   const cn = commonName(subject);
   if (cn === undefined) return problem('it has no URI SAN, DNS SAN or common name');
   if (cn.includes(':')) {
     return problem(
-      `its common name ${JSON.stringify(cn)} contains ':' (looks like a URI); a URI identity must be a URI SAN`,
+      `its common name ${quotePeerText(cn)} contains ':' (looks like a URI); a URI identity must be a URI SAN`,
     );
   }
   if (CONTROL.test(cn)) {
-    return problem(`its common name ${JSON.stringify(cn)} contains a control character`);
+    return problem(`its common name ${quotePeerText(cn)} contains a control character`);
   }
   return { kind: 'cn', name: cn };
 }

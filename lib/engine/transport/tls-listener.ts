@@ -60,7 +60,28 @@ interface Handshake {
   readonly remote: string;
   readonly timer: NodeJS.Timeout;
   readonly detach: () => void;
+  readonly fail: (err: AureliaError) => void;
 }
+
+/** A connection holding an admission slot: in its TLS handshake, or authenticated and not yet established. */
+interface Waiting {
+  readonly raw: net.Socket;
+  /** The handshake deadline of its transport, from which the stall bound is derived. */
+  readonly timeoutMs: number;
+  /** `raw.bytesRead` when the current stage began: silent while it has not moved. */
+  bytesAtStage: number;
+  /** When the current stage began (ms). */
+  stageAt: number;
+  /** Closes the connection because a newcomer took its slot. */
+  readonly cut: (why: string) => void;
+}
+
+/**
+ * How long a waiting connection that sent nothing in its stage keeps its slot before a newcomer
+ * may take it. Honest dialers send their ClientHello (and, once authenticated, their hello) at
+ * once, so this only needs to cover scheduling delays.
+ */
+export const SILENT_GRACE_MS = 250;
 
 /**
  * Accepts connections on a TCP address or a Unix socket and hands over only mutually
@@ -95,6 +116,7 @@ export class TlsListener {
   readonly #options: TlsListenerOptions;
   readonly #admission: HandshakeAdmission;
   readonly #handshakes = new Set<Handshake>();
+  readonly #waiting = new Map<AdmissionTicket, Waiting>();
   readonly #socketFile: SocketFile | undefined;
   #secureContext: SecureContext;
   #unixConnections = 0;
@@ -111,10 +133,13 @@ export class TlsListener {
     this.#options = options;
     this.#socketFile = socketFile;
     this.#secureContext = options.secureContext;
-    this.#admission = new HandshakeAdmission(() => {
-      const limits = options.limits();
-      return { total: limits.total, perSource: limits.perPeer };
-    });
+    this.#admission = new HandshakeAdmission(
+      () => {
+        const limits = options.limits();
+        return { total: limits.total, perSource: limits.perPeer };
+      },
+      (ticket, now) => this.#cuttable(ticket, now),
+    );
     server.on('connection', (raw: net.Socket) => this.#accept(raw));
     server.on('error', (err: Error) => {
       this.#refuse(
@@ -203,7 +228,7 @@ export class TlsListener {
     const source = tcp
       ? unmapIPv4(raw.remoteAddress ?? 'unknown')
       : `unix#${++this.#unixConnections}`;
-    const decision = this.#admission.tryAdmit(source);
+    const decision = this.#admission.tryAdmit(source, Date.now());
     if (!decision.admitted) {
       raw.destroy();
       const limit =
@@ -219,6 +244,7 @@ export class TlsListener {
       );
       return;
     }
+    if (decision.cut !== undefined) this.#cut(decision.cut, remote);
     const limits = this.#options.limits();
     const timeoutMs = tcp ? limits.tcpHandshakeTimeoutMs : limits.socketHandshakeTimeoutMs;
     const timeoutField = tcp ? 'tcpHandshakeTimeoutMs' : 'socketHandshakeTimeoutMs';
@@ -299,8 +325,53 @@ export class TlsListener {
         tls.off('secure', onSecure);
         raw.off('error', onError);
       },
+      fail,
     };
     this.#handshakes.add(handshake);
+    this.#waiting.set(decision.ticket, {
+      raw,
+      timeoutMs,
+      bytesAtStage: 0,
+      stageAt: decision.ticket.admittedAt,
+      cut: (why) =>
+        fail(
+          new AureliaError(
+            ErrorId.LocalQueueFull,
+            `cut ${remote} during the TLS handshake: ${why}`,
+          ),
+        ),
+    });
+  }
+
+  /**
+   * May a newcomer take this connection's slot? Yes when it sent nothing in its current stage for
+   * `SILENT_GRACE_MS`, or has waited half its handshake deadline without finishing.
+   */
+  #cuttable(ticket: AdmissionTicket, now: number): boolean {
+    const waiting = this.#waiting.get(ticket);
+    if (waiting === undefined) return false;
+    const silent = waiting.raw.bytesRead === waiting.bytesAtStage;
+    return (
+      (silent && now - waiting.stageAt >= SILENT_GRACE_MS) ||
+      now - ticket.admittedAt >= waiting.timeoutMs / 2
+    );
+  }
+
+  #cut(ticket: AdmissionTicket, newcomer: string): void {
+    const waiting = this.#waiting.get(ticket);
+    if (waiting === undefined) return;
+    this.#waiting.delete(ticket);
+    const silentMs = Date.now() - waiting.stageAt;
+    waiting.cut(
+      waiting.raw.bytesRead === waiting.bytesAtStage
+        ? `it sent nothing for ${silentMs} ms and ${newcomer} needed its slot`
+        : `it did not finish within half its deadline and ${newcomer} needed its slot`,
+    );
+  }
+
+  #release(ticket: AdmissionTicket): void {
+    this.#waiting.delete(ticket);
+    this.#admission.release(ticket);
   }
 
   #verify(handshake: Handshake, fail: (err: AureliaError) => void): void {
@@ -334,7 +405,38 @@ export class TlsListener {
       fail(new AureliaError(ErrorId.ProtocolViolation, `refused ${remote}: the client ${peer}`));
       return;
     }
-    this.#settle(handshake);
+    this.#settle(handshake, false);
+    const { ticket, raw } = handshake;
+    const waiting = this.#waiting.get(ticket);
+    let released = false;
+    const markEstablished = (): void => {
+      if (released) return;
+      released = true;
+      tls.off('close', markEstablished);
+      this.#release(ticket);
+    };
+    if (waiting !== undefined) {
+      // The slot is held until the owner hears the peer's first protocol frame.
+      waiting.bytesAtStage = raw.bytesRead;
+      waiting.stageAt = Date.now();
+      this.#waiting.set(ticket, {
+        ...waiting,
+        cut: (why) => {
+          markEstablished();
+          tls.destroy();
+          this.#refuse(
+            new AureliaError(
+              ErrorId.LocalQueueFull,
+              `cut ${remote} before its first frame: ${why}`,
+            ),
+            remote,
+          );
+        },
+      });
+      tls.once('close', markEstablished);
+    } else {
+      released = true;
+    }
     const connection: AuthenticatedConnection = Object.freeze({
       socket: tls,
       identity: peer.identity,
@@ -342,6 +444,7 @@ export class TlsListener {
       certificate: peer.certificate,
       remoteAddress: remote,
       transport: this.localAddr.kind,
+      markEstablished,
     });
     try {
       const outcome = this.#options.onConnection(connection);
@@ -351,11 +454,12 @@ export class TlsListener {
     }
   }
 
-  #settle(handshake: Handshake): void {
+  // Ends the TLS stage; the slot goes back too unless the connection keeps it until established.
+  #settle(handshake: Handshake, release = true): void {
     if (!this.#handshakes.delete(handshake)) return;
     clearTimeout(handshake.timer);
     handshake.detach();
-    this.#admission.release(handshake.ticket);
+    if (release) this.#release(handshake.ticket);
   }
 
   #refuse(err: AureliaError, source: string): void {
