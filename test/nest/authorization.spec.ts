@@ -21,7 +21,7 @@ import {
 } from '../../lib/index.js';
 import { AureliaContext } from '../../lib/nest/context.js';
 import { tabernaIdForPattern } from '../../lib/nest/pattern.js';
-import { rejection } from '../support/expect.js';
+import { errorOf, rejection } from '../support/expect.js';
 import { makeTestPki, type TestPki } from '../support/pki.js';
 import { callerApp, hybridApp, serviceOptions } from './fixtures.js';
 
@@ -101,16 +101,6 @@ const PATTERNS = [
   'misc.ping',
 ];
 
-/** The error a call failed with, or a test failure when it succeeded. */
-function failure(call: Observable<unknown>): Promise<unknown> {
-  return lastValueFrom(call).then(
-    () => {
-      throw new Error('expected the call to be refused');
-    },
-    (err: unknown) => err,
-  );
-}
-
 describe('authorization policy', () => {
   let pki: TestPki;
   let billing: INestApplication;
@@ -159,7 +149,7 @@ describe('authorization policy', () => {
 
   it('refuses another identity with a stable code before any guard or handler runs', async () => {
     const before = denied('ledger.read');
-    const err = await failure(from(audit).send('ledger.read', 21));
+    const err = await errorOf(from(audit).send('ledger.read', 21));
     expect(err).toEqual({
       status: 'error',
       code: PEER_NOT_ALLOWED,
@@ -183,7 +173,7 @@ describe('authorization policy', () => {
 
   it('applies the module rules, then the default deny', async () => {
     await expect(lastValueFrom(from(audit).send('open.echo', 'hi'))).resolves.toBe('hi');
-    const err = await failure(from(orders).send('misc.ping', {}));
+    const err = await errorOf(from(orders).send('misc.ping', {}));
     expect(err).toMatchObject({ code: PEER_NOT_ALLOWED });
     expect(ran).toEqual(['open.echo']);
   });
@@ -203,7 +193,7 @@ describe('authorization policy', () => {
   });
 
   it('refuses an event with RemoteTabernaRejected carrying the code', async () => {
-    const err = await failure(from(audit).emit('ledger.note', 'hello'));
+    const err = await errorOf(from(audit).emit('ledger.note', 'hello'));
     expect(err).toBeInstanceOf(AureliaError);
     expect((err as AureliaError).kind).toBe(ErrorId.RemoteTabernaRejected);
     expect((err as AureliaError).cause).toMatchObject({ code: PEER_NOT_ALLOWED });
@@ -212,7 +202,7 @@ describe('authorization policy', () => {
 
   it('refuses a blob before its handler takes the stream, and the source is destroyed', async () => {
     const source = Readable.from([Buffer.alloc(1024, 1)]);
-    const err = await failure(from(audit).sendBlob('ledger.upload', { name: 'x' }, source));
+    const err = await errorOf(from(audit).sendBlob('ledger.upload', { name: 'x' }, source));
     expect((err as AureliaError).kind).toBe(ErrorId.RemoteTabernaRejected);
     expect((err as AureliaError).cause).toMatchObject({ code: PEER_NOT_ALLOWED });
     expect(source.destroyed).toBe(true);

@@ -12,15 +12,15 @@ import {
 } from '@nestjs/common';
 import { Ctx, EventPattern, MessagePattern, Payload, RpcException } from '@nestjs/microservices';
 import { IsString, MinLength } from 'class-validator';
-import { type Observable, lastValueFrom } from 'rxjs';
-import { AureliaError, ErrorId, type Domus } from '../../lib/index.js';
+import { lastValueFrom } from 'rxjs';
+import { ErrorId, type Domus } from '../../lib/index.js';
 import { AureliaServer } from '../../lib/nest/aurelia.server.js';
 import { ClientAurelia } from '../../lib/nest/client-aurelia.js';
 import { AureliaContext } from '../../lib/nest/context.js';
 import { socketDir } from '../support/mesh.js';
 import { makeTestPki, type TestPki } from '../support/pki.js';
 import { FAST, callerApp, hybridApp, serviceOptions } from './fixtures.js';
-import { expectElapsedBetween } from '../support/expect.js';
+import { expectElapsedBetween, rejection } from '../support/expect.js';
 
 const MiB = 1024 * 1024;
 
@@ -257,15 +257,6 @@ function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-async function failure(source: Observable<unknown>): Promise<AureliaError> {
-  const err = await lastValueFrom(source).then(
-    () => new Error('expected sendBlob to fail, but it completed'),
-    (e: unknown) => e,
-  );
-  if (!(err instanceof AureliaError)) throw err;
-  return err;
-}
-
 describe.each(['tcp', 'unix'] as const)('sendBlob and getBlob over %s', (transport) => {
   let pki: TestPki;
   let files: INestApplication;
@@ -316,14 +307,14 @@ describe.each(['tcp', 'unix'] as const)('sendBlob and getBlob over %s', (transpo
 
   it('fails with RemoteTabernaRejected when a guard refuses, and never reads the source', async () => {
     const source = pieces(randomBytes(256 * 1024));
-    const err = await failure(client.sendBlob('file.guarded', { name: 'guarded' }, source));
+    const err = await rejection(client.sendBlob('file.guarded', { name: 'guarded' }, source));
     expect(err.kind).toBe(ErrorId.RemoteTabernaRejected);
     expect(err.message).toContain('Forbidden resource');
     expect(source.destroyed).toBe(true);
   });
 
   it('fails with RemoteTabernaRejected and the payload when the handler throws before taking the blob', async () => {
-    const err = await failure(
+    const err = await rejection(
       client.sendBlob('file.refuse', { name: 'x' }, pieces(randomBytes(1024))),
     );
     expect(err.kind).toBe(ErrorId.RemoteTabernaRejected);
@@ -332,7 +323,7 @@ describe.each(['tcp', 'unix'] as const)('sendBlob and getBlob over %s', (transpo
   });
 
   it('aborts the stream when the handler throws mid-stream, with the handler payload', async () => {
-    const err = await failure(
+    const err = await rejection(
       client.sendBlob('file.quota', { name: `${transport}-quota` }, endless()),
     );
     expect(err.kind).toBe(ErrorId.RemoteTabernaRejected);
@@ -342,7 +333,7 @@ describe.each(['tcp', 'unix'] as const)('sendBlob and getBlob over %s', (transpo
   it('aborts the remote stream when the source fails mid-stream, never a truncated success', async () => {
     const name = `${transport}-broken`;
     const source = new PassThrough();
-    const sending = failure(client.sendBlob('file.put', { name }, source));
+    const sending = rejection(client.sendBlob('file.put', { name }, source));
     source.write(randomBytes(MiB));
     await board.reached(name, MiB);
     source.destroy(new Error('disk read failed'));
@@ -380,7 +371,7 @@ describe.each(['tcp', 'unix'] as const)('sendBlob and getBlob over %s', (transpo
     });
     const source = endless();
     const started = Date.now();
-    const err = await failure(hasty.sendBlob('file.late', { name }, source));
+    const err = await rejection(hasty.sendBlob('file.late', { name }, source));
     expect(err.kind).toBe(ErrorId.SendTimeout);
     expectElapsedBetween(started, 200, 3500); // the domus's own deadline is 4 s
     expect(err.message).toContain("'file.late'");
@@ -414,7 +405,7 @@ describe.each(['tcp', 'unix'] as const)('sendBlob and getBlob over %s', (transpo
   });
 
   it('validates the blob data with ValidationPipe, rejecting before any byte flows', async () => {
-    const err = await failure(
+    const err = await rejection(
       client.sendBlob('file.validated', { name: '' }, pieces(randomBytes(1024))),
     );
     expect(err.kind).toBe(ErrorId.RemoteTabernaRejected);
@@ -431,7 +422,7 @@ describe.each(['tcp', 'unix'] as const)('sendBlob and getBlob over %s', (transpo
 
   it('aborts a blob the handler completed without taking', async () => {
     const name = `${transport}-ignored`;
-    const err = await failure(
+    const err = await rejection(
       client.sendBlob('file.ignore', { name }, pieces(randomBytes(512 * 1024))),
     );
     expect(err.kind).toBe(ErrorId.RemoteTabernaRejected);
@@ -452,31 +443,31 @@ describe.each(['tcp', 'unix'] as const)('sendBlob and getBlob over %s', (transpo
 
   it('aborts a blob the handler stopped reading before its end', async () => {
     const name = `${transport}-peeked`;
-    const err = await failure(client.sendBlob('file.peek', { name }, endless()));
+    const err = await rejection(client.sendBlob('file.peek', { name }, endless()));
     expect(err.kind).toBe(ErrorId.RemoteTabernaRejected);
     expect(err.message).toContain('stopped reading the blob before its end');
     expect(await board.outcome(name)).toMatchObject({ ok: true });
   });
 
   it('refuses a blob sent to a @MessagePattern handler', async () => {
-    const err = await failure(client.sendBlob('file.rpc', {}, pieces(randomBytes(1024))));
+    const err = await rejection(client.sendBlob('file.rpc', {}, pieces(randomBytes(1024))));
     expect(err.kind).toBe(ErrorId.RemoteTabernaRejected);
     expect(err.message).toContain("'file.rpc' is a message handler");
   });
 
   it('fails with UnknownTaberna for an unrouted pattern and EncodeFailure for unencodable data', async () => {
     const unrouted = pieces(randomBytes(1024));
-    const lost = await failure(client.sendBlob('file.nowhere', { name: 'x' }, unrouted));
+    const lost = await rejection(client.sendBlob('file.nowhere', { name: 'x' }, unrouted));
     expect(lost.kind).toBe(ErrorId.UnknownTaberna);
     expect(unrouted.destroyed).toBe(true);
-    const odd = await failure(client.sendBlob('file.put', { size: 1n }, Readable.from([])));
+    const odd = await rejection(client.sendBlob('file.put', { size: 1n }, Readable.from([])));
     expect(odd.kind).toBe(ErrorId.EncodeFailure);
   });
 
   it('runs once: a second subscription errors instead of re-reading the source', async () => {
     const transfer = client.sendBlob('file.put', { name: `${transport}-once` }, Readable.from([]));
     await lastValueFrom(transfer);
-    const err = await failure(transfer);
+    const err = await rejection(transfer);
     expect(err.kind).toBe(ErrorId.InvalidConfig);
   });
 });
@@ -511,7 +502,7 @@ describe('blobs with short deadlines', () => {
   it('stalls the sender, keeps other calls flowing, and ends with BlobStreamIdleTimeout', async () => {
     const client = caller.get(ClientAurelia);
     const source = endless();
-    const sending = failure(client.sendBlob('file.hold', { name: 'held' }, source));
+    const sending = rejection(client.sendBlob('file.hold', { name: 'held' }, source));
     expect(await lastValueFrom(client.send('ping', {}))).toBe('pong');
     const err = await sending;
     expect(err.kind).toBe(ErrorId.BlobStreamIdleTimeout);
@@ -523,7 +514,7 @@ describe('blobs with short deadlines', () => {
   it('ends a transfer whose source stalls with BlobStreamIdleTimeout on both ends', async () => {
     const client = caller.get(ClientAurelia);
     const source = new PassThrough();
-    const sending = failure(client.sendBlob('file.put', { name: 'stalled' }, source));
+    const sending = rejection(client.sendBlob('file.put', { name: 'stalled' }, source));
     source.write(Buffer.alloc(1000));
     const err = await sending;
     expect(err.kind).toBe(ErrorId.BlobStreamIdleTimeout);
@@ -550,7 +541,7 @@ describe('blobs with short deadlines', () => {
     );
     try {
       const source = endless();
-      const sending = failure(
+      const sending = rejection(
         sender.get(ClientAurelia).sendBlob('file.put', { name: 'doomed' }, source),
       );
       await board.reached('doomed', MiB);

@@ -20,16 +20,7 @@ import { TabernaHandler } from '../../lib/nest/decorators.js';
 import { eventually, socketDir } from '../support/mesh.js';
 import { makeTestPki, type TestPki } from '../support/pki.js';
 import { callerApp, hybridApp, seen, serviceOptions, standaloneMicroservice } from './fixtures.js';
-import { expectElapsedBetween } from '../support/expect.js';
-
-async function failure(source: import('rxjs').Observable<unknown>): Promise<unknown> {
-  return lastValueFrom(source).then(
-    (v) => {
-      throw new Error(`expected an error, got ${JSON.stringify(v)}`);
-    },
-    (e: unknown) => e,
-  );
-}
+import { errorOf, expectElapsedBetween } from '../support/expect.js';
 
 const PATTERNS = [
   'sum',
@@ -118,14 +109,14 @@ describe('Nest over Aurelia: hybrid app serving, module client calling', () => {
   });
 
   it('delivers an RpcException payload to the caller as Nest transports do', async () => {
-    expect(await failure(client.send('fail.rpc', {}))).toEqual({
+    expect(await errorOf(client.send('fail.rpc', {}))).toEqual({
       code: 'E_LIMIT',
       message: 'credit limit exceeded',
     });
   });
 
   it('hides an unexpected error behind Nest’s generic payload', async () => {
-    expect(await failure(client.send('fail.plain', {}))).toEqual({
+    expect(await errorOf(client.send('fail.plain', {}))).toEqual({
       status: 'error',
       message: 'Internal server error',
     });
@@ -185,20 +176,20 @@ describe('Nest over Aurelia: hybrid app serving, module client calling', () => {
   });
 
   it('errors emit() with RemoteTabernaRejected carrying the handler error', async () => {
-    const err = await failure(client.emit('note.fail', 'x'));
+    const err = await errorOf(client.emit('note.fail', 'x'));
     expect(AureliaError.is(err, ErrorId.RemoteTabernaRejected)).toBe(true);
     expect((err as AureliaError).message).toContain('note refused');
     expect((err as AureliaError).cause).toEqual({ status: 'error', message: 'note refused' });
   });
 
   it('errors send() for a pattern nobody routes with UnknownTaberna', async () => {
-    const err = await failure(client.send('nobody.serves.this', {}));
+    const err = await errorOf(client.send('nobody.serves.this', {}));
     expect(AureliaError.is(err, ErrorId.UnknownTaberna)).toBe(true);
   });
 
   it('refuses a send() to an event handler and an emit() to a message handler', async () => {
-    expect(await failure(client.send('note', 'x'))).toMatchObject({ status: 'error' });
-    const err = await failure(client.emit('sum', [1]));
+    expect(await errorOf(client.send('note', 'x'))).toMatchObject({ status: 'error' });
+    const err = await errorOf(client.emit('sum', [1]));
     expect(AureliaError.is(err, ErrorId.RemoteTabernaRejected)).toBe(true);
   });
 
@@ -225,7 +216,7 @@ describe('Nest over Aurelia: hybrid app serving, module client calling', () => {
   it('errors send() with SendTimeout at the request deadline', async () => {
     const quick = new ClientAurelia(client.unwrap<Domus>(), { requestTimeoutMs: 300 });
     const started = Date.now();
-    const err = await failure(quick.send('forever', {}));
+    const err = await errorOf(quick.send('forever', {}));
     expect(AureliaError.is(err, ErrorId.SendTimeout)).toBe(true);
     expect((err as Error).message).toContain(
       "'forever' did not finish within its deadline (requestTimeoutMs, 300 ms)",
@@ -237,7 +228,7 @@ describe('Nest over Aurelia: hybrid app serving, module client calling', () => {
   it('names the pattern, where it went and the fix when nothing serves it at its route', async () => {
     const hex = `0x${tabernaIdForPattern('nobody.home').toString(16)}`;
     for (const call of [client.send('nobody.home', 1), client.emit('nobody.home', 1)]) {
-      const err = await failure(call);
+      const err = await errorOf(call);
       expect(AureliaError.is(err, ErrorId.UnknownTaberna)).toBe(true);
       const message = (err as Error).message;
       expect(message).toContain("'nobody.home' is not served where its route points");
@@ -262,7 +253,7 @@ describe('Nest over Aurelia: standalone microservice', () => {
       await client.close();
       await app.close();
     }
-    const err = await failure(client.send('sum', [1]));
+    const err = await errorOf(client.send('sum', [1]));
     expect(AureliaError.is(err, ErrorId.DomusClosed)).toBe(true);
   });
 
@@ -275,7 +266,7 @@ describe('Nest over Aurelia: standalone microservice', () => {
     );
     try {
       const before = seen.heldStarted.length;
-      const call = failure(client.send('held', {}));
+      const call = errorOf(client.send('held', {}));
       await eventually(() => seen.heldStarted.length > before, 'the held handler to start');
       await app.close();
       const err = await call;
@@ -403,17 +394,17 @@ describe('Nest over Aurelia: where handlers listen, server status and events', (
       });
       expect(await lastValueFrom(client.send('billing.v2.total', [1, 2]))).toBe(3);
       expect(
-        AureliaError.is(await failure(client.send('total.alias', [1])), ErrorId.UnknownTaberna),
+        AureliaError.is(await errorOf(client.send('total.alias', [1])), ErrorId.UnknownTaberna),
       ).toBe(true);
       expect(await lastValueFrom(client.send(4343n, {}))).toBe('below the pattern decorator');
       await lastValueFrom(client.emit(4444n, 'by id'), { defaultValue: undefined });
       expect(PlacementController.events).toEqual(['by id']);
       expect(await lastValueFrom(client.send('aurelia.only', {}))).toBe('aurelia');
       expect(
-        AureliaError.is(await failure(client.send('tcp.only', {})), ErrorId.UnknownTaberna),
+        AureliaError.is(await errorOf(client.send('tcp.only', {})), ErrorId.UnknownTaberna),
       ).toBe(true);
       expect(
-        AureliaError.is(await failure(client.emit('tcp.event', 'x')), ErrorId.UnknownTaberna),
+        AureliaError.is(await errorOf(client.emit('tcp.event', 'x')), ErrorId.UnknownTaberna),
       ).toBe(true);
       expect(connected).toMatchObject([{ identity: 'spiffe://aurelia.local/placer' }]);
       await client.close();
@@ -498,7 +489,7 @@ describe('Nest over Aurelia: serializers and handler ids', () => {
     try {
       const client = app.get(ClientAurelia);
       for (const call of [client.send('sum', [1]), client.emit('note', 'never')]) {
-        const err = await failure(call);
+        const err = await errorOf(call);
         expect(AureliaError.is(err, ErrorId.EncodeFailure)).toBe(true);
         expect((err as AureliaError).message).toContain('cyclic packet');
         expect((err as AureliaError).cause).toBeInstanceOf(TypeError);

@@ -1,18 +1,21 @@
 // Small assertion helpers shared by tests.
+import { isObservable, lastValueFrom, type Observable } from 'rxjs';
+
 import { AureliaError, errorIdName, type ErrorId } from '../../lib/engine/errors.js';
 
 /**
- * Resolves with the `AureliaError` that `work` rejects with (a promise, or a function whose call
- * throws or returns a promise that rejects). Fails when it fulfils, fails with anything else, or,
- * given `kind`, fails with another kind.
+ * Resolves with the `AureliaError` that `work` rejects with (a promise, an Observable's last
+ * value, or a function whose call throws or returns a promise that rejects). Fails when it
+ * fulfils, fails with anything else, or, given `kind`, fails with another kind.
  */
 export async function rejection(
-  work: Promise<unknown> | (() => unknown),
+  work: Promise<unknown> | Observable<unknown> | (() => unknown),
   kind?: ErrorId,
 ): Promise<AureliaError> {
   let outcome: unknown;
   try {
-    await (typeof work === 'function' ? work() : work);
+    if (isObservable(work)) await lastValueFrom(work);
+    else await (typeof work === 'function' ? work() : work);
   } catch (err) {
     outcome = err;
   }
@@ -79,4 +82,17 @@ export function expectElapsedBetween(
   const elapsed = Date.now() - startedAt;
   expect(elapsed).toBeGreaterThanOrEqual(deadlineMs - 10);
   expect(elapsed).toBeLessThan(ceilingMs);
+}
+
+/**
+ * What `source` errors with (anything, not only an `AureliaError`); fails when it completes with
+ * a value instead. An Observable that completes empty errors with rxjs' `EmptyError`.
+ */
+export function errorOf(source: Observable<unknown>): Promise<unknown> {
+  return lastValueFrom(source).then(
+    (value) => {
+      throw new Error(`expected an error, got ${JSON.stringify(value)}`);
+    },
+    (err: unknown) => err,
+  );
 }
