@@ -1,5 +1,6 @@
 // How handler errors travel: Nest's error payloads as rejection reasons and back.
 import { AureliaError, ErrorId } from '../engine/errors.js';
+import { PEER_NOT_ALLOWED } from './authorization.js';
 import { NOT_SERVED_THERE } from '../engine/taberna/registry.js';
 
 const MAX_REASON_BYTES = 1024;
@@ -58,16 +59,19 @@ export function callFailure(err: unknown, pattern: string, timeoutMs: number | u
 
 /**
  * The error `emit()` reports for a rejected event: `RemoteTabernaRejected` naming the pattern and
- * the handler's message, with the handler's error payload as `cause` when the reason carried one.
- * Other errors pass through unchanged.
+ * the handler's message, with the handler's error payload as `cause` when the reason carried one
+ * (a refusal by the authorization policy keeps the policy's own message). Other errors pass
+ * through unchanged.
  */
 export function emitError(err: unknown, pattern: string): unknown {
   if (!AureliaError.is(err, ErrorId.RemoteTabernaRejected)) return err;
   const payload = parseJson(err.message);
   if (payload === undefined) return err;
+  // A refusal by the authorization policy never reached the handler; its message says so.
+  const refused = (payload as { code?: unknown } | null)?.code === PEER_NOT_ALLOWED;
   return new AureliaError(
     ErrorId.RemoteTabernaRejected,
-    `the handler of '${pattern}' failed: ${messageOf(payload)}`,
+    refused ? messageOf(payload) : `the handler of '${pattern}' failed: ${messageOf(payload)}`,
     { cause: payload },
   );
 }

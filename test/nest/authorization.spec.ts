@@ -196,6 +196,9 @@ describe('authorization policy', () => {
     const err = await errorOf(from(audit).emit('ledger.note', 'hello'));
     expect(err).toBeInstanceOf(AureliaError);
     expect((err as AureliaError).kind).toBe(ErrorId.RemoteTabernaRejected);
+    expect((err as AureliaError).message).toBe(
+      `refused by the authorization policy: ${AUDIT} may not call 'ledger.note'`,
+    );
     expect((err as AureliaError).cause).toMatchObject({ code: PEER_NOT_ALLOWED });
     expect(ran).toEqual([]);
   });
