@@ -61,8 +61,10 @@ describe.each<TransportKind>(['tcp', 'socket'])('over %s', (transport) => {
       cleanup,
       addr(),
       await pki.node('alpha'),
-      testLimits({ total: 3, perPeer: 3, [deadlineField(transport)]: 1000 }),
+      // Long enough that the early dial below still finds the slots taken on a busy machine.
+      testLimits({ total: 3, perPeer: 3, [deadlineField(transport)]: 3000 }),
     );
+    const beta = material(await pki.node('beta')).secureContext;
     const stalled = [];
     for (let i = 0; i < 3; i++) stalled.push(await rawConnect(cleanup, server.addr));
     // The listener accepts in arrival order, so the fourth finds every slot taken.
@@ -74,7 +76,6 @@ describe.each<TransportKind>(['tcp', 'socket'])('over %s', (transport) => {
     );
     await closedWithin(excess);
 
-    const beta = material(await pki.node('beta')).secureContext;
     const early = await dial(server.addr, { secureContext: beta, timeoutMs: WAIT_MS }).then(
       (conn) => {
         conn.socket.destroy();
