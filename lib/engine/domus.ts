@@ -292,9 +292,9 @@ export class Domus {
 
   /**
    * @internal Sends an already encoded A2 or A3 message (A2 services use this). Resolves on the
-   * target application's accept; rejects like `send`. With `address`, the resolver is bypassed
-   * and, with `expectedIdentity`, whoever answers there must prove that identity
-   * (`AddressMismatch` otherwise).
+   * target application's accept; rejects like `send`. With `address`, the resolver is bypassed;
+   * with `expectedIdentity`, only that identity may receive it (`AddressMismatch` otherwise);
+   * with `replies`, it is a request whose replies come back on the callis it is written to.
    */
   dispatch(message: DispatchMessage): Promise<void> {
     return this.router.route(
@@ -303,26 +303,6 @@ export class Domus {
       undefined,
       undefined,
     ) as Promise<void>;
-  }
-
-  /**
-   * @internal Like `dispatch`, but when the lane to the target's address is full at once
-   * (`LocalQueueFull`) it returns `undefined` instead of a rejection, so an A2 service can wait
-   * and retry without a turn of the event loop to find out. A target whose address the resolver
-   * answers asynchronously reports a full lane as a rejection, as `dispatch` does.
-   */
-  dispatchUnlessFull(message: DispatchMessage): Promise<void> | undefined {
-    try {
-      return this.router.routeOrThrow(
-        message,
-        dispatchFlags(message),
-        undefined,
-        undefined,
-      ) as Promise<void>;
-    } catch (err) {
-      if (AureliaError.is(err, ErrorId.LocalQueueFull)) return undefined;
-      return Promise.reject(err as Error);
-    }
   }
 
   /**

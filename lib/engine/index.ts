@@ -49,9 +49,6 @@ export {
 } from './auth-watch.js';
 // A2 services: request/reply (what Nest send() is built on).
 export {
-  CANCEL_MESSAGE_TYPE,
-  REPLY_MESSAGE_TYPE,
-  REPLY_TABERNA_ID,
   REQUEST_MESSAGE_TYPE,
   RESERVED_TABERNA_ID_BASE,
   RequestReplyCodec,
@@ -62,6 +59,7 @@ export {
   RemoteRequestError,
   ReplyChannel,
   RequestReplyClient,
+  type CallSink,
   RequestReplyResponder,
   RequestReplyServer,
   type RequestHandler,

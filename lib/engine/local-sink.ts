@@ -4,7 +4,7 @@ import type { MessagePriorityClass, MessageType, TabernaId } from './ids.js';
 import type { SendContext } from './peer/peer.js';
 import type { OutboundSpec } from './peer/outbound-store.js';
 import { DeadlineHeap } from './peer/deadline-heap.js';
-import type { Decision, DecisionSink } from './taberna/request.js';
+import type { Decision, DecisionSink, Delivery } from './taberna/request.js';
 import type { MetricsRecorder } from './reporting/metrics.js';
 import type { DispatchMessage } from './routing.js';
 
@@ -26,12 +26,27 @@ export function promiseOf(pending: PendingSend): Promise<unknown> {
 }
 
 /**
+ * Receives the replies of an A2 request (a dispatched message with `replies`). The domus sets
+ * `cancelRequest` once the request is on its way: calling it asks the handler's side to stop.
+ */
+export interface ReplySink {
+  /** One reply value, in order; a last value arrives here just before the send resolves. */
+  onReply(body: Buffer): void;
+  /** The handler's encoded error, just before the send rejects with `RemoteTabernaRejected`. */
+  onErrorBody(body: Buffer): void;
+  /** Set by the domus: best-effort cancellation (`deadline` when the caller's time ran out). */
+  cancelRequest?: (deadline: boolean) => void;
+}
+
+/**
  * One send in flight: the message as the outbound store admits it, and how the caller's promise
  * settles. One object per send, so the hot path allocates little.
  */
 export class PendingSend implements OutboundSpec<SendContext>, SendContext {
   resolveWith: (value: unknown) => void = noop;
   rejectWith: (err: Error) => void = noop;
+  /** Seq of the next reply expected (requests only). */
+  nextReplySeq = 0;
 
   constructor(
     readonly priority: MessagePriorityClass.A2 | MessagePriorityClass.A3,
@@ -44,6 +59,10 @@ export class PendingSend implements OutboundSpec<SendContext>, SendContext {
     readonly startedAt: number,
     /** What an accepted message send resolves with; a blob send resolves with its sender. */
     private readonly outcome: unknown,
+    /** Where the replies of an A2 request go. */
+    readonly replies: ReplySink | undefined,
+    /** The identity that must receive the message, checked on every callis it is written to. */
+    readonly expectedIdentity: string | undefined,
   ) {}
 
   /** A send of `message`; called on a subclass, an instance of that subclass. */
@@ -65,6 +84,8 @@ export class PendingSend implements OutboundSpec<SendContext>, SendContext {
       deadline,
       startedAt,
       outcome,
+      message.replies,
+      message.expectedIdentity,
     );
   }
 
@@ -104,11 +125,24 @@ export class LocalSink implements DecisionSink {
     return token;
   }
 
+  reply(token: number, body: Buffer, delivery: Delivery): void {
+    const entry = this.pending.get(token);
+    if (!entry) return;
+    entry.context.replies?.onReply(body);
+    // Delivered in the same turn: acknowledged at once, so a local stream never waits for room.
+    delivery.repliesAcknowledged(delivery.repliesSent);
+  }
+
   decide(token: number, decision: Decision): void {
     const entry = this.pending.get(token);
     if (!entry) return;
     this.pending.delete(token);
     this.deadlines.remove(entry);
+    const body = decision.reply?.body;
+    if (body !== undefined) {
+      if (decision.accepted) entry.context.replies?.onReply(body);
+      else entry.context.replies?.onErrorBody(body);
+    }
     if (decision.accepted) {
       this.metrics.sendsAccepted++;
       this.metrics.messagesAccepted++;

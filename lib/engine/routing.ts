@@ -25,7 +25,7 @@ import type { TabernaRegistry } from './taberna/registry.js';
 import type { MetricsRecorder } from './reporting/metrics.js';
 import type { DomusReporting } from './reporting/reporting.js';
 import type { LinkBook } from './links.js';
-import { LocalSink, PendingSend, promiseOf } from './local-sink.js';
+import { LocalSink, PendingSend, type ReplySink, promiseOf } from './local-sink.js';
 import { dial } from './transport/dial.js';
 
 /** An encoded message for `Domus.dispatch` (engine-internal; not exported by any entry). */
@@ -44,6 +44,8 @@ export interface DispatchMessage {
   readonly timeoutMs?: number;
   /** What a `'hash'`-balanced route hashes to pick a replica; default the taberna id. */
   readonly balanceKey?: string;
+  /** Makes the message an A2 request: its replies come back on the callis it is written to. */
+  readonly replies?: ReplySink;
 }
 
 /** What the router needs from its domus. */
@@ -190,7 +192,7 @@ export class Router {
       const pending = PendingSend.of(message, blob, deadline, startedAt, outcome);
       const promise = promiseOf(pending);
       // Throws (LocalQueueFull, AddressMismatch, DomusClosed) before anything was admitted.
-      peer.submit(pending, message.expectedIdentity, blobRelease);
+      peer.submit(pending, blobRelease);
       return promise;
     }
     const pending = BalancedSend.of(message, blob, deadline, startedAt, outcome);
@@ -199,7 +201,7 @@ export class Router {
     const promise = promiseOf(pending);
     this.balancer.started(replica);
     try {
-      peer.submit(pending, message.expectedIdentity, blobRelease);
+      peer.submit(pending, blobRelease);
     } catch (err) {
       // Refused before anything was admitted: not the replica's doing.
       this.balancer.released(replica);
@@ -293,10 +295,15 @@ export class Router {
     const pending = PendingSend.of(message, 0, deadline, startedAt, outcome);
     const promise = promiseOf(pending);
     const token = this.localSink.add(pending, deadline);
-    this.host.registry.deliver(
-      message.to,
-      new Delivery(message.msgType, message.payload, this.selfPeer, this.localSink, token),
+    const delivery = new Delivery(
+      message.msgType,
+      message.payload,
+      this.selfPeer,
+      this.localSink,
+      token,
     );
+    if (message.replies) message.replies.cancelRequest = (late) => delivery.cancel(late);
+    this.host.registry.deliver(message.to, delivery);
     return promise;
   }
 

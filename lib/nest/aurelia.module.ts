@@ -145,7 +145,6 @@ export class AureliaModule {
             codec: options.codec,
             client: options.client,
             requestTimeoutMs: options.requestTimeoutMs,
-            replyAddress: options.replyAddress,
           });
           try {
             await client.connect();

@@ -117,7 +117,7 @@ export class AureliaServer
   async listen(callback: (err?: unknown) => void): Promise<void> {
     try {
       const domus = await this.ensureDomus();
-      this.responder = new RequestReplyResponder(domus);
+      this.responder = new RequestReplyResponder();
       this.authorization = AuthorizationGate.for(this.policy, this.messageHandlers, domus);
       this.tracing = await loadTracing();
       const ids = this.plan();
@@ -259,8 +259,7 @@ export class AureliaServer
     try {
       for await (const request of taberna) {
         const frame = request.message;
-        const refusal =
-          frame.kind === 'cancel' ? undefined : this.authorization?.check(request.peer, pattern);
+        const refusal = this.authorization?.check(request.peer, pattern);
         if (refusal) {
           this.refuse(request, frame, taberna.id, refusal);
           continue;
@@ -281,11 +280,6 @@ export class AureliaServer
           case 'request':
             this.onRequest(request, frame, pattern, taberna.id);
             break;
-          case 'cancel':
-            this.responder?.cancel(request, frame);
-            break;
-          default:
-            request.reject(`taberna ${taberna.id} does not take replies`);
         }
       }
     } catch {
@@ -390,10 +384,11 @@ export class AureliaServer
     tabernaId: TabernaId,
   ): Promise<void> {
     const value = this.body.decode(channel.body);
-    const packet = (await this.deserializer.deserialize(value, {
-      channel: pattern,
-    })) as IncomingRequest;
-    const id = typeof packet.id === 'string' ? packet.id : String(channel.correlationId);
+    const deserialized = this.deserializer.deserialize(value, { channel: pattern });
+    const packet = (
+      isThenable(deserialized) ? await deserialized : deserialized
+    ) as IncomingRequest;
+    const id = typeof packet.id === 'string' ? packet.id : '';
     const handler: MessageHandler | null = this.handlerFor(pattern);
     if (!handler || handler.isEventHandler) {
       const message = handler
@@ -419,35 +414,57 @@ export class AureliaServer
     if (started instanceof Promise) await started;
   }
 
-  /** Sends one of Nest's write packets: a value, the error, or the completion. */
-  private async respond(channel: ReplyChannel, id: string, packet: WritePacket): Promise<unknown> {
-    if (channel.ended) return false;
+  /**
+   * Sends one of Nest's write packets: a value, the error, or the completion. Synchronous when
+   * the serializer is: a single-value reply leaves in the same turn the handler's value arrived.
+   */
+  private respond(channel: ReplyChannel, id: string, packet: WritePacket): Promise<unknown> {
+    if (channel.ended) return FALSE;
+    let step: Promise<unknown> | unknown;
     try {
       if (packet.err !== undefined) {
-        const body = await this.encode({ id, err: packet.err });
-        return await channel.fail(body, rejectionReason(packet.err));
+        const err = packet.err;
+        step = this.encodeThen({ id, err }, (body) => channel.fail(body, rejectionReason(err)));
+      } else if (!packet.isDisposed) {
+        step = this.encodeThen({ id, response: packet.response }, (body) => channel.next(body));
+      } else if (packet.response !== undefined) {
+        // Nest merges a final value into the completion: it travels as the last reply.
+        step = this.encodeThen({ id, response: packet.response }, (body) => channel.complete(body));
+      } else {
+        step = channel.complete();
       }
-      if (!packet.isDisposed) {
-        return await channel.next(await this.encode({ id, response: packet.response }));
-      }
-      // Nest merges a final value into the completion: it travels as the LAST reply.
-      if (packet.response !== undefined) {
-        return await channel.complete(await this.encode({ id, response: packet.response }));
-      }
-      return await channel.complete();
     } catch (err) {
-      // The reply could not be encoded: the caller hears why instead of waiting for its deadline.
-      const failure = asAurelia(err, ErrorId.EncodeFailure, 'the reply could not be serialized');
-      const body = await this.encode({
-        id,
-        err: { status: 'error', message: failure.message },
-      }).catch(() => Buffer.alloc(0));
-      return channel.fail(body, failure.message);
+      return this.failEncoding(channel, id, err);
     }
+    return isThenable(step)
+      ? Promise.resolve(step).catch((err: unknown) => this.failEncoding(channel, id, err))
+      : Promise.resolve(step);
   }
 
-  private async encode(packet: WritePacket & { id: string }): Promise<Buffer> {
-    return this.body.encode(await this.serializer.serialize(packet));
+  /** Serializes and encodes `packet`, then runs `then` with the body (at once when possible). */
+  private encodeThen<R>(
+    packet: WritePacket & { id: string },
+    then: (body: Buffer) => R,
+  ): R | Promise<R> {
+    const serialized = this.serializer.serialize(packet);
+    if (isThenable(serialized)) {
+      return Promise.resolve(serialized).then((value) => then(this.body.encode(value)));
+    }
+    return then(this.body.encode(serialized));
+  }
+
+  // The reply could not be encoded: the caller hears why instead of waiting for its deadline.
+  private async failEncoding(channel: ReplyChannel, id: string, err: unknown): Promise<boolean> {
+    const failure = asAurelia(err, ErrorId.EncodeFailure, 'the reply could not be serialized');
+    let body: Buffer;
+    try {
+      body = this.body.encode(
+        await this.serializer.serialize({ id, err: { status: 'error', message: failure.message } }),
+      );
+    } catch {
+      body = Buffer.alloc(0);
+    }
+    return channel.fail(body, failure.message);
   }
 
   private subscribe(type: string, listener: (event: never) => void): void {
@@ -469,6 +486,12 @@ export class AureliaServer
     if (this.owned) await this.owned.shutdown();
     this._status$.next('closed');
   }
+}
+
+const FALSE = Promise.resolve(false);
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as { then?: unknown } | null | undefined)?.then === 'function';
 }
 
 /** Nest's error payload for anything a handler path threw (already shaped, or raw). */

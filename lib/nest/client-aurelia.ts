@@ -11,13 +11,17 @@ import {
 import { Observable, type Subscription } from 'rxjs';
 import { AureliaError, ErrorId } from '../engine/errors.js';
 import { Aurelia } from '../engine/aurelia.js';
-import { DomusAddr } from '../engine/addr.js';
 import { type EncodedMessage, JsonCodec, type MessageCodec } from '../engine/codec.js';
 import type { BlobSender } from '../engine/blob/sender.js';
 import type { Domus } from '../engine/domus.js';
 import { SendOptions } from '../engine/send-options.js';
 import { MessagePriorityClass, A3_MESSAGE_TYPE_BASE, type TabernaId } from '../engine/ids.js';
-import { RemoteRequestError, RequestReplyClient } from '../engine/services/request-reply-client.js';
+import {
+  type CallSink,
+  RemoteRequestError,
+  RequestReplyClient,
+  type RequestOptions,
+} from '../engine/services/request-reply-client.js';
 import { PacketBodyCodec, asAurelia } from './body.js';
 import { blobSendError, callFailure, emitError } from './errors.js';
 import type { AureliaEventsMap } from './aurelia.server.js';
@@ -36,7 +40,7 @@ export type AureliaClientStatus = 'connecting' | 'ready' | 'connected' | 'discon
 
 /** Options of a `ClientAurelia` built on an existing domus. */
 export type ClientAureliaOptions = Partial<
-  Pick<ResolvedAureliaOptions, 'codec' | 'client' | 'requestTimeoutMs' | 'replyAddress'>
+  Pick<ResolvedAureliaOptions, 'codec' | 'client' | 'requestTimeoutMs'>
 >;
 
 /**
@@ -56,8 +60,10 @@ export type ClientAureliaOptions = Partial<
 export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientStatus> {
   private readonly source: Domus | ResolvedAureliaOptions;
   private readonly body: PacketBodyCodec;
-  private readonly requestTimeoutMs: number | undefined;
-  private readonly replyAddress: DomusAddr | undefined;
+  /** @internal Deadline of `send()` calls, when set. */
+  readonly requestTimeoutMs: number | undefined;
+  /** The options of every request (one object, shared). */
+  private readonly requestOptions: RequestOptions;
   private readonly subscriptions = new Set<Subscription>();
   private readonly pendingListeners: Array<[string, (event: never) => void]> = [];
   private connecting: Promise<RequestReplyClient> | undefined;
@@ -78,7 +84,7 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
     this.source = isDomus ? (source as Domus) : resolved!;
     this.body = new PacketBodyCodec(options.codec ?? resolved?.codec ?? new JsonCodec<unknown>());
     this.requestTimeoutMs = options.requestTimeoutMs ?? resolved?.requestTimeoutMs;
-    this.replyAddress = options.replyAddress ?? resolved?.replyAddress;
+    this.requestOptions = { timeoutMs: this.requestTimeoutMs };
     const serialization = options.client ?? resolved?.client ?? {};
     this.initializeSerializer(serialization);
     this.initializeDeserializer(serialization);
@@ -149,59 +155,65 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
     return requests;
   }
 
+  // Synchronous when the serializer and deserializer answer at once: no promise per call.
   protected publish(packet: ReadPacket, callback: (packet: WritePacket) => void): () => void {
-    const span = this.tracing?.client('send', patternText(packet.pattern), packet);
-    const reply = span ? span.observe(callback) : callback;
-    let subscription: Subscription | undefined;
-    let cancelled = false;
-    // Deliveries go through one chain so an async deserializer cannot reorder them.
-    let tail: Promise<void> = Promise.resolve();
-    const deliver = (make: () => Promise<WritePacket> | WritePacket): void => {
-      tail = tail.then(async () => {
-        if (cancelled) return;
-        let out: WritePacket;
-        try {
-          out = await make();
-        } catch (err) {
-          out = { err: asAurelia(err, ErrorId.DecodeFailure, 'the reply could not be read') };
-        }
-        if (!cancelled) reply(out);
-        if (out.err !== undefined || out.isDisposed) {
-          cancelled = true;
-          // An unreadable reply ends the call here; the handler is told to stop.
-          subscription?.unsubscribe();
-        }
-      });
-    };
-    const start = async (): Promise<void> => {
-      const requests = this.requests!;
-      const to = tabernaIdForPattern(packet.pattern);
-      const withId = this.assignPacketId({ ...packet, pattern: patternText(packet.pattern) });
-      let value: unknown;
-      try {
-        value = await this.serializer.serialize(withId);
-      } catch (err) {
-        throw serializerError(err, 'request');
+    const pattern = patternText(packet.pattern);
+    const span = this.tracing?.client('send', pattern, packet);
+    const call = new NestCall(this, span ? span.observe(callback) : callback, pattern, span);
+    let value: unknown;
+    let to: TabernaId;
+    try {
+      to = tabernaIdForPattern(packet.pattern);
+      value = this.serializer.serialize(this.assignPacketId({ ...packet, pattern }));
+    } catch (err) {
+      call.fail(serializerError(err, 'request'));
+      return call.cancel;
+    }
+    if (isThenable(value)) {
+      Promise.resolve(value).then(
+        (serialized) => this.startCall(call, to, serialized),
+        (err: unknown) => call.fail(serializerError(err, 'request')),
+      );
+    } else {
+      this.startCall(call, to, value);
+    }
+    return call.cancel;
+  }
+
+  private startCall(call: NestCall, to: TabernaId, serialized: unknown): void {
+    if (call.cancelled) return;
+    let body: Buffer;
+    try {
+      body = this.body.encode(serialized);
+    } catch (err) {
+      call.fail(err);
+      return;
+    }
+    call.started(this.requests!.call(to, body, this.requestOptions, call));
+  }
+
+  /** @internal Turns one reply body into Nest's write packet (maybe asynchronously). */
+  readReply(reply: Buffer): WritePacket | Promise<WritePacket> {
+    const packet = this.deserializer.deserialize(this.body.decode(reply));
+    return isThenable(packet) ? Promise.resolve(packet).then(replyPacket) : replyPacket(packet);
+  }
+
+  /** @internal Turns a call's failure into Nest's error packet (maybe asynchronously). */
+  readFailure(err: unknown): WritePacket | Promise<WritePacket> {
+    if (!(err instanceof RemoteRequestError) || err.body === undefined || err.body.length === 0) {
+      return { err };
+    }
+    const fallback = (): WritePacket => ({ err });
+    try {
+      const packet = this.deserializer.deserialize(this.body.decode(err.body));
+      if (isThenable(packet)) {
+        return Promise.resolve(packet).then((p) => errorPacket(p) ?? fallback(), fallback);
       }
-      const body = this.body.encode(value);
-      if (cancelled) return;
-      subscription = requests
-        .request(to, body, { timeoutMs: this.requestTimeoutMs, replyAddress: this.replyAddress })
-        .subscribe({
-          next: (reply) => deliver(() => this.readReply(reply)),
-          error: (err: unknown) =>
-            deliver(() =>
-              this.readFailure(callFailure(err, withId.pattern, this.requestTimeoutMs)),
-            ),
-          complete: () => deliver(() => ({ isDisposed: true })),
-        });
-    };
-    start().catch((err: unknown) => deliver(() => ({ err })));
-    return () => {
-      cancelled = true;
-      span?.end();
-      subscription?.unsubscribe();
-    };
+      return errorPacket(packet) ?? fallback();
+    } catch {
+      // Unreadable error body: report the rejection itself.
+      return fallback();
+    }
   }
 
   /**
@@ -361,26 +373,6 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
     return encoded;
   }
 
-  private async readReply(reply: Buffer): Promise<WritePacket> {
-    const packet = (await this.deserializer.deserialize(this.body.decode(reply))) as WritePacket;
-    if (packet.err !== undefined) return { err: packet.err };
-    return { response: packet.response, isDisposed: packet.isDisposed };
-  }
-
-  private async readFailure(err: unknown): Promise<WritePacket> {
-    if (err instanceof RemoteRequestError && err.body !== undefined && err.body.length > 0) {
-      try {
-        const packet = (await this.deserializer.deserialize(
-          this.body.decode(err.body),
-        )) as WritePacket;
-        if (packet.err !== undefined) return { err: packet.err };
-      } catch {
-        // Unreadable error body: report the rejection itself.
-      }
-    }
-    return { err };
-  }
-
   private watchLinks(domus: Domus): void {
     const update = (): void => {
       if (this.closed) return;
@@ -518,4 +510,119 @@ function abort(sender: BlobSender, reason: unknown): void {
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof (value as { then?: unknown } | null | undefined)?.then === 'function';
+}
+
+function replyPacket(packet: unknown): WritePacket {
+  const p = packet as WritePacket;
+  if (p.err !== undefined) return { err: p.err };
+  return { response: p.response, isDisposed: p.isDisposed };
+}
+
+function errorPacket(packet: unknown): WritePacket | undefined {
+  const p = packet as WritePacket;
+  return p.err !== undefined ? { err: p.err } : undefined;
+}
+
+/**
+ * One `send()` call as Nest sees it: the engine call's replies become Nest write packets, in
+ * order even when the deserializer is asynchronous (a chain is only built then), and the first
+ * error or completion ends it.
+ */
+class NestCall implements CallSink {
+  cancelled = false;
+  private stop: (() => void) | undefined;
+  /** Pending asynchronous deliveries: later ones wait behind it to keep the order. */
+  private tail: Promise<void> | undefined;
+
+  constructor(
+    private readonly client: ClientAurelia,
+    private readonly callback: (packet: WritePacket) => void,
+    private readonly pattern: string,
+    private readonly span: { end(): void } | undefined,
+  ) {}
+
+  readonly cancel = (): void => {
+    this.cancelled = true;
+    this.span?.end();
+    this.stop?.();
+  };
+
+  started(stop: () => void): void {
+    this.stop = stop;
+    if (this.cancelled) stop();
+  }
+
+  next(body: Buffer): void {
+    this.deliver(() => this.client.readReply(body));
+  }
+
+  error(err: unknown): void {
+    this.deliver(() =>
+      this.client.readFailure(callFailure(err, this.pattern, this.client.requestTimeoutMs)),
+    );
+  }
+
+  complete(): void {
+    this.deliver(disposed);
+  }
+
+  fail(err: unknown): void {
+    this.deliver(() => ({ err }));
+  }
+
+  private deliver(make: () => WritePacket | Promise<WritePacket>): void {
+    if (this.tail !== undefined) {
+      const run = this.tail.then(() => this.settle(make));
+      this.hold(run);
+      return;
+    }
+    const out = this.settle(make);
+    if (out !== undefined) this.hold(out);
+  }
+
+  private hold(run: Promise<void>): void {
+    this.tail = run;
+    void run.then(() => {
+      if (this.tail === run) this.tail = undefined;
+    });
+  }
+
+  /** Produces and hands over one packet; returns a promise only when `make` was asynchronous. */
+  private settle(make: () => WritePacket | Promise<WritePacket>): Promise<void> | undefined {
+    if (this.cancelled) return undefined;
+    let out: WritePacket | Promise<WritePacket>;
+    try {
+      out = make();
+    } catch (err) {
+      out = { err: unreadable(err) };
+    }
+    if (isThenable(out)) {
+      return Promise.resolve(out).then(
+        (packet) => this.hand(packet),
+        (err: unknown) => this.hand({ err: unreadable(err) }),
+      );
+    }
+    this.hand(out);
+    return undefined;
+  }
+
+  private hand(packet: WritePacket): void {
+    if (this.cancelled) return;
+    if (packet.err !== undefined || packet.isDisposed) {
+      this.cancelled = true;
+      // An unreadable reply ends the call here; the handler is told to stop.
+      this.stop?.();
+    }
+    this.callback(packet);
+  }
+}
+
+function disposed(): WritePacket {
+  return DISPOSED;
+}
+
+const DISPOSED: WritePacket = Object.freeze({ isDisposed: true });
+
+function unreadable(err: unknown): AureliaError {
+  return asAurelia(err, ErrorId.DecodeFailure, 'the reply could not be read');
 }

@@ -80,11 +80,6 @@ export interface AureliaModuleOptions {
   readonly codec?: MessageCodec<unknown>;
   /** Deadline of `send()` calls in ms (1..300000); default the config's `sendTimeoutMs`. */
   readonly requestTimeoutMs?: number;
-  /**
-   * Address handlers send replies to; default the listener's bound address. Set it when
-   * listening on a wildcard (`0.0.0.0`) or behind a proxy.
-   */
-  readonly replyAddress?: string | DomusAddr;
   /** Sampling interval of the `AURELIA_METRICS` Observable, 10..3600000 ms; default 10000. */
   readonly metricsIntervalMs?: number;
   /** Serializer/deserializer of `ClientAurelia` (Nest's defaults otherwise). */
@@ -122,7 +117,6 @@ export interface ResolvedAureliaOptions {
   readonly config: DomusConfig;
   readonly codec: MessageCodec<unknown>;
   readonly requestTimeoutMs: number | undefined;
-  readonly replyAddress: DomusAddr | undefined;
   readonly metricsIntervalMs: number;
   readonly client: AureliaClientSerialization;
   readonly server: AureliaServerSerialization;
@@ -144,7 +138,6 @@ const KNOWN = new Set([
   'config',
   'codec',
   'requestTimeoutMs',
-  'replyAddress',
   'metricsIntervalMs',
   'client',
   'server',
@@ -169,6 +162,12 @@ export function resolveAureliaOptions(options: AureliaModuleOptions): ResolvedAu
     throw invalid('options', `must be an object, got ${inspect(options)}`);
   }
   for (const key of Object.keys(options)) {
+    if (key === 'replyAddress') {
+      throw invalid(
+        key,
+        'is no longer needed: replies travel back on the connection the request went out on; remove it',
+      );
+    }
     if (!KNOWN.has(key)) {
       const guess = closestName(key, [...KNOWN]);
       const hint =
@@ -208,10 +207,6 @@ export function resolveAureliaOptions(options: AureliaModuleOptions): ResolvedAu
       `must be an integer in 1..${REQUEST_TIMEOUT_MAX_MS}, got ${inspect(requestTimeoutMs)}`,
     );
   }
-  const replyAddress =
-    options.replyAddress === undefined
-      ? undefined
-      : addressOption('replyAddress', options.replyAddress);
   const metricsIntervalMs = options.metricsIntervalMs ?? 10_000;
   if (
     !Number.isInteger(metricsIntervalMs) ||
@@ -236,7 +231,6 @@ export function resolveAureliaOptions(options: AureliaModuleOptions): ResolvedAu
     config,
     codec,
     requestTimeoutMs,
-    replyAddress,
     metricsIntervalMs,
     client,
     server,

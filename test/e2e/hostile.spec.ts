@@ -247,10 +247,10 @@ describe('hostile peers with valid certificates', () => {
   it('answers an unknown wire version with error(UnsupportedVersion), closes only that callis and counts it', async () => {
     const peer = await expectContained(async (p) => {
       await p.hello(freshEpoch());
-      p.write(rawHeader({ version: 2, msgType: APP_TYPE, payloadLen: 0 }));
+      p.write(rawHeader({ version: 3, msgType: APP_TYPE, payloadLen: 0 }));
     }, ErrorId.UnsupportedVersion);
     // The reason names the version it could not read.
-    expect((await peer.error()).message).toContain('version 2');
+    expect((await peer.error()).message).toContain('version 3');
   });
 
   it('delivers the valid messages that came before the violation, exactly once', async () => {

@@ -10,14 +10,19 @@ import {
   encodeAck,
   encodeBlobChunk,
   encodeBlobComplete,
+  encodeCancel,
   encodeClose,
   encodeError,
   encodeHello,
   encodeKeepalive,
+  encodeReply,
+  encodeReplyAcks,
 } from '../../lib/engine/wire/control.js';
+import { REQUEST_REPLY_WIRE_VERSION } from '../../lib/engine/services/request-reply-wire.js';
 import {
   ControlType,
   MAX_BLOB_ACK_WINDOW,
+  WIRE_VERSION,
   encodeFrame,
   type OutboundFrame,
 } from '../../lib/engine/wire/frame.js';
@@ -69,7 +74,7 @@ const u64 = fc.oneof(
   fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
 );
 const msgType = fc.oneof(
-  fc.constantFrom(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0xffff, A2, A2 + 1, A2 + 2, A2 + 3, A3),
+  fc.constantFrom(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 0xffff, A2, A2 + 1, A2 + 2, A3),
   fc.integer({ min: 0, max: 0xffff_ffff }),
 );
 const bytes = (maxLength: number) => fc.uint8Array({ maxLength }).map((a) => Buffer.from(a));
@@ -78,7 +83,7 @@ const bytes = (maxLength: number) => fc.uint8Array({ maxLength }).map((a) => Buf
 const rawFrame: fc.Arbitrary<Buffer> = fc
   .record({
     version: fc.oneof(
-      { weight: 8, arbitrary: fc.constant(1) },
+      { weight: 8, arbitrary: fc.constant(WIRE_VERSION) },
       { weight: 1, arbitrary: fc.nat(0xffff) },
     ),
     flags: fc.oneof(fc.constantFrom(0, 1, 2, 3), fc.nat(0xffff)),
@@ -132,6 +137,21 @@ const validFrame: fc.Arbitrary<Buffer> = fc
         encodeBlobChunk({ requestMsgId: id, chunkId: chunk, last, data }),
       ),
     u32.map(encodeBlobComplete),
+    fc
+      .record({
+        id: fc.integer({ min: 1, max: 0xffff_ffff }),
+        seq: u32,
+        flags: fc.constantFrom(0, 1, 2, 4, 5, 6),
+        reason: fc.string({ maxLength: 40 }),
+        body: bytes(48),
+      })
+      .map(({ id, seq, flags, reason, body }) => encodeReply(id, { seq, flags, reason, body })),
+    fc
+      .array(fc.integer({ min: 0, max: 0xffff_ffff }), { minLength: 1, maxLength: 6 })
+      .map((values) => encodeReplyAcks([...values, ...values])),
+    fc
+      .record({ id: fc.integer({ min: 1, max: 0xffff_ffff }), deadline: fc.boolean() })
+      .map(({ id, deadline }) => encodeCancel(id, deadline)),
     fc
       .record({
         type: fc.integer({ min: A2, max: 0xffff_ffff }),
@@ -200,13 +220,12 @@ describe('fuzzing the wire decoders', () => {
     () => {
       const payload = fc.oneof(
         bytes(96),
-        // Mostly well-formed prefixes: version 1, then random header fields and lengths.
-        fc.tuple(fc.nat(3), bytes(8), fc.nat(0xffff), bytes(64)).map(([flags, head, len, rest]) => {
-          const out = Buffer.alloc(2 + 8 + 8 + 4 + 2);
-          out[0] = 1;
+        // Mostly well-formed prefixes: version 2, then random flags, deadlines and bodies.
+        fc.tuple(fc.nat(3), u32, bytes(64)).map(([flags, remainingMs, rest]) => {
+          const out = Buffer.alloc(2 + 4);
+          out[0] = REQUEST_REPLY_WIRE_VERSION;
           out[1] = flags;
-          head.copy(out, 2);
-          out.writeUInt16BE(len, out.length - 2);
+          out.writeUInt32BE(remainingMs, 2);
           return Buffer.concat([out, rest]);
         }),
       );
@@ -244,7 +263,7 @@ describe('the regression corpus', () => {
     expect(byName.get('keepalive-with-payload.bin')?.stoppedBy).toBe(ErrorId.ProtocolViolation);
   });
 
-  // A hello and a keepalive, then the first 12 bytes of a header saying version 2. The version
+  // A hello and a keepalive, then the first 12 bytes of a header saying version 3. The version
   // must be refused as soon as its two bytes are in, before the rest of the header arrives, and
   // wherever the stream is cut, including between the two version bytes (0x00 alone is ambiguous).
   it('refuses an unknown version split across two chunks at any point, after the valid frames before it', () => {
@@ -264,5 +283,8 @@ it('the fuzzed control type numbers match the protocol', () => {
     ControlType.Ack,
     ControlType.BlobChunk,
     ControlType.BlobComplete,
-  ]).toEqual([1, 4, 8, 9]);
+    ControlType.Reply,
+    ControlType.ReplyAck,
+    ControlType.Cancel,
+  ]).toEqual([1, 4, 8, 9, 10, 11, 12]);
 });

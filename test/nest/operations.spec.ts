@@ -67,10 +67,11 @@ describe('AureliaModule operations', () => {
         await expect(lastValueFrom(client.send<number>('sum', [2, 3]))).resolves.toBe(5);
 
         const after = parseExposition(await registry.metrics());
-        // One request out, one reply in (accepted), over one dialed callis to billing.
+        // One request out, accepted with its reply, over the one callis orders dialed to billing
+        // (the reply rides back on it: orders receives no message of its own).
         expect(sampleValue(after, 'aurelia_messages_sent_total', domus)).toBe(1);
-        expect(sampleValue(after, 'aurelia_messages_received_total', domus)).toBe(1);
-        expect(sampleValue(after, 'aurelia_messages_accepted_total', domus)).toBe(1);
+        expect(sampleValue(after, 'aurelia_sends_accepted_total', domus)).toBe(1);
+        expect(sampleValue(after, 'aurelia_messages_received_total', domus)).toBe(0);
         expect(sampleValue(after, 'aurelia_dial_attempts_total', domus)).toBe(1);
         expect(sampleValue(after, 'aurelia_peers', domus)).toBe(1);
         expect(
@@ -79,7 +80,7 @@ describe('AureliaModule operations', () => {
             identity: BILLING,
             kind: 'primary',
           }),
-        ).toBe(2); // the callis orders dialed, and the one billing dialed to send the reply
+        ).toBe(1); // the callis orders dialed; billing dials nothing to answer
       } finally {
         await caller.close();
       }

@@ -104,7 +104,7 @@ describe('Nest applications in child processes', () => {
     await client?.cleanup();
   });
 
-  it('survives connection resets on both legs with no unhandled rejection, then exits 0 by itself', async () => {
+  it('survives connection resets mid-stream with no unhandled rejection, then exits 0 by itself', async () => {
     const child = new NestProcess('resets', { server, client });
     children.push(child);
     // The child exits 3 or 4 on an unhandled rejection or uncaught exception, 1 on a call that
@@ -121,10 +121,9 @@ describe('Nest applications in child processes', () => {
     });
     expect(child.seen.filter((l) => l.startsWith('round '))).toHaveLength(6);
     expect(child.seen.at(-1)).toBe('done');
-    // Each leg was reset at least once, so each proxy accepted a reconnection.
-    const [, toServer, toClient] = child.seen.find((l) => l.startsWith('connections '))!.split(' ');
-    expect(Number(toServer)).toBeGreaterThanOrEqual(2);
-    expect(Number(toClient)).toBeGreaterThanOrEqual(2);
+    // The one leg was reset every round, so the proxy accepted a reconnection after each.
+    const [, toServer] = child.seen.find((l) => l.startsWith('connections '))!.split(' ');
+    expect(Number(toServer)).toBeGreaterThanOrEqual(7);
   });
 
   it('shuts the domus down on SIGTERM with enableShutdownHooks(), failing the calls in flight', async () => {

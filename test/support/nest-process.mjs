@@ -117,7 +117,6 @@ async function resets() {
   });
   await service.listen();
   const toServer = await FaultProxy.start(server.unwrap().localAddr.port);
-  const toClient = await FaultProxy.start(1);
   const address = `tls://127.0.0.1:${toServer.port}`;
   class ClientModule {}
   Module({
@@ -127,14 +126,12 @@ async function resets() {
         auth: auth('AURELIA_CLIENT_DIR'),
         config: FAST,
         requestTimeoutMs: 3000,
-        replyAddress: `tls://127.0.0.1:${toClient.port}`,
         routes: Object.fromEntries(['sum', 'ticks', 'note'].map((p) => [p, address])),
       }),
     ],
   })(ClientModule);
   const caller = await NestFactory.createApplicationContext(ClientModule, { logger: false });
   const client = caller.get(ClientAurelia);
-  toClient.retarget(caller.get(Domus).localAddr.port);
 
   let bad = 0;
   const check = (what, outcome, expected) => {
@@ -173,8 +170,8 @@ async function resets() {
         next: () => {
           values++;
           if (values !== 10) return;
-          (round % 2 === 0 ? toServer : toClient).reset();
-          if (round % 3 === 0) (round % 2 === 0 ? toClient : toServer).reset();
+          // Requests and their replies share this one leg: a reset cuts both directions.
+          toServer.reset();
           for (let i = 20; i < 40; i++) call(i);
         },
         error: (error) => resolve({ error }),
@@ -189,11 +186,10 @@ async function resets() {
   }
   const after = await settle(lastValueFrom(client.send('ticks', 3).pipe(toArray())));
   check('the call after the resets', after, [1, 2, 3]);
-  say(`connections ${toServer.accepted} ${toClient.accepted}`);
+  say(`connections ${toServer.accepted}`);
   await caller.close();
   await service.close();
   await toServer.close();
-  await toClient.close();
   say('done');
   if (bad > 0) process.exitCode = 1;
 }

@@ -64,6 +64,12 @@ export type SettleResult<C> =
   | { readonly kind: 'stale'; readonly id: number }
   | { readonly kind: 'unknown'; readonly id: number };
 
+/** What `lookup` found: the item still held, or the id as `stale` / `unknown` (see `SettleResult`). */
+export type LookupResult<C> =
+  | { readonly kind: 'held'; readonly item: OutboundItem<C> }
+  | { readonly kind: 'stale'; readonly id: number }
+  | { readonly kind: 'unknown'; readonly id: number };
+
 /** Most items each lane may hold at once (admitted and not yet removed). */
 export interface LaneCapacity {
   readonly a2: number;
@@ -431,6 +437,18 @@ export class OutboundStore<C> {
   /** True when `takeWritable` would return something. */
   hasWritable(): boolean {
     return this.replay.length + this.laneA2.length + this.laneA3.length > 0;
+  }
+
+  /**
+   * The item holding message `id` without removing it (`held`), or the id classified as `stale`
+   * or `unknown` as `onAck` would. Never throws.
+   */
+  lookup(id: number): LookupResult<C> {
+    if (!isMessageId(id) || !this.assignedAny || idAfter(id, this.lastId)) {
+      return { kind: 'unknown', id };
+    }
+    const item = this.byId.get(id);
+    return item === undefined ? { kind: 'stale', id } : { kind: 'held', item };
   }
 
   private settle(id: number): SettleResult<C> {

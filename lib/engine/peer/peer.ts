@@ -1,8 +1,20 @@
 // One dialed peer address: its outbound store, its primary callis, reconnects and deadlines.
 import { AureliaError, ErrorId, isErrorId } from '../errors.js';
 import { MessagePriorityClass } from '../ids.js';
-import { ControlType, type Frame, type FrameBatch } from '../wire/frame.js';
-import { decodeAck, decodeError } from '../wire/control.js';
+import {
+  ControlType,
+  MAX_REPLY_ACKS_PER_FRAME,
+  ReplyFlags,
+  type Frame,
+  type FrameBatch,
+} from '../wire/frame.js';
+import {
+  decodeAck,
+  decodeError,
+  decodeReply,
+  encodeCancel,
+  encodeReplyAcks,
+} from '../wire/control.js';
 import {
   Callis,
   type CallisConnection,
@@ -18,6 +30,7 @@ import type { DomusReportingEvent } from '../reporting/reporting.js';
 import { FrameFlags } from '../wire/frame.js';
 import type { HelloBlobWindow } from '../wire/control.js';
 import { OutboundBlobLink } from '../blob/sender.js';
+import type { ReplySink } from '../local-sink.js';
 
 /** How a send is settled once its outcome is known. */
 export interface SendContext {
@@ -26,6 +39,12 @@ export interface SendContext {
   reject(err: AureliaError): void;
   /** `performance.now()` at send, for the round-trip histogram. */
   readonly startedAt: number;
+  /** Present on an A2 request: where its replies go. */
+  readonly replies: ReplySink | undefined;
+  /** Seq of the next reply expected (requests only). */
+  nextReplySeq: number;
+  /** The identity that must receive the message, checked on every callis it is written to. */
+  readonly expectedIdentity: string | undefined;
 }
 
 /** What an outbound peer needs from its domus. */
@@ -71,7 +90,8 @@ export class OutboundPeer implements CallisHandler {
   private callis: Callis | undefined;
   private remoteEpoch: bigint | undefined;
   private identity: string | undefined;
-  private expectedIdentity: string | undefined;
+  /** `(msgId, seq)` pairs of replies received and not yet acknowledged, flat. */
+  private replyAcks: number[] = [];
   private failures = 0;
   private lastError: AureliaError | undefined;
   private upSince = 0;
@@ -135,19 +155,21 @@ export class OutboundPeer implements CallisHandler {
 
   /**
    * Admits a message and starts connecting if needed. Throws `LocalQueueFull` at once when its
-   * lane is full; otherwise `message.context` is settled exactly once later.
+   * lane is full, `AddressMismatch` when the message must reach an identity other than the one
+   * connected here; otherwise `message.context` is settled exactly once later.
    */
-  submit(
-    message: OutboundSpec<SendContext>,
-    expectedIdentity?: string,
-    blobRelease?: BlobRelease,
-  ): void {
+  submit(message: OutboundSpec<SendContext>, blobRelease?: BlobRelease): void {
     if (this.state === 'closed' || this.draining) {
       throw new AureliaError(ErrorId.DomusClosed, 'the domus is shutting down');
     }
-    if (expectedIdentity !== undefined) this.expect(expectedIdentity);
+    const context = message.context;
+    const expected = context.expectedIdentity;
+    if (expected !== undefined && this.state === 'up' && this.identity !== expected) {
+      throw this.mismatch(expected);
+    }
+    let item: OutboundItem<SendContext>;
     try {
-      this.store.admit(message, Date.now());
+      item = this.store.admit(message, Date.now());
     } catch (err) {
       if (AureliaError.is(err, ErrorId.LocalQueueFull)) {
         if (message.priority === MessagePriorityClass.A2) this.host.metrics.queueOverrunsA2++;
@@ -165,7 +187,8 @@ export class OutboundPeer implements CallisHandler {
       }
       throw err;
     }
-    if (blobRelease) this.blobReleases.set(message.context, blobRelease);
+    if (blobRelease) this.blobReleases.set(context, blobRelease);
+    if (context.replies) context.replies.cancelRequest = (late) => this.cancel(item, late);
     this.armDeadline(message.deadline);
     if (this.state === 'up') this.callis?.scheduleFlush();
     else if (this.state === 'idle') void this.connect();
@@ -227,20 +250,23 @@ export class OutboundPeer implements CallisHandler {
     return Promise.all([gone, blobsGone]).then(() => undefined);
   }
 
+  private mismatch(expected: string): AureliaError {
+    this.host.metrics.identityMismatches++;
+    return new AureliaError(
+      ErrorId.AddressMismatch,
+      `${this.address} is served by ${this.identity ?? 'an unknown identity'}, not by the expected ${expected}`,
+    );
+  }
+
   /**
-   * Requires `identity` to answer at this address: checked at once when connected, otherwise by
-   * the next dial. Throws `AddressMismatch` when another identity answers or was required.
+   * Asks the remote to stop handling request `item` (best effort): sent on the live callis once
+   * the request was written (its id names it in the remote session); a request never written is
+   * left to its deadline.
    */
-  private expect(identity: string): void {
-    const known = this.identity ?? this.expectedIdentity;
-    if (known !== undefined && known !== identity) {
-      this.host.metrics.identityMismatches++;
-      throw new AureliaError(
-        ErrorId.AddressMismatch,
-        `${this.address} is served by ${known}, not by the expected ${identity}`,
-      );
-    }
-    this.expectedIdentity = identity;
+  private cancel(item: OutboundItem<SendContext>, deadline: boolean): void {
+    const callis = this.callis;
+    if (item.writeCount === 0 || !callis || callis.closed) return;
+    callis.sendControl(encodeCancel(item.id, deadline));
   }
 
   // ---- connecting ----
@@ -255,7 +281,7 @@ export class OutboundPeer implements CallisHandler {
     const startedAt = Date.now();
     let callis: Callis | undefined;
     try {
-      const connection = await host.dial(this.abort.signal, timeoutMs, this.expectedIdentity);
+      const connection = await host.dial(this.abort.signal, timeoutMs, undefined);
       if (this.isClosed) {
         connection.socket.destroy();
         return;
@@ -391,6 +417,9 @@ export class OutboundPeer implements CallisHandler {
         this.onDecision(callis, peerMsgId, new AureliaError(kind, message));
         return;
       }
+      case ControlType.Reply:
+        this.onReply(callis, frame);
+        return;
       case ControlType.Close:
         callis.closeByPeer(frame);
         return;
@@ -402,13 +431,83 @@ export class OutboundPeer implements CallisHandler {
     }
   }
 
-  /** CallisHandler: a callis can take more writes. */
-  onWritable(_callis: Callis, batch: FrameBatch, budget: number): void {
+  /**
+   * A reply to one of our requests. It can only name a message written on this peer's callis,
+   * so it comes from the identity and session that received the request; its seq must be the
+   * next one expected (an earlier one is a resend after a reconnect, dropped).
+   */
+  private onReply(callis: Callis, frame: Frame): void {
+    const reply = decodeReply(frame);
+    const id = frame.peerMsgId;
+    const found = this.store.lookup(id);
+    if (found.kind === 'unknown') {
+      throw new AureliaError(
+        ErrorId.ProtocolViolation,
+        `${callis.describe()}: reply to message ${id}, which was never sent`,
+      );
+    }
+    // The call is over (settled, expired): acknowledge so the remote stops holding the reply.
+    if (found.kind === 'stale') return this.ackReply(callis, id, reply.seq);
+    const context = found.item.context;
+    const sink = context.replies;
+    if (sink === undefined) {
+      throw new AureliaError(
+        ErrorId.ProtocolViolation,
+        `${callis.describe()}: reply to message ${id}, which is not a request`,
+      );
+    }
+    if (reply.seq !== context.nextReplySeq) {
+      if (reply.seq < context.nextReplySeq) return this.ackReply(callis, id, reply.seq);
+      throw new AureliaError(
+        ErrorId.ProtocolViolation,
+        `${callis.describe()}: reply ${reply.seq} to message ${id} skips reply ${context.nextReplySeq}`,
+      );
+    }
+    context.nextReplySeq++;
+    this.ackReply(callis, id, reply.seq);
+    const flags = reply.flags;
+    if ((flags & ReplyFlags.Error) !== 0) {
+      sink.onErrorBody(Buffer.from(reply.body));
+      this.onDecision(
+        callis,
+        id,
+        new AureliaError(ErrorId.RemoteTabernaRejected, reply.reason || 'the request failed'),
+      );
+      return;
+    }
+    if ((flags & ReplyFlags.Empty) === 0) sink.onReply(reply.body);
+    if ((flags & ReplyFlags.Last) !== 0) this.onDecision(callis, id, undefined);
+  }
+
+  private ackReply(callis: Callis, id: number, seq: number): void {
+    if (this.replyAcks.length === 0) callis.scheduleFlush();
+    this.replyAcks.push(id, seq);
+  }
+
+  /** CallisHandler: a callis can take more writes (reply acknowledgements first, then messages). */
+  onWritable(callis: Callis, batch: FrameBatch, budget: number): void {
+    if (this.replyAcks.length > 0) {
+      const acks = this.replyAcks;
+      this.replyAcks = [];
+      const perFrame = MAX_REPLY_ACKS_PER_FRAME * 2;
+      for (let i = 0; i < acks.length; i += perFrame) {
+        batch.add(
+          encodeReplyAcks(i === 0 && acks.length <= perFrame ? acks : acks.slice(i, i + perFrame)),
+        );
+      }
+    }
     if (!this.store.hasWritable()) return;
     const items = this.store.takeWritable(budget);
     let first = 0;
     for (let i = 0; i < items.length; i++) {
       const item = items[i];
+      const expected = item.context.expectedIdentity;
+      if (expected !== undefined && expected !== callis.identity) {
+        // Re-checked on every callis it is written to: another identity answers here now.
+        const result = this.store.onError(item.id);
+        if (result.kind === 'settled') this.fail(result.item, this.mismatch(expected));
+        continue;
+      }
       if (item.writeCount === 1) first++;
       batch.add(item);
     }
@@ -419,6 +518,7 @@ export class OutboundPeer implements CallisHandler {
   onClosed(callis: Callis, reason: AureliaError): void {
     if (callis !== this.callis) return;
     this.callis = undefined;
+    this.replyAcks = [];
     this.onCallisGone(callis, reason);
     this.store.onDisconnect();
     if (this.state === 'closed') return;
@@ -480,7 +580,11 @@ export class OutboundPeer implements CallisHandler {
     this.deadlineAt = Infinity;
     const now = Date.now();
     const expired = this.store.expire(now);
-    for (const item of expired) this.fail(item, this.timeoutError(item, now));
+    for (const item of expired) {
+      // A request still running remotely is told the caller's time ran out (best effort).
+      if (item.context.replies !== undefined) this.cancel(item, true);
+      this.fail(item, this.timeoutError(item, now));
+    }
     const next = this.store.nextDeadline();
     if (next !== undefined) this.armDeadline(next);
     this.checkDrained();

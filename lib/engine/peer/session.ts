@@ -1,17 +1,25 @@
 // One remote sender session (identity + epoch): dedupe, delivery to tabernae, decisions back.
 import { AureliaError, ErrorId } from '../errors.js';
 import { quotePeerText } from '../logger.js';
-import { A2_MESSAGE_TYPE_BASE, type TabernaId } from '../ids.js';
+import { A2_MESSAGE_TYPE_BASE, A3_MESSAGE_TYPE_BASE, type TabernaId } from '../ids.js';
 import {
   ControlType,
   FrameFlags,
   MAX_ACK_IDS_PER_FRAME,
+  ReplyFlags,
   type Frame,
   type FrameBatch,
   type FrameHeader,
   type OutboundFrame,
 } from '../wire/frame.js';
-import { decodeError, encodeAck, encodeError } from '../wire/control.js';
+import {
+  decodeCancel,
+  decodeError,
+  decodeReplyAcks,
+  encodeAck,
+  encodeError,
+  encodeReply,
+} from '../wire/control.js';
 import { type Decision, type DecisionSink, Delivery, type PeerInfo } from '../taberna/request.js';
 import { type Callis, type CallisHandler, ReadPause } from './callis.js';
 import { DedupeWindow } from './dedupe.js';
@@ -47,6 +55,26 @@ export interface SessionHost {
 
 /** Most decided outcomes one session remembers for replays. */
 const MAX_DECIDED = 65_536;
+/**
+ * Most requests whose final reply one session holds unacknowledged: a requester that never
+ * acknowledges replies cannot make the session hold more. Beyond it the oldest is dropped; a
+ * replay of its request is then answered with an error instead of the reply.
+ */
+const MAX_HELD_FINAL_REPLIES = 4096;
+
+/** The replies of one request the sender has not acknowledged yet, in seq order. */
+interface ReplyStream {
+  readonly delivery: Delivery;
+  /** Seq of the next reply to send. */
+  nextSeq: number;
+  /** Sent and unacknowledged, oldest first. */
+  readonly unacked: { seq: number; frame: OutboundFrame }[];
+  /** True once the final (last or error) reply was sent. */
+  finished: boolean;
+}
+
+/** Recorded in the dedupe window for a request decided by a final reply held in `streams`. */
+const REPLIED: Decision = Object.freeze({ accepted: true });
 
 /**
  * The receiving side of one remote sender session. Messages arrive on the session's current
@@ -62,6 +90,11 @@ export class InboundSession implements CallisHandler, DecisionSink {
   private blobs: InboundBlobLink | undefined;
   /** What this session holds here; its callis is not read while the budget is exhausted. */
   readonly budget: InboundBudget;
+  /** Undecided A2 requests by message id: cancels and replies find them here. */
+  private readonly requests = new Map<number, Delivery>();
+  /** Requests with replies the sender has not acknowledged (final ones in decision order). */
+  private readonly streams = new Map<number, ReplyStream>();
+  private heldFinals = 0;
   readonly peer: PeerInfo;
   lastActiveAt = Date.now();
 
@@ -102,6 +135,13 @@ export class InboundSession implements CallisHandler, DecisionSink {
     }
     this.applyLimits();
     callis.setHandler(this);
+    // Replies of calls still running may have died with the old callis: send the unacknowledged
+    // ones again (the sender drops those it already has by their seq). Finished calls are answered
+    // when the sender replays their request.
+    for (const stream of this.streams.values()) {
+      if (stream.finished) continue;
+      for (const sent of stream.unacked) callis.sendControl(sent.frame);
+    }
   }
 
   /** Pauses or resumes reading the callis after the limits or the budget changed. */
@@ -120,6 +160,7 @@ export class InboundSession implements CallisHandler, DecisionSink {
     const droppable =
       this.callis === undefined &&
       this.dedupe.size === 0 &&
+      this.streams.size === 0 &&
       (this.blobs === undefined || (this.blobs.size === 0 && this.blobs.current === undefined));
     if (droppable) this.budget.identity?.members.delete(this);
     return droppable;
@@ -180,6 +221,15 @@ export class InboundSession implements CallisHandler, DecisionSink {
         );
         return;
       }
+      case ControlType.ReplyAck:
+        this.onReplyAcks(callis, decodeReplyAcks(frame));
+        return;
+      case ControlType.Cancel: {
+        const { requestMsgId, deadline } = decodeCancel(frame);
+        // Only this session's own requests can be named: a cancel for anything else is moot.
+        this.requests.get(requestMsgId)?.cancel(deadline);
+        return;
+      }
       default:
         throw new AureliaError(
           ErrorId.ProtocolViolation,
@@ -237,10 +287,16 @@ export class InboundSession implements CallisHandler, DecisionSink {
    * back.
    */
   decide(id: number, decision: Decision, delivery?: Delivery): Decision {
+    if (delivery !== undefined && this.requests.get(id) === delivery) this.requests.delete(id);
     const outcome =
       delivery?.blob === undefined ? decision : this.openBlob(decision, delivery.blob);
-    this.dedupe.decide(id, outcome, Date.now());
-    this.send(id, outcome);
+    if (outcome.reply !== undefined && delivery !== undefined) {
+      this.dedupe.decide(id, REPLIED, Date.now());
+      this.sendFinalReply(id, outcome, delivery);
+    } else {
+      this.dedupe.decide(id, outcome, Date.now());
+      this.send(id, outcome);
+    }
     if (delivery !== undefined && this.budget.give(delivery.payload.length)) {
       this.callis?.resumeReads(ReadPause.Budget);
     }
@@ -285,6 +341,85 @@ export class InboundSession implements CallisHandler, DecisionSink {
     return outcome;
   }
 
+  /** @internal One reply value for request `id`, on the callis the request came by. */
+  reply(id: number, body: Buffer, delivery: Delivery): void {
+    const stream = this.streamOf(id, delivery);
+    this.pushReply(id, stream, { seq: stream.nextSeq++, flags: ReplyFlags.None, reason: '', body });
+  }
+
+  private sendFinalReply(id: number, decision: Decision, delivery: Delivery): void {
+    const stream = this.streamOf(id, delivery);
+    const body = decision.reply?.body;
+    let flags: number = decision.accepted ? ReplyFlags.Last : ReplyFlags.Error;
+    if (body === undefined) flags |= ReplyFlags.Empty;
+    stream.finished = true;
+    this.heldFinals++;
+    this.pushReply(id, stream, {
+      seq: stream.nextSeq++,
+      flags,
+      reason: decision.accepted ? '' : decision.message,
+      body: body ?? EMPTY_BODY,
+    });
+    if (this.heldFinals > MAX_HELD_FINAL_REPLIES) this.dropOldestFinal();
+  }
+
+  private streamOf(id: number, delivery: Delivery): ReplyStream {
+    let stream = this.streams.get(id);
+    if (stream === undefined) {
+      stream = { delivery, nextSeq: 0, unacked: [], finished: false };
+      this.streams.set(id, stream);
+    }
+    return stream;
+  }
+
+  private pushReply(
+    id: number,
+    stream: ReplyStream,
+    reply: { seq: number; flags: number; reason: string; body: Buffer },
+  ): void {
+    const frame = encodeReply(id, reply);
+    stream.unacked.push({ seq: reply.seq, frame });
+    const callis = this.callis;
+    if (callis && !callis.closed) callis.sendControl(frame);
+  }
+
+  /** The sender acknowledged replies: free them and let their handlers send more. */
+  private onReplyAcks(callis: Callis, pairs: number[]): void {
+    for (let i = 0; i < pairs.length; i += 2) {
+      const id = pairs[i];
+      const seq = pairs[i + 1];
+      const stream = this.streams.get(id);
+      if (stream === undefined) continue; // already acknowledged, or never ours to hold
+      if (seq >= stream.nextSeq) {
+        throw new AureliaError(
+          ErrorId.ProtocolViolation,
+          `${callis.describe()}: acknowledged reply ${seq} of message ${id}, which was never sent`,
+        );
+      }
+      const unacked = stream.unacked;
+      let dropped = 0;
+      while (dropped < unacked.length && unacked[dropped].seq <= seq) dropped++;
+      if (dropped === 0) continue;
+      unacked.splice(0, dropped);
+      if (unacked.length === 0 && stream.finished) {
+        this.streams.delete(id);
+        this.heldFinals--;
+      } else {
+        stream.delivery.repliesAcknowledged(seq + 1);
+      }
+    }
+  }
+
+  /** Drops the oldest held final reply (its request's replay will be refused instead). */
+  private dropOldestFinal(): void {
+    for (const [id, stream] of this.streams) {
+      if (!stream.finished) continue;
+      this.streams.delete(id);
+      this.heldFinals--;
+      return;
+    }
+  }
+
   private onMessage(callis: Callis, frame: Frame): void {
     const id = frame.peerMsgId;
     const seen = this.dedupe.observe(id, Date.now());
@@ -294,21 +429,40 @@ export class InboundSession implements CallisHandler, DecisionSink {
         const blob =
           (frame.flags & FrameFlags.Blob) !== 0 ? this.blobLink().prepare(id) : undefined;
         if (this.budget.take(frame.payload.length)) callis.pauseReads(ReadPause.Budget);
-        this.host.deliver(
-          frame.dstTaberna,
-          new Delivery(frame.msgType, frame.payload, this.peer, this, id, blob),
-        );
+        const delivery = new Delivery(frame.msgType, frame.payload, this.peer, this, id, blob);
+        if (frame.msgType < A3_MESSAGE_TYPE_BASE) this.requests.set(id, delivery);
+        this.host.deliver(frame.dstTaberna, delivery);
         return;
       }
       case 'in-progress':
         return;
       case 'decided':
-        this.send(id, seen.outcome);
+        if (seen.outcome === REPLIED) this.resendReplies(id);
+        else this.send(id, seen.outcome);
         return;
       case 'forgotten':
         this.send(id, forgottenReplay(id, this.dedupe.retentionMs));
         return;
     }
+  }
+
+  /** A replayed request already answered with replies: the ones not acknowledged go again. */
+  private resendReplies(id: number): void {
+    const stream = this.streams.get(id);
+    const callis = this.callis;
+    if (!callis || callis.closed) return;
+    if (stream === undefined) {
+      // Acknowledged (an honest sender would not replay it) or dropped past the holding limit.
+      callis.sendControl(
+        encodeError({
+          errorId: ErrorId.SendTimeout,
+          message: `the reply to message ${id} is no longer held (acknowledged, or more than ${MAX_HELD_FINAL_REPLIES} replies went unacknowledged)`,
+          peerMsgId: id,
+        }),
+      );
+      return;
+    }
+    for (const sent of stream.unacked) callis.sendControl(sent.frame);
   }
 
   private send(id: number, decision: Decision): void {
@@ -340,6 +494,8 @@ export class InboundSession implements CallisHandler, DecisionSink {
     return frames;
   }
 }
+
+const EMPTY_BODY = Buffer.alloc(0);
 
 function refuse(errorId: ErrorId, message: string): Decision {
   return { accepted: false, errorId, message };

@@ -1,31 +1,16 @@
 // The handler side of A2 request/reply: one reply channel per request, cancels and deadlines.
 import { AureliaError, ErrorId } from '../errors.js';
-import { DomusAddr } from '../addr.js';
-import type { Domus } from '../domus.js';
-import { MessagePriorityClass, type TabernaId } from '../ids.js';
+import type { TabernaId } from '../ids.js';
 import { DeadlineHeap } from '../peer/deadline-heap.js';
-import type { PeerInfo, TabernaRequest } from '../taberna/request.js';
-import {
-  type CancelFrame,
-  REPLY_MESSAGE_TYPE,
-  REQUEST_TIMEOUT_MAX_MS,
-  type RequestFrame,
-  encodeReply,
-} from './request-reply-wire.js';
+import type { Delivery, PeerInfo, TabernaRequest } from '../taberna/request.js';
+import type { RequestFrame } from './request-reply-wire.js';
 
 /**
- * Replies a handler may have sent and the caller not yet accepted. One round trip per reply
- * would cap a stream at a few hundred values per second; a small window keeps the pipe full
- * while still bounding what a slow caller makes the handler's domus hold.
+ * Reply values a handler may have sent and the caller not yet acknowledged. One round trip per
+ * reply would cap a stream at a few hundred values per second; a small window keeps the pipe
+ * full while still bounding what a slow caller makes the handler's domus hold.
  */
 export const REPLY_WINDOW = 32;
-/** Longest pause before retrying a reply the full A2 lane refused. */
-const MAX_LANE_BACKOFF_MS = 50;
-/** What a reply carries: a value, the last value, or the error. */
-type ReplyKind = 0 | 1 | 2;
-const NEXT: ReplyKind = 0;
-const LAST: ReplyKind = 1;
-const ERROR: ReplyKind = 2;
 
 /** A request as its handler sees it. */
 export interface ServedRequest {
@@ -39,12 +24,16 @@ export interface ServedRequest {
   readonly deadline: number;
 }
 
+const TRUE = Promise.resolve(true);
+const FALSE = Promise.resolve(false);
+
 /**
  * The handler's side of one request: send each reply value with `next`, then `complete` (the
- * request is accepted and the caller's Observable completes) or `fail` (the caller's Observable
- * errors with `RemoteRequestError` carrying the error body). `signal` aborts when the call ends
- * early: the caller cancelled, its deadline passed, a reply could not be delivered, or the
- * service closed; the handler should stop then, and further calls are ignored.
+ * caller's Observable completes, with a last value if given) or `fail` (the caller's Observable
+ * errors with `RemoteRequestError` carrying the error body). Replies travel back on the callis the
+ * request arrived on; the last one is the request's decision. `signal` aborts when the call ends
+ * early: the caller cancelled, its deadline passed, or the service closed; the handler should
+ * stop then, and further calls are ignored.
  */
 export class ReplyChannel implements ServedRequest {
   readonly body: Buffer;
@@ -57,31 +46,30 @@ export class ReplyChannel implements ServedRequest {
   private abort: AbortController | undefined;
   private abortReason: AureliaError | undefined;
   private abortListeners: ((reason: AureliaError) => void)[] | undefined;
-  private seq = 0;
-  private tail: Promise<void> = Promise.resolve();
-  private readonly inflight: Promise<boolean>[] = [];
+  /** Set while a reply waits for room in the window: later steps queue behind it. */
+  private tail: Promise<boolean> | undefined;
+  private wake: (() => void) | undefined;
   private finished = false;
-  private readonly replyAddr: DomusAddr;
+  private readonly delivery: Delivery;
 
   /** Not for applications: created by `RequestReplyResponder.accept`. */
   constructor(
     private readonly owner: RequestReplyResponder,
     private readonly request: TabernaRequest<unknown>,
-    private readonly frame: RequestFrame,
-    replyAddr: DomusAddr,
+    frame: RequestFrame,
     tabernaId: TabernaId,
-    readonly key: string,
   ) {
     this.body = frame.body;
     this.peer = request.peer;
     this.tabernaId = tabernaId;
     this.deadline = Date.now() + frame.remainingMs;
-    this.replyAddr = replyAddr;
-  }
-
-  /** The caller's correlation id of this call. */
-  get correlationId(): bigint {
-    return this.frame.correlationId;
+    this.delivery = request.replyPath;
+    this.delivery.onCancel = (deadline) =>
+      this.terminate(
+        deadline
+          ? deadlineError()
+          : new AureliaError(ErrorId.RemoteTabernaRejected, 'the caller cancelled the call'),
+      );
   }
 
   /** Aborts when the call ended before the handler finished; `reason` is an `AureliaError`. */
@@ -117,142 +105,96 @@ export class ReplyChannel implements ServedRequest {
 
   /**
    * Sends one reply value. Resolves with true once it is on its way, which waits while
-   * `REPLY_WINDOW` earlier replies are still unaccepted by the caller (backpressure), or with
+   * `REPLY_WINDOW` earlier replies are still unacknowledged by the caller (backpressure), or with
    * false when the call ended instead (the signal says why). Replies arrive in order. Never
    * rejects.
    */
   next(body: Buffer): Promise<boolean> {
-    return this.enqueue(() => this.push(body, NEXT));
+    return this.enqueue(() => this.sendNext(body));
   }
 
   /**
-   * Sends the handler's error (`body`, delivered to the caller as `RemoteRequestError.body`; the
-   * caller's call errors as soon as it arrives, after every earlier reply), waits for the
-   * replies in flight, then rejects the request with `reason`. Resolves once done; never
-   * rejects.
+   * Sends the handler's error (`body`, delivered to the caller as `RemoteRequestError.body`)
+   * after every earlier reply, and rejects the request with `reason`. Resolves with false when
+   * the call had ended; never rejects.
    */
   fail(body: Buffer, reason: string): Promise<boolean> {
-    return this.enqueue(async () => {
-      if (!(await this.push(body, ERROR))) return false;
-      if (!(await this.drain())) return false;
-      this.end(undefined, reason);
-      return true;
-    });
+    return this.enqueue(() => this.finish(body, reason));
   }
 
   /**
-   * Completes the call: with `body`, as its last value (the caller's call completes as soon as
-   * that reply arrives); then, once every reply was accepted, accepts the request (which
-   * completes the caller's call if no last value did). Resolves with false when the call ended
-   * otherwise; never rejects.
+   * Completes the call after every earlier reply: with `body` as its last value, or with none.
+   * Resolves with false when the call had ended otherwise; never rejects.
    */
   complete(body?: Buffer): Promise<boolean> {
-    return this.enqueue(async () => {
-      if (body !== undefined && !(await this.push(body, LAST))) return false;
-      if (!(await this.drain())) return false;
-      this.end(undefined, undefined);
-      return true;
-    });
-  }
-
-  /** Sends one reply once the window has room; false when the call ended first. */
-  private async push(body: Buffer, kind: ReplyKind): Promise<boolean> {
-    while (this.inflight.length >= REPLY_WINDOW) {
-      await this.inflight.shift();
-      if (this.finished) return false;
-    }
-    const sent = await this.send(body, kind);
-    if (!sent) return false;
-    this.inflight.push(sent.settled);
-    return true;
-  }
-
-  private async drain(): Promise<boolean> {
-    while (this.inflight.length > 0) await this.inflight.shift();
-    return !this.finished;
+    return this.enqueue(() => this.finish(body, undefined));
   }
 
   /** @internal Ends the call early: aborts the signal and rejects the request. */
   terminate(reason: AureliaError): void {
     if (this.finished) return;
-    this.end(reason, reason.message);
+    this.end(reason);
+    this.request.reject(reason.message);
   }
 
-  private enqueue(step: () => Promise<boolean>): Promise<boolean> {
-    const run = this.tail.then(() => (this.finished ? false : step()));
-    this.tail = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run.catch(() => false);
-  }
-
-  /**
-   * Hands one reply to the domus, in order. When the A2 lane to the caller is full it waits for
-   * this call's earlier replies, or backs off briefly, and tries again within the deadline, so a
-   * busy lane slows a stream down instead of failing it. Resolves with the reply's settlement
-   * (true once the caller accepted it) after the domus admitted it, or with undefined when the
-   * call ended first (wrapped, so awaiting the admission does not await the settlement).
-   */
-  private async send(
-    body: Buffer,
-    kind: ReplyKind,
-  ): Promise<{ settled: Promise<boolean> } | undefined> {
-    const payload = encodeReply({
-      correlationId: this.frame.correlationId,
-      seq: this.seq++,
-      error: kind === ERROR,
-      last: kind === LAST,
-      body,
-    });
-    for (let backoffMs = 1; ; backoffMs = Math.min(backoffMs * 2, MAX_LANE_BACKOFF_MS)) {
-      if (this.finished) return undefined;
-      const remaining = this.deadline - Date.now();
-      if (remaining < 1) {
-        this.terminate(deadlineError(this.frame));
-        return undefined;
-      }
-      const attempt = this.owner.domus.dispatchUnlessFull({
-        priority: MessagePriorityClass.A2,
-        msgType: REPLY_MESSAGE_TYPE,
-        payload,
-        to: this.frame.replyTaberna,
-        from: this.tabernaId,
-        address: this.replyAddr,
-        expectedIdentity: this.peer.local ? undefined : this.peer.identity,
-        timeoutMs: Math.min(remaining, REQUEST_TIMEOUT_MAX_MS),
-      });
-      if (attempt !== undefined) return { settled: this.settle(attempt) };
-      // The lane to the caller is full: wait for an earlier reply of this call, or back off.
-      const earlier = this.inflight.shift();
-      if (earlier) await earlier;
-      else await pause(Math.min(backoffMs, remaining));
+  // Runs `step` now when nothing waits for room, otherwise after what waits (in order).
+  private enqueue(step: () => boolean | Promise<boolean>): Promise<boolean> {
+    if (this.tail === undefined) {
+      if (this.finished) return FALSE;
+      const result = step();
+      if (typeof result === 'boolean') return result ? TRUE : FALSE;
+      return this.hold(result);
     }
+    return this.hold(this.tail.then(() => (this.finished ? false : step())));
   }
 
-  private settle(attempt: Promise<void>): Promise<boolean> {
-    return attempt.then(
-      () => true,
-      (err: unknown) => {
-        const cause = AureliaError.is(err)
-          ? err
-          : new AureliaError(ErrorId.EncodeFailure, String(err), { cause: err });
-        this.terminate(
-          new AureliaError(
-            cause.kind,
-            `reply to call ${this.frame.correlationId} could not be delivered: ${cause.message}`,
-            { cause },
-          ),
-        );
-        return false;
-      },
-    );
+  private hold(run: Promise<boolean>): Promise<boolean> {
+    this.tail = run;
+    void run.then(() => {
+      if (this.tail === run) this.tail = undefined;
+    });
+    return run;
   }
 
-  private end(abortReason: AureliaError | undefined, rejectReason: string | undefined): void {
-    if (this.finished) return;
+  private sendNext(body: Buffer): boolean | Promise<boolean> {
+    const delivery = this.delivery;
+    if (delivery.isSettled) {
+      // Decided behind the channel's back (the taberna's accept timeout): the call is over.
+      this.end(deadlineError());
+      return false;
+    }
+    if (delivery.repliesSent - delivery.repliesAcked < REPLY_WINDOW) {
+      delivery.sendReply(body);
+      return true;
+    }
+    return this.room().then(() => (this.finished ? false : this.sendNext(body)));
+  }
+
+  /** Resolves when the caller acknowledged a reply or the call ended. */
+  private room(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.wake = resolve;
+      this.delivery.onRepliesAcked = () => {
+        this.delivery.onRepliesAcked = undefined;
+        this.wake = undefined;
+        resolve();
+      };
+    });
+  }
+
+  private finish(body: Buffer | undefined, rejectReason: string | undefined): boolean {
+    if (this.finished) return false;
+    this.end(undefined);
+    return this.request.finish({ body }, rejectReason);
+  }
+
+  private end(abortReason: AureliaError | undefined): void {
     this.finished = true;
     this.owner.forget(this);
+    this.delivery.onCancel = undefined;
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
     if (abortReason) {
       this.abortReason = abortReason;
       this.abort?.abort(abortReason);
@@ -260,49 +202,29 @@ export class ReplyChannel implements ServedRequest {
       this.abortListeners = undefined;
       if (listeners) for (const listener of listeners) listener(abortReason);
     }
-    if (rejectReason === undefined) this.request.accept();
-    else this.request.reject(rejectReason);
   }
 }
 
 /**
  * The handler side of request/reply for one or more tabernae: opens a `ReplyChannel` per
- * REQUEST, matches CANCELs to open calls, and ends calls whose caller's deadline passed (one
- * timer for all of them). Owned by whoever reads the tabernae (`RequestReplyServer`, the Nest
- * `AureliaServer`).
+ * REQUEST, ends calls whose caller cancelled or whose caller's deadline passed (one timer for all
+ * of them). Owned by whoever reads the tabernae (`RequestReplyServer`, the Nest `AureliaServer`).
  */
 export class RequestReplyResponder {
-  private readonly open = new Map<string, ReplyChannel>();
-  /** Callers name their reply address in every REQUEST: each distinct one is parsed once. */
-  private readonly replyAddrs = new Map<string, DomusAddr>();
+  private readonly open = new Set<ReplyChannel>();
   private readonly deadlines = new DeadlineHeap<ReplyChannel>();
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   private closed = false;
-
-  constructor(
-    /** @internal The domus replies are sent from. */
-    readonly domus: Domus,
-  ) {}
 
   /** Number of calls in progress. */
   get active(): number {
     return this.open.size;
   }
 
-  private replyAddr(text: string): DomusAddr {
-    let addr = this.replyAddrs.get(text);
-    if (addr === undefined) {
-      addr = DomusAddr.parse(text);
-      if (this.replyAddrs.size >= REPLY_ADDR_CACHE_SIZE) this.replyAddrs.clear();
-      this.replyAddrs.set(text, addr);
-    }
-    return addr;
-  }
-
   /**
    * Takes a decoded REQUEST handed to taberna `tabernaId` and returns its reply channel, or
-   * `undefined` after rejecting it (bad reply address, duplicate call, responder closed).
+   * `undefined` after rejecting it (the responder is closed, or its sender takes no replies).
    */
   accept(
     request: TabernaRequest<unknown>,
@@ -313,42 +235,15 @@ export class RequestReplyResponder {
       request.reject('the request handler is shutting down');
       return undefined;
     }
-    let replyAddr: DomusAddr;
-    try {
-      replyAddr = this.replyAddr(frame.replyAddress);
-    } catch (err) {
-      request.reject(`bad reply address: ${err instanceof Error ? err.message : String(err)}`);
+    if (!request.replyPath.canReply) {
+      request.reject('this request arrived by a path that carries no replies');
       return undefined;
     }
-    const key = callKey(request.peer.identity, frame.replyAddress, frame.correlationId);
-    if (this.open.has(key)) {
-      request.reject(`call ${frame.correlationId} is already in progress`);
-      return undefined;
-    }
-    const channel = new ReplyChannel(this, request, frame, replyAddr, tabernaId, key);
-    this.open.set(key, channel);
+    const channel = new ReplyChannel(this, request, frame, tabernaId);
+    this.open.add(channel);
     this.deadlines.push(channel);
     if (channel.deadline < this.timerAt) this.arm(channel.deadline);
     return channel;
-  }
-
-  /**
-   * Handles a CANCEL: ends the matching call (if any) with `SendTimeout` when the caller's
-   * deadline passed, `RemoteTabernaRejected` when it unsubscribed, and accepts the CANCEL.
-   */
-  cancel(request: TabernaRequest<unknown>, frame: CancelFrame): void {
-    const channel = this.open.get(
-      callKey(request.peer.identity, frame.replyAddress, frame.correlationId),
-    );
-    channel?.terminate(
-      frame.deadline === true
-        ? deadlineError(frame)
-        : new AureliaError(
-            ErrorId.RemoteTabernaRejected,
-            `call ${frame.correlationId} was cancelled`,
-          ),
-    );
-    request.accept();
   }
 
   /** Ends every open call with `reason` and refuses new ones. */
@@ -357,13 +252,13 @@ export class RequestReplyResponder {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.timerAt = Infinity;
-    for (const channel of [...this.open.values()]) channel.terminate(reason);
+    for (const channel of [...this.open]) channel.terminate(reason);
     this.deadlines.clear();
   }
 
   /** @internal A channel ended. */
   forget(channel: ReplyChannel): void {
-    if (this.open.get(channel.key) === channel) this.open.delete(channel.key);
+    this.open.delete(channel);
     this.deadlines.remove(channel);
   }
 
@@ -379,9 +274,7 @@ export class RequestReplyResponder {
     this.timerAt = Infinity;
     const now = Date.now();
     for (let c = this.deadlines.popDue(now); c; c = this.deadlines.popDue(now)) {
-      c.terminate(
-        new AureliaError(ErrorId.SendTimeout, `the caller's deadline for this request passed`),
-      );
+      c.terminate(deadlineError());
     }
     const next = this.deadlines.peek();
     if (next) this.arm(next.deadline);
@@ -390,22 +283,8 @@ export class RequestReplyResponder {
 
 function noop(): void {}
 
-/** Distinct reply addresses remembered before the cache starts over. */
-const REPLY_ADDR_CACHE_SIZE = 1024;
-
-function pause(ms: number): Promise<void> {
-  return new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
-}
-
-function callKey(identity: string, replyAddress: string, correlationId: bigint): string {
-  return `${identity}\n${replyAddress}\n${correlationId}`;
-}
-
-function deadlineError(frame: RequestFrame | CancelFrame): AureliaError {
-  return new AureliaError(
-    ErrorId.SendTimeout,
-    `the caller's deadline for call ${frame.correlationId} passed`,
-  );
+function deadlineError(): AureliaError {
+  return new AureliaError(ErrorId.SendTimeout, `the caller's deadline for this request passed`);
 }
 
 function closedError(): AureliaError {

@@ -17,6 +17,7 @@ import {
 } from './request-reply-responder.js';
 
 export {
+  type CallSink,
   RemoteRequestError,
   RequestReplyClient,
   type RequestOptions,
@@ -54,11 +55,10 @@ export class RequestReplyServer {
 
   private constructor(
     private readonly taberna: Taberna<RequestReplyInbound<never>>,
-    domus: Domus,
     private readonly handler: RequestHandler,
     private readonly options: RequestReplyServerOptions,
   ) {
-    this.responder = new RequestReplyResponder(domus);
+    this.responder = new RequestReplyResponder();
     this.done = this.run();
   }
 
@@ -73,7 +73,7 @@ export class RequestReplyServer {
     options: RequestReplyServerOptions = {},
   ): Promise<RequestReplyServer> {
     const taberna = await domus.taberna(id, new RequestReplyCodec(), requestTabernaOptions());
-    return new RequestReplyServer(taberna, domus, handler, options);
+    return new RequestReplyServer(taberna, handler, options);
   }
 
   /** The taberna id requests are addressed to. */
@@ -95,8 +95,7 @@ export class RequestReplyServer {
       for await (const request of this.taberna) {
         const frame = request.message;
         if (frame.kind === 'request') this.start(request, frame);
-        else if (frame.kind === 'cancel') this.responder.cancel(request, frame);
-        else request.reject('this taberna takes REQUEST and CANCEL messages only');
+        else request.reject('this taberna takes requests only');
       }
     } catch {
       // The domus shut down (DomusClosed); open calls end below.
@@ -116,7 +115,7 @@ export class RequestReplyServer {
       return;
     }
     if (!(result instanceof Observable)) {
-      // One value: it travels as the LAST reply, completing the call on arrival.
+      // One value: it travels as the last reply, which is also the request's decision.
       Promise.resolve(result).then(
         (body) => void channel.complete(body),
         (err: unknown) => void this.fail(channel, err),

@@ -12,10 +12,23 @@ export interface PeerInfo {
   readonly local: boolean;
 }
 
+/**
+ * The last reply an A2 request's decision carries back to its sender: the handler's last value
+ * (or `undefined` for a completion without one) on acceptance, its encoded error on rejection.
+ */
+export interface FinalReply {
+  readonly body: Buffer | undefined;
+}
+
 /** The outcome of a delivery as the sender sees it. */
 export type Decision =
-  | { readonly accepted: true }
-  | { readonly accepted: false; readonly errorId: ErrorId; readonly message: string };
+  | { readonly accepted: true; readonly reply?: FinalReply }
+  | {
+      readonly accepted: false;
+      readonly errorId: ErrorId;
+      readonly message: string;
+      readonly reply?: FinalReply;
+    };
 
 const DEFAULT_REJECT_REASON = 'rejected by the application';
 
@@ -42,6 +55,11 @@ export interface DecisionSink {
   overflowShareFull?(): void;
   /** A share reported full has room again. */
   overflowShareFreed?(): void;
+  /**
+   * Sends one reply value (not the last) back to the sender of an undecided delivery, on the
+   * path the delivery came by. Absent when the sender cannot take replies.
+   */
+  reply?(token: number, body: Buffer, delivery: Delivery): void;
 }
 
 /**
@@ -62,6 +80,14 @@ export class Delivery {
   handedNext: Delivery | undefined = undefined;
   /** @internal True while the delivery is in its taberna's handed-out list. */
   isHanded = false;
+  /** @internal Called once when the sender cancels the undecided delivery. */
+  onCancel: ((deadline: boolean) => void) | undefined = undefined;
+  /** @internal Called when the sender acknowledged replies: the total acknowledged so far. */
+  onRepliesAcked: ((acked: number) => void) | undefined = undefined;
+  /** Reply values sent for this delivery (not counting the final reply). */
+  repliesSent = 0;
+  /** Reply values the sender acknowledged. */
+  repliesAcked = 0;
 
   constructor(
     readonly msgType: MessageType,
@@ -75,6 +101,45 @@ export class Delivery {
   get isSettled(): boolean {
     return this.settled;
   }
+
+  /** True when the sender can take replies to this delivery (an A2 request). */
+  get canReply(): boolean {
+    return this.sink.reply !== undefined;
+  }
+
+  /**
+   * Sends one reply value to the sender. Throws `EncodeFailure` when the delivery is decided or
+   * its sender takes no replies.
+   */
+  sendReply(body: Buffer): void {
+    if (this.settled || this.sink.reply === undefined) {
+      throw new AureliaError(
+        ErrorId.EncodeFailure,
+        this.settled
+          ? 'cannot reply to a request that was already decided'
+          : 'the sender of this message takes no replies',
+      );
+    }
+    this.repliesSent++;
+    this.sink.reply(this.token, body, this);
+  }
+
+  /** The sender cancelled: tells whoever serves the delivery, once, if it is still undecided. */
+  cancel(deadline: boolean): void {
+    if (this.settled) return;
+    const listener = this.onCancel;
+    this.onCancel = undefined;
+    listener?.(deadline);
+  }
+
+  /** The sender acknowledged `acked` reply values in total. */
+  repliesAcknowledged(acked: number): void {
+    if (acked <= this.repliesAcked) return;
+    this.repliesAcked = acked;
+    this.onRepliesAcked?.(acked);
+  }
+
+  /** Reports the decision once; later calls return false and change nothing. */
 
   /**
    * Reports the decision once and records the `outcome` the sink made of it; later calls return
@@ -195,6 +260,28 @@ export class TabernaRequest<T, B = unknown> {
       this.observer,
       refusal(ErrorId.RemoteTabernaRejected, truncateReason(reason)),
     );
+  }
+
+  /** @internal The delivery behind this request (A2 services reply through it). */
+  get replyPath(): Delivery {
+    return this.delivery;
+  }
+
+  /**
+   * @internal Decides the request with a final reply: `accepted` with the last value (or none),
+   * or rejected with `reason` and the handler's encoded error. Returns false if already decided.
+   */
+  finish(reply: FinalReply, rejectReason?: string): boolean {
+    const decision: Decision =
+      rejectReason === undefined
+        ? { accepted: true, reply }
+        : {
+            accepted: false,
+            errorId: ErrorId.RemoteTabernaRejected,
+            message: truncateReason(rejectReason),
+            reply,
+          };
+    return decide(this.delivery, this.observer, decision);
   }
 
   /** Splits the request so the message, blob and decision can go to different owners. */

@@ -4,7 +4,12 @@ import {
   BLOB_CHUNK_HEADER_LEN,
   BLOB_COMPLETE_LEN,
   BlobChunkFlags,
+  CANCEL_LEN,
+  CancelFlags,
   ControlType,
+  REPLY_HEADER_LEN,
+  MAX_REPLY_ACKS_PER_FRAME,
+  ReplyFlags,
   ERROR_HEADER_LEN,
   FrameFlags,
   HEADER_LEN,
@@ -92,7 +97,14 @@ export type ControlMessage =
   | { readonly type: ControlType.Close; readonly reason: string }
   | ({ readonly type: ControlType.Error } & ErrorPayload)
   | ({ readonly type: ControlType.BlobChunk } & DecodedBlobChunk)
-  | { readonly type: ControlType.BlobComplete; readonly requestMsgId: number };
+  | { readonly type: ControlType.BlobComplete; readonly requestMsgId: number }
+  | ({ readonly type: ControlType.Reply; readonly requestMsgId: number } & ReplyPayload)
+  | { readonly type: ControlType.ReplyAck; readonly pairs: number[] }
+  | {
+      readonly type: ControlType.Cancel;
+      readonly requestMsgId: number;
+      readonly deadline: boolean;
+    };
 
 function encodeFailure(type: ControlType, what: string): AureliaError {
   return new AureliaError(
@@ -506,10 +518,168 @@ export function decodeControl(
       return { type: ControlType.BlobChunk, ...decodeBlobChunk(frame, maxBlobChunkLen) };
     case ControlType.BlobComplete:
       return { type: ControlType.BlobComplete, requestMsgId: decodeBlobComplete(frame) };
+    case ControlType.Reply:
+      return { type: ControlType.Reply, requestMsgId: frame.peerMsgId, ...decodeReply(frame) };
+    case ControlType.ReplyAck:
+      return { type: ControlType.ReplyAck, pairs: decodeReplyAcks(frame) };
+    case ControlType.Cancel:
+      return { type: ControlType.Cancel, ...decodeCancel(frame) };
     default:
       throw new AureliaError(
         ErrorId.ProtocolViolation,
         `${describeFrame(frame.msgType, frame.peerMsgId)}: not an A1 control frame`,
       );
   }
+}
+
+// ---- reply / reply-ack / cancel ----
+
+/** One reply to an A2 request, as sent on the callis the request arrived on. */
+export interface ReplyPayload {
+  /** 0 for the first reply of a request, then 1, 2, … */
+  readonly seq: number;
+  /** `ReplyFlags` bits: `Last` or `Error` end the call; `Empty` marks a reply without a value. */
+  readonly flags: number;
+  /** Why the handler failed (error replies only; at most `MAX_CONTROL_TEXT_LEN` UTF-8 bytes). */
+  readonly reason: string;
+  /** The reply value, or the handler's encoded error. */
+  readonly body: Buffer;
+}
+
+const KNOWN_REPLY_FLAGS = ReplyFlags.Last | ReplyFlags.Error | ReplyFlags.Empty;
+
+/**
+ * Builds a reply frame for request `requestMsgId`. Throws `AureliaError(EncodeFailure)` for an id
+ * or seq that is not a u32, unknown flags, `Last` together with `Error`, or a reason over
+ * `MAX_CONTROL_TEXT_LEN` bytes (reasons are cut at a character boundary to fit).
+ */
+export function encodeReply(requestMsgId: number, reply: ReplyPayload): OutboundFrame {
+  const { seq, flags, body } = reply;
+  if (!isU32(requestMsgId) || requestMsgId === 0) {
+    throw encodeFailure(ControlType.Reply, `request id ${requestMsgId} is not a non-zero u32`);
+  }
+  if (!isU32(seq)) throw encodeFailure(ControlType.Reply, `seq ${seq} is not a u32`);
+  if ((flags & ~KNOWN_REPLY_FLAGS) !== 0 || (flags & ReplyFlags.Last && flags & ReplyFlags.Error)) {
+    throw encodeFailure(ControlType.Reply, `flags 0x${flags.toString(16)} are not valid`);
+  }
+  const reason = flags & ReplyFlags.Error ? textPayload(0, reply.reason) : EMPTY;
+  const payload = Buffer.allocUnsafe(REPLY_HEADER_LEN + reason.length + body.length);
+  payload[0] = flags;
+  payload.writeUInt32BE(seq, 1);
+  payload.writeUInt16BE(reason.length, 5);
+  reason.copy(payload, REPLY_HEADER_LEN);
+  body.copy(payload, REPLY_HEADER_LEN + reason.length);
+  return controlFrame(ControlType.Reply, payload, requestMsgId);
+}
+
+/**
+ * Decodes a reply frame; `body` is a view of the frame's payload. Throws
+ * `AureliaError(ProtocolViolation)` for another frame type, request id 0, unknown or
+ * contradictory flags, a reason on a reply that is not an error, or a reason that overruns the
+ * payload or is not UTF-8.
+ */
+export function decodeReply(frame: FrameView): ReplyPayload {
+  expectType(frame, ControlType.Reply);
+  const { payload } = frame;
+  if (payload.length < REPLY_HEADER_LEN) {
+    throw protocolViolation(frame.msgType, frame.peerMsgId, `payload of ${payload.length} bytes`);
+  }
+  if (frame.peerMsgId === 0) {
+    throw protocolViolation(frame.msgType, 0, 'a reply must name its request (id 0)');
+  }
+  const flags = payload[0];
+  if ((flags & ~KNOWN_REPLY_FLAGS) !== 0 || (flags & ReplyFlags.Last && flags & ReplyFlags.Error)) {
+    throw protocolViolation(
+      frame.msgType,
+      frame.peerMsgId,
+      `invalid reply flags 0x${flags.toString(16)}`,
+    );
+  }
+  const reasonLen = payload.readUInt16BE(5);
+  if (reasonLen > 0 && !(flags & ReplyFlags.Error)) {
+    throw protocolViolation(frame.msgType, frame.peerMsgId, 'a reason on a reply that is no error');
+  }
+  if (REPLY_HEADER_LEN + reasonLen > payload.length) {
+    throw protocolViolation(frame.msgType, frame.peerMsgId, 'reason overruns the payload');
+  }
+  const reason =
+    reasonLen === 0
+      ? ''
+      : decodeText(
+          frame,
+          payload.subarray(REPLY_HEADER_LEN, REPLY_HEADER_LEN + reasonLen),
+          'reason',
+        );
+  return {
+    seq: payload.readUInt32BE(1),
+    flags,
+    reason,
+    body: payload.subarray(REPLY_HEADER_LEN + reasonLen),
+  };
+}
+
+/**
+ * Builds a reply-ack frame acknowledging each `(msgId, seq)` pair (flat: id, seq, id, seq, …).
+ * Throws `AureliaError(EncodeFailure)` for an empty or odd list, more than
+ * `MAX_REPLY_ACKS_PER_FRAME` pairs, or a value that is not a u32.
+ */
+export function encodeReplyAcks(pairs: readonly number[]): OutboundFrame {
+  const count = pairs.length / 2;
+  if (count === 0 || !Number.isInteger(count) || count > MAX_REPLY_ACKS_PER_FRAME) {
+    throw encodeFailure(
+      ControlType.ReplyAck,
+      `${pairs.length} values are not 1..${MAX_REPLY_ACKS_PER_FRAME} pairs`,
+    );
+  }
+  const payload = Buffer.allocUnsafe(pairs.length * 4);
+  for (let i = 0; i < pairs.length; i++) {
+    if (!isU32(pairs[i]))
+      throw encodeFailure(ControlType.ReplyAck, `value ${pairs[i]} is not a u32`);
+    payload.writeUInt32BE(pairs[i], i * 4);
+  }
+  return controlFrame(ControlType.ReplyAck, payload);
+}
+
+/**
+ * Returns the `(msgId, seq)` pairs of a reply-ack frame, flat. Throws
+ * `AureliaError(ProtocolViolation)` for another frame type or a malformed length.
+ */
+export function decodeReplyAcks(frame: FrameView): number[] {
+  expectType(frame, ControlType.ReplyAck);
+  expectLength(frame);
+  const { payload } = frame;
+  const out = new Array<number>(payload.length / 4);
+  for (let i = 0; i < out.length; i++) out[i] = payload.readUInt32BE(i * 4);
+  return out;
+}
+
+/** Builds a cancel frame for request `requestMsgId`; `deadline` when the caller's time ran out. */
+export function encodeCancel(requestMsgId: number, deadline: boolean): OutboundFrame {
+  if (!isU32(requestMsgId) || requestMsgId === 0) {
+    throw encodeFailure(ControlType.Cancel, `request id ${requestMsgId} is not a non-zero u32`);
+  }
+  const payload = Buffer.allocUnsafe(CANCEL_LEN);
+  payload[0] = deadline ? CancelFlags.Deadline : CancelFlags.None;
+  return controlFrame(ControlType.Cancel, payload, requestMsgId);
+}
+
+/**
+ * Decodes a cancel frame: the request it names and whether the caller's deadline passed. Throws
+ * `AureliaError(ProtocolViolation)` for another frame type, a bad length, id 0 or unknown flags.
+ */
+export function decodeCancel(frame: FrameView): { requestMsgId: number; deadline: boolean } {
+  expectType(frame, ControlType.Cancel);
+  expectLength(frame);
+  if (frame.peerMsgId === 0) {
+    throw protocolViolation(frame.msgType, 0, 'a cancel must name its request (id 0)');
+  }
+  const flags = frame.payload[0];
+  if ((flags & ~CancelFlags.Deadline) !== 0) {
+    throw protocolViolation(
+      frame.msgType,
+      frame.peerMsgId,
+      `unknown cancel flags 0x${flags.toString(16)}`,
+    );
+  }
+  return { requestMsgId: frame.peerMsgId, deadline: flags === CancelFlags.Deadline };
 }

@@ -8,6 +8,9 @@ import {
   MAX_ACK_PAYLOAD_LEN,
   MAX_BLOB_CHUNK_LEN,
   MAX_CONTROL_TEXT_LEN,
+  MAX_REPLY_ACKS_PER_FRAME,
+  REPLY_ACK_ENTRY_LEN,
+  REPLY_HEADER_LEN,
   WIRE_VERSION,
   headerProblem,
   protocolViolation,
@@ -22,6 +25,7 @@ const U32_MAX = 0xffff_ffff;
 const LARGEST_FIXED_CONTROL_PAYLOAD = Math.max(
   MAX_ACK_PAYLOAD_LEN,
   ERROR_HEADER_LEN + MAX_CONTROL_TEXT_LEN,
+  MAX_REPLY_ACKS_PER_FRAME * REPLY_ACK_ENTRY_LEN,
 );
 
 /** Options of a `FrameDecoder`. */
@@ -157,13 +161,14 @@ export class FrameDecoder implements FrameLimits {
 
   /**
    * Upper bound of `bufferedBytes` under the current limits: a header plus the largest payload any
-   * frame may announce (`maxPayloadLen`, a full blob chunk, or the largest ack).
+   * frame may announce (`maxPayloadLen`, a reply carrying that much with its reason, a full blob
+   * chunk, or the largest ack).
    */
   get maxBufferedBytes(): number {
     return (
       HEADER_LEN +
       Math.max(
-        this.maxPayload,
+        REPLY_HEADER_LEN + MAX_CONTROL_TEXT_LEN + this.maxPayload,
         BLOB_CHUNK_HEADER_LEN + this.maxBlobChunk,
         LARGEST_FIXED_CONTROL_PAYLOAD,
       )

@@ -1,9 +1,13 @@
-// Wire protocol v1 frames: the 32-byte header, frame kinds, flags, limits and frame encoding.
+// Wire protocol v2 frames: the 32-byte header, frame kinds, flags, limits and frame encoding.
 import { AureliaError, ErrorId } from '../errors.js';
 import { A1_MESSAGE_TYPE_MAX, type MessageType, type TabernaId } from '../ids.js';
 
-/** The only wire protocol version this package speaks; written in every header. */
-export const WIRE_VERSION = 1;
+/**
+ * The only wire protocol version this package speaks; written in every header. Version 2 added
+ * the reply, reply-ack and cancel control frames (replies travel back on the request's callis);
+ * a peer speaking another version is refused at its first frame with `UnsupportedVersion`.
+ */
+export const WIRE_VERSION = 2;
 
 /**
  * Length of a frame header: `version u16 | flags u16 | msgType u32 | peerMsgId u32 |
@@ -20,11 +24,11 @@ export enum FrameFlags {
   Reconnect = 0x2,
 }
 
-/** Every flag bit a v1 header may carry. */
+/** Every flag bit a header may carry. */
 export const KNOWN_FRAME_FLAGS = FrameFlags.Blob | FrameFlags.Reconnect;
 
 /**
- * The A1 control message types. Every other type up to `A1_MESSAGE_TYPE_MAX` (0, 7, 10..0xFFFF)
+ * The A1 control message types. Every other type up to `A1_MESSAGE_TYPE_MAX` (0, 7, 13..0xFFFF)
  * is a protocol violation; types from `A2_MESSAGE_TYPE_BASE` up carry opaque service or
  * application payloads.
  */
@@ -37,6 +41,33 @@ export enum ControlType {
   Error = 6,
   BlobChunk = 8,
   BlobComplete = 9,
+  /**
+   * One reply to an A2 request, from the receiver on the callis the request arrived on;
+   * `peerMsgId` names the request. A last or error reply is also the request's decision.
+   */
+  Reply = 10,
+  /** The requester acknowledges replies it received: `(msgId u32, seq u32)` pairs. */
+  ReplyAck = 11,
+  /** The requester lost interest in request `peerMsgId` (unsubscribed or its deadline passed). */
+  Cancel = 12,
+}
+
+/** Bits of a reply payload's `flags` byte; any other bit is a protocol violation. */
+export enum ReplyFlags {
+  None = 0,
+  /** The reply ends the call successfully (the request is accepted). */
+  Last = 0x1,
+  /** The reply carries the handler's error (the request is rejected with `reason`). */
+  Error = 0x2,
+  /** The reply carries no value (a completion after streamed values). */
+  Empty = 0x4,
+}
+
+/** Bits of a cancel payload's `flags` byte. */
+export enum CancelFlags {
+  None = 0,
+  /** The requester's deadline passed (rather than it unsubscribing). */
+  Deadline = 0x1,
 }
 
 /** Bits of a blob-chunk payload's `flags` field; any other bit is a protocol violation. */
@@ -69,6 +100,17 @@ export const ERROR_HEADER_LEN = 4;
 export const BLOB_CHUNK_HEADER_LEN = 18;
 /** Length of a blob-complete payload: `requestMsgId u32`. */
 export const BLOB_COMPLETE_LEN = 4;
+/**
+ * Length of the fixed part of a reply payload: `flags u8, seq u32, reasonLen u16`, then the
+ * reason (UTF-8, error replies only, at most `MAX_CONTROL_TEXT_LEN`) and the body.
+ */
+export const REPLY_HEADER_LEN = 7;
+/** Most `(msgId, seq)` pairs one reply-ack frame carries. */
+export const MAX_REPLY_ACKS_PER_FRAME = 2047;
+/** Length of one reply-ack entry: `msgId u32, seq u32`. */
+export const REPLY_ACK_ENTRY_LEN = 8;
+/** Length of a cancel payload: `flags u8`. */
+export const CANCEL_LEN = 1;
 
 const U16_MAX = 0xffff;
 const U32_MAX = 0xffff_ffff;
@@ -135,9 +177,12 @@ const CONTROL_TYPE_NAMES: Readonly<Record<number, string | undefined>> = {
   [ControlType.Error]: 'error',
   [ControlType.BlobChunk]: 'blob-chunk',
   [ControlType.BlobComplete]: 'blob-complete',
+  [ControlType.Reply]: 'reply',
+  [ControlType.ReplyAck]: 'reply-ack',
+  [ControlType.Cancel]: 'cancel',
 };
 
-/** True when `msgType` is one of the eight A1 control types. */
+/** True when `msgType` is one of the A1 control types. */
 export function isControlType(msgType: number): msgType is ControlType {
   return CONTROL_TYPE_NAMES[msgType] !== undefined;
 }
@@ -155,7 +200,7 @@ export function describeFrame(msgType: number, peerMsgId: number): string {
 }
 
 /**
- * Checks the flags, type and announced payload length of a header against protocol v1 and the
+ * Checks the flags, type and announced payload length of a header against the protocol and the
  * receiver's limits. Returns a description of the first problem, or `undefined` when the header is
  * acceptable. Allocates nothing on success; used on both the receiving and the sending side.
  */
@@ -203,6 +248,23 @@ export function headerProblem(
       return payloadLen === BLOB_COMPLETE_LEN
         ? undefined
         : `payload length ${payloadLen} is not ${BLOB_COMPLETE_LEN}`;
+    case ControlType.Reply: {
+      const max = REPLY_HEADER_LEN + MAX_CONTROL_TEXT_LEN + limits.maxPayloadLen;
+      return payloadLen >= REPLY_HEADER_LEN && payloadLen <= max
+        ? undefined
+        : `payload length ${payloadLen} is outside ${REPLY_HEADER_LEN}..${max}`;
+    }
+    case ControlType.ReplyAck: {
+      const max = MAX_REPLY_ACKS_PER_FRAME * REPLY_ACK_ENTRY_LEN;
+      if (payloadLen === 0 || payloadLen % REPLY_ACK_ENTRY_LEN !== 0) {
+        return `payload length ${payloadLen} is not a positive multiple of ${REPLY_ACK_ENTRY_LEN}`;
+      }
+      return payloadLen <= max ? undefined : `payload length ${payloadLen} exceeds ${max}`;
+    }
+    case ControlType.Cancel:
+      return payloadLen === CANCEL_LEN
+        ? undefined
+        : `payload length ${payloadLen} is not ${CANCEL_LEN}`;
     default:
       return `unknown A1 control type ${msgType}`;
   }

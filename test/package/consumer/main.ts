@@ -14,7 +14,7 @@ import {
   ErrorId,
   tabernaIdForPattern,
 } from 'aurelia-mesh';
-import { REPLY_TABERNA_ID } from 'aurelia-mesh/engine';
+import { RESERVED_TABERNA_ID_BASE } from 'aurelia-mesh/engine';
 import { AureliaHealthIndicator } from 'aurelia-mesh/health';
 import { createAureliaContext } from 'aurelia-mesh/testing';
 
@@ -61,7 +61,10 @@ function check(ok: boolean, what: string): void {
 
 async function main(): Promise<void> {
   check(typeof AureliaHealthIndicator === 'function', 'aurelia-mesh/health loads');
-  check(REPLY_TABERNA_ID > tabernaIdForPattern('invoice.total'), 'aurelia-mesh/engine loads');
+  check(
+    RESERVED_TABERNA_ID_BASE > tabernaIdForPattern('invoice.total'),
+    'aurelia-mesh/engine loads',
+  );
   const context = createAureliaContext({ pattern: 'invoice.total' });
   check(context.getTabernaId() === tabernaIdForPattern('invoice.total'), 'testing loads');
   const billing = await NestFactory.createMicroservice(BillingModule, {

@@ -8,135 +8,158 @@ import {
   classifyMessagePriority,
 } from '../../../lib/engine/ids.js';
 import {
-  CANCEL_MESSAGE_TYPE,
-  REPLY_MESSAGE_TYPE,
-  REPLY_TABERNA_ID,
   REQUEST_MESSAGE_TYPE,
+  REQUEST_REPLY_WIRE_VERSION,
   RESERVED_TABERNA_ID_BASE,
   RequestReplyCodec,
-  decodeCancel,
-  decodeReply,
   decodeRequest,
-  encodeCancel,
-  encodeReply,
   encodeRequest,
 } from '../../../lib/engine/services/request-reply-wire.js';
 import { expectError } from '../../support/expect.js';
+import {
+  decodeCancel,
+  decodeReply,
+  decodeReplyAcks,
+  encodeCancel,
+  encodeReply,
+  encodeReplyAcks,
+} from '../../../lib/engine/wire/control.js';
+import { ControlType, ReplyFlags } from '../../../lib/engine/wire/frame.js';
 
-const u64 = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n });
-const address = fc.oneof(
-  fc.tuple(fc.ipV4(), fc.integer({ min: 1, max: 65535 })).map(([h, p]) => `tls://${h}:${p}`),
-  fc.string({ minLength: 1, maxLength: 60 }).map((s) => `unix:///tmp/${encodeURIComponent(s)}`),
-);
 const body = fc.uint8Array({ maxLength: 256 }).map((b) => Buffer.from(b));
+const requestId = fc.integer({ min: 1, max: 0xffff_ffff });
+
+/** An encoded control frame as the decoders see it. */
+function view(frame: ReturnType<typeof encodeReply>) {
+  return { ...frame, payload: Buffer.from(frame.payload) };
+}
 
 describe('request/reply wire format', () => {
-  it('uses three A2 message types and a reply taberna in the reserved top 256 ids', () => {
-    for (const type of [REQUEST_MESSAGE_TYPE, REPLY_MESSAGE_TYPE, CANCEL_MESSAGE_TYPE]) {
-      expect(type).toBeGreaterThanOrEqual(A2_MESSAGE_TYPE_BASE);
-      expect(type).toBeLessThanOrEqual(A2_MESSAGE_TYPE_MAX);
-      expect(classifyMessagePriority(type)).toBe(MessagePriorityClass.A2);
-    }
+  it('uses one A2 message type, below the reserved top 256 taberna ids', () => {
+    expect(REQUEST_MESSAGE_TYPE).toBeGreaterThanOrEqual(A2_MESSAGE_TYPE_BASE);
+    expect(REQUEST_MESSAGE_TYPE).toBeLessThanOrEqual(A2_MESSAGE_TYPE_MAX);
+    expect(classifyMessagePriority(REQUEST_MESSAGE_TYPE)).toBe(MessagePriorityClass.A2);
     expect(RESERVED_TABERNA_ID_BASE).toBe((1n << 64n) - 256n);
-    expect(REPLY_TABERNA_ID).toBeGreaterThanOrEqual(RESERVED_TABERNA_ID_BASE);
   });
 
-  it('round-trips every request', () => {
+  it('round-trips every request, and carries no reply address or correlation id', () => {
     fc.assert(
-      fc.property(
-        u64,
-        u64,
-        fc.integer({ min: 1, max: 300_000 }),
-        address,
-        body,
-        (correlationId, replyTaberna, remainingMs, replyAddress, b) => {
-          const frame = { correlationId, replyTaberna, remainingMs, replyAddress, body: b };
-          expect(decodeRequest(encodeRequest(frame))).toEqual({ kind: 'request', ...frame });
-        },
-      ),
+      fc.property(fc.integer({ min: 1, max: 300_000 }), body, (remainingMs, b) => {
+        const payload = encodeRequest({ remainingMs, body: b });
+        expect(payload.length).toBe(6 + b.length);
+        expect(payload[0]).toBe(REQUEST_REPLY_WIRE_VERSION);
+        expect(decodeRequest(payload)).toEqual({ kind: 'request', remainingMs, body: b });
+      }),
     );
   });
 
-  it('round-trips every reply and cancel', () => {
+  it('round-trips every reply, reply-ack and cancel frame', () => {
     fc.assert(
       fc.property(
-        u64,
+        requestId,
         fc.integer({ min: 0, max: 0xffff_ffff }),
-        fc.boolean(),
-        fc.boolean(),
+        fc.constantFrom(
+          ReplyFlags.None,
+          ReplyFlags.Last,
+          ReplyFlags.Error,
+          ReplyFlags.Last | ReplyFlags.Empty,
+        ),
+        fc.string({ maxLength: 50 }),
         body,
-        address,
-        (correlationId, seq, error, last, b, replyAddress) => {
-          expect(decodeReply(encodeReply({ correlationId, seq, error, last, body: b }))).toEqual({
-            kind: 'reply',
-            correlationId,
+        (id, seq, flags, reason, b) => {
+          const frame = encodeReply(id, { seq, flags, reason, body: b });
+          expect(frame.msgType).toBe(ControlType.Reply);
+          expect(frame.peerMsgId).toBe(id);
+          expect(decodeReply(view(frame))).toEqual({
             seq,
-            error,
-            last,
+            flags,
+            reason: flags & ReplyFlags.Error ? reason : '',
             body: b,
           });
-          expect(decodeCancel(encodeCancel({ correlationId, replyAddress }))).toEqual({
-            kind: 'cancel',
-            correlationId,
-            replyAddress,
-          });
         },
       ),
     );
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 0xffff_ffff }), { minLength: 2 }), (v) => {
+        const pairs = v.length % 2 === 0 ? v : v.slice(1);
+        expect(decodeReplyAcks(view(encodeReplyAcks(pairs)))).toEqual(pairs);
+      }),
+    );
+    fc.assert(
+      fc.property(requestId, fc.boolean(), (id, deadline) => {
+        expect(decodeCancel(view(encodeCancel(id, deadline)))).toEqual({
+          requestMsgId: id,
+          deadline,
+        });
+      }),
+    );
   });
 
-  it('never throws anything but DecodeFailure on arbitrary bytes', () => {
+  it('never throws anything but DecodeFailure on arbitrary request bytes', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
-        for (const decode of [decodeRequest, decodeReply, decodeCancel]) {
-          try {
-            decode(Buffer.from(bytes));
-          } catch (err) {
-            expect(AureliaError.is(err, ErrorId.DecodeFailure)).toBe(true);
-          }
+        try {
+          decodeRequest(Buffer.from(bytes));
+        } catch (err) {
+          expect(AureliaError.is(err, ErrorId.DecodeFailure)).toBe(true);
         }
       }),
     );
   });
 
-  it('refuses to encode deadlines outside 1..300000 ms and empty reply addresses', () => {
-    const base = {
-      correlationId: 1n,
-      replyTaberna: REPLY_TABERNA_ID,
-      replyAddress: 'tls://127.0.0.1:1',
-      body: Buffer.alloc(0),
-    };
+  it('refuses to encode deadlines outside 1..300000 ms and replies naming no request', () => {
+    for (const remainingMs of [0, -1, 300_001, 1.5]) {
+      expectError(
+        ErrorId.EncodeFailure,
+        () => encodeRequest({ remainingMs, body: Buffer.alloc(0) }),
+        'request deadline',
+      );
+    }
     expectError(
       ErrorId.EncodeFailure,
-      () => encodeRequest({ ...base, remainingMs: 0 }),
-      'deadline',
+      () => encodeReply(0, { seq: 0, flags: ReplyFlags.Last, reason: '', body: Buffer.alloc(0) }),
+      'request id 0',
     );
     expectError(
       ErrorId.EncodeFailure,
-      () => encodeRequest({ ...base, remainingMs: 300_001 }),
-      '1..300000',
-    );
-    expectError(
-      ErrorId.EncodeFailure,
-      () => encodeRequest({ ...base, remainingMs: 10, replyAddress: '' }),
-      'reply address',
+      () =>
+        encodeReply(1, {
+          seq: 0,
+          flags: ReplyFlags.Last | ReplyFlags.Error,
+          reason: '',
+          body: Buffer.alloc(0),
+        }),
+      'flags',
     );
   });
 
-  it('names the problem when decoding a short or foreign-version payload', () => {
-    expectError(ErrorId.DecodeFailure, () => decodeReply(Buffer.alloc(3)), 'shorter than');
-    const reply = encodeReply({
-      correlationId: 1n,
-      seq: 0,
-      error: false,
-      last: true,
-      body: Buffer.alloc(0),
-    });
-    reply[0] = 9;
-    expectError(ErrorId.DecodeFailure, () => decodeReply(reply), 'version 9');
+  it('names the problem when decoding a short, foreign-version or flagged request', () => {
+    expectError(ErrorId.DecodeFailure, () => decodeRequest(Buffer.alloc(3)), 'shorter');
+    const v1 = encodeRequest({ remainingMs: 10, body: Buffer.alloc(0) });
+    v1[0] = 1;
+    expectError(ErrorId.DecodeFailure, () => decodeRequest(v1), 'version 1');
+    const flagged = encodeRequest({ remainingMs: 10, body: Buffer.alloc(0) });
+    flagged[1] = 0x40;
+    expectError(ErrorId.DecodeFailure, () => decodeRequest(flagged), 'unknown flags');
   });
 
-  it('decodes service frames by type and hands other types to the inner codec', () => {
+  it('refuses replies with contradictory flags, a reason on a value, or a reason past the end', () => {
+    const good = view(
+      encodeReply(5, { seq: 1, flags: ReplyFlags.Error, reason: 'no', body: Buffer.from('b') }),
+    );
+    const both = { ...good, payload: Buffer.from(good.payload) };
+    both.payload[0] = ReplyFlags.Last | ReplyFlags.Error;
+    expectError(ErrorId.ProtocolViolation, () => decodeReply(both), 'invalid reply flags');
+    const reasonOnValue = { ...good, payload: Buffer.from(good.payload) };
+    reasonOnValue.payload[0] = ReplyFlags.None;
+    expectError(ErrorId.ProtocolViolation, () => decodeReply(reasonOnValue), 'no error');
+    const overrun = { ...good, payload: Buffer.from(good.payload) };
+    overrun.payload.writeUInt16BE(200, 5);
+    expectError(ErrorId.ProtocolViolation, () => decodeReply(overrun), 'overruns');
+    expectError(ErrorId.ProtocolViolation, () => decodeReply({ ...good, peerMsgId: 0 }), 'id 0');
+  });
+
+  it('decodes requests by type and hands other types to the inner codec', () => {
     const inner = new JsonCodec<{ n: number }>();
     const codec = new RequestReplyCodec(inner);
     const message = inner.encodeApp({ n: 4 });
@@ -144,16 +167,9 @@ describe('request/reply wire format', () => {
       kind: 'message',
       message: { n: 4 },
     });
-    const reply = codec.encodeApp({
-      kind: 'reply',
-      correlationId: 7n,
-      seq: 2,
-      error: true,
-      last: false,
-      body: Buffer.from('x'),
-    });
-    expect(reply.msgType).toBe(REPLY_MESSAGE_TYPE);
-    expect(codec.decodeApp(reply.msgType, reply.payload)).toMatchObject({ seq: 2, error: true });
+    const request = codec.encodeApp({ kind: 'request', remainingMs: 9, body: Buffer.from('x') });
+    expect(request.msgType).toBe(REQUEST_MESSAGE_TYPE);
+    expect(codec.decodeApp(request.msgType, request.payload)).toMatchObject({ remainingMs: 9 });
     expectError(
       ErrorId.DecodeFailure,
       () => new RequestReplyCodec().decodeApp(message.msgType, message.payload),

@@ -20,6 +20,7 @@ import {
   type Frame,
   type FrameHeader,
   type OutboundFrame,
+  WIRE_VERSION,
 } from '../../../lib/engine/wire/frame.js';
 import { rawHeader } from '../../support/wire.js';
 import { aureliaError } from '../../support/expect.js';
@@ -57,7 +58,7 @@ describe('FrameDecoder', () => {
     decoder.push(encodeFrame({ ...appFrame(Buffer.from('payload'), 42), flags: FrameFlags.Blob }));
     expect(frames).toEqual([
       {
-        version: 1,
+        version: WIRE_VERSION,
         flags: FrameFlags.Blob,
         msgType: APP_TYPE,
         peerMsgId: 42,
@@ -190,8 +191,8 @@ describe('FrameDecoder', () => {
 
   it('rejects another wire version as soon as the first two bytes arrive', () => {
     const { decoder } = decoderWithLog();
-    expect(() => decoder.push(Buffer.from([0x00, 0x02]))).toThrow(
-      aureliaError(ErrorId.UnsupportedVersion, /wire version 2/),
+    expect(() => decoder.push(Buffer.from([0x00, 0x03]))).toThrow(
+      aureliaError(ErrorId.UnsupportedVersion, /wire version 3/),
     );
   });
 
@@ -266,7 +267,10 @@ describe('FrameDecoder', () => {
 
   it('bounds what it may buffer by the largest payload a header may announce', () => {
     expect(decoderWithLog(100, 64).decoder.maxBufferedBytes).toBe(HEADER_LEN + MAX_ACK_PAYLOAD_LEN);
-    expect(decoderWithLog(8 << 20).decoder.maxBufferedBytes).toBe(HEADER_LEN + (8 << 20));
+    // A reply may carry a full payload after its 7-byte header and a reason of up to 1024 bytes.
+    expect(decoderWithLog(8 << 20).decoder.maxBufferedBytes).toBe(
+      HEADER_LEN + 7 + 1024 + (8 << 20),
+    );
     expect(decoderWithLog(0).decoder.maxBufferedBytes).toBe(
       HEADER_LEN + BLOB_CHUNK_HEADER_LEN + MAX_BLOB_CHUNK_LEN,
     );
@@ -382,7 +386,7 @@ describe('FrameDecoder discarding oversize messages', () => {
     decoder.push(stream);
     expect(oversize).toEqual([
       {
-        version: 1,
+        version: WIRE_VERSION,
         flags: 0,
         msgType: APP_TYPE,
         peerMsgId: 9,

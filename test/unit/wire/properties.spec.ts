@@ -30,6 +30,8 @@ import {
   isControlType,
   type Frame,
   type OutboundFrame,
+  WIRE_VERSION,
+  REPLY_HEADER_LEN,
 } from '../../../lib/engine/wire/frame.js';
 import { rawHeader, split } from '../../support/wire.js';
 
@@ -176,7 +178,7 @@ describe('wire codec properties', () => {
             const got = frames[i];
             expect(got).toEqual(
               expect.objectContaining({
-                version: 1,
+                version: WIRE_VERSION,
                 flags: frame.flags,
                 msgType: frame.msgType,
                 peerMsgId: frame.peerMsgId,
@@ -277,7 +279,8 @@ describe('wire codec properties', () => {
           const bound =
             HEADER_LEN +
             Math.max(
-              maxPayloadLen,
+              // A reply carries a body up to maxPayloadLen after its header and reason.
+              REPLY_HEADER_LEN + MAX_CONTROL_TEXT_LEN + maxPayloadLen,
               BLOB_CHUNK_HEADER_LEN + maxBlobChunkLen,
               MAX_ACK_PAYLOAD_LEN,
               ERROR_HEADER_LEN + MAX_CONTROL_TEXT_LEN,
