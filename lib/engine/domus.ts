@@ -1,5 +1,5 @@
 // The local peer: its listener, tabernae, outbound peers, inbound sessions, config and reporting.
-import { AureliaError, ErrorId, errorIdName } from './errors.js';
+import { AureliaError, ErrorId, errorIdName, domusClosedError } from './errors.js';
 import type { DomusAddr } from './addr.js';
 import { type AuthMaterial, type Pkcs8AuthConfig, loadAuthMaterial } from './auth.js';
 import type { MessageCodec } from './codec.js';
@@ -231,7 +231,7 @@ export class Domus {
     codec: MessageCodec<T>,
     options?: TabernaOptions,
   ): Promise<Taberna<T>> {
-    if (this.closed) throw closedError();
+    if (this.closed) throw domusClosedError();
     return this.registry.register(id, codec, options);
   }
 
@@ -254,7 +254,7 @@ export class Domus {
   ): Promise<SendOutcome> {
     // Not `async`: a message send takes one promise, settled by the decision itself.
     try {
-      if (this.closed) throw closedError();
+      if (this.closed) throw domusClosedError();
       const opts = SendOptions.from(options);
       assertTabernaId(to, ErrorId.UnknownTaberna);
       const { msgType, payload } = encode(codec, message);
@@ -311,7 +311,7 @@ export class Domus {
    * would change the domus's identity.
    */
   async reloadAuth(auth: Pkcs8AuthConfig): Promise<void> {
-    if (this.closed) throw closedError();
+    if (this.closed) throw domusClosedError();
     const material = loadAuthMaterial(auth);
     if (material.identity !== this.auth.identity) {
       throw new AureliaError(
@@ -342,10 +342,10 @@ export class Domus {
     if (this.housekeeping) clearInterval(this.housekeeping);
     this.housekeeping = undefined;
     const listenerClosed = this.listener.close();
-    this.inbound.stopHandshakes(closedError());
+    this.inbound.stopHandshakes(domusClosedError());
     this.registry.shutdown();
     await this.router.drain();
-    const goodbyes = [...this.router.close(), ...this.inbound.close(closedError())];
+    const goodbyes = [...this.router.close(), ...this.inbound.close(domusClosedError())];
     await Promise.all([listenerClosed, ...goodbyes]);
     this.reporting.emit({ type: 'ShutdownComplete', at: Date.now() });
     this.logger.log(`domus ${this.auth.identity} shut down`);
@@ -425,10 +425,6 @@ function encode<T>(codec: MessageCodec<T>, message: T): { msgType: number; paylo
     throw new AureliaError(ErrorId.EncodeFailure, `message type ${encoded.msgType} is not a u32`);
   }
   return encoded;
-}
-
-function closedError(): AureliaError {
-  return new AureliaError(ErrorId.DomusClosed, 'the domus is shut down');
 }
 
 /** Loads and checks what a domus needs before binding (used by the builder). */

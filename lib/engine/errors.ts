@@ -124,3 +124,8 @@ export class AureliaError extends Error {
 // called AureliaError too (Node prints the class name), without the custom inspection.
 const InspectedAureliaError = { AureliaError: class extends Error {} }.AureliaError;
 Object.defineProperty(InspectedAureliaError.prototype, 'name', { value: 'AureliaError' });
+
+/** The `DomusClosed` error every part of a shut-down domus answers with. */
+export function domusClosedError(): AureliaError {
+  return new AureliaError(ErrorId.DomusClosed, 'the domus is shut down');
+}

@@ -1,5 +1,5 @@
 // Inbound admission: accepted callis, their hello, the sessions they join and their slots.
-import { AureliaError, ErrorId } from './errors.js';
+import { AureliaError, ErrorId, domusClosedError } from './errors.js';
 import type { DomusConfig } from './config.js';
 import type { TabernaId } from './ids.js';
 import { Callis, type CallisSettings, isPeerViolation } from './peer/callis.js';
@@ -82,7 +82,7 @@ export class InboundAdmission {
     // The peer spoke: its handshake admission slot goes back.
     conn.markEstablished?.();
     if (host.isClosed() || callis.closed) {
-      callis.close(closedError(), true);
+      callis.close(domusClosedError(), true);
       return;
     }
     const fingerprint = conn.certificate.fingerprint256;
@@ -283,8 +283,4 @@ export class InboundAdmission {
  */
 function sessionKey(identity: string, fingerprint: string, epoch: bigint): string {
   return `${identity}\u0000${fingerprint}\u0000${epoch}`;
-}
-
-function closedError(): AureliaError {
-  return new AureliaError(ErrorId.DomusClosed, 'the domus is shut down');
 }

@@ -1,5 +1,5 @@
 // Sends in flight as the domus holds them (PendingSend) and the sink that settles local ones.
-import { AureliaError, ErrorId } from './errors.js';
+import { AureliaError, ErrorId, domusClosedError } from './errors.js';
 import type { MessagePriorityClass, MessageType, TabernaId } from './ids.js';
 import type { SendContext } from './peer/peer.js';
 import type { OutboundSpec } from './peer/outbound-store.js';
@@ -159,7 +159,7 @@ export class LocalSink implements DecisionSink {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.timerAt = Infinity;
-    for (const entry of this.pending.values()) entry.context.reject(closedError());
+    for (const entry of this.pending.values()) entry.context.reject(domusClosedError());
     this.pending.clear();
     this.deadlines.clear();
   }
@@ -191,8 +191,4 @@ interface LocalSend {
   readonly context: SendContext;
   readonly deadline: number;
   heapIndex: number;
-}
-
-function closedError(): AureliaError {
-  return new AureliaError(ErrorId.DomusClosed, 'the domus is shut down');
 }

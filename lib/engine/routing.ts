@@ -1,5 +1,5 @@
 // Where a send goes: a local taberna, or the outbound peer of the address the resolver names.
-import { AureliaError, ErrorId } from './errors.js';
+import { AureliaError, ErrorId, domusClosedError } from './errors.js';
 import { DomusAddr } from './addr.js';
 import type { AuthMaterial } from './auth.js';
 import type { DomusConfigAccess } from './domus.js';
@@ -116,7 +116,7 @@ export class Router {
     blobRelease: (() => void) | undefined,
     outcome: unknown,
   ): Promise<unknown> {
-    if (this.host.isClosed()) throw closedError();
+    if (this.host.isClosed()) throw domusClosedError();
     const config = this.host.config.value;
     const { payload, to } = message;
     if (payload.length > config.maxPayloadLen) {
@@ -185,7 +185,7 @@ export class Router {
     if (addr.key === this.host.localAddr().key) {
       return this.sendLocal(message, deadline, startedAt, outcome);
     }
-    if (this.host.isClosed()) return Promise.reject(closedError());
+    if (this.host.isClosed()) return Promise.reject(domusClosedError());
     const peer = this.peerFor(addr);
     const blob = flags & FrameFlags.Blob;
     if (replica === undefined) {
@@ -498,8 +498,4 @@ function withDeadline<T>(promise: Promise<T>, deadline: number, to: TabernaId): 
       },
     );
   });
-}
-
-function closedError(): AureliaError {
-  return new AureliaError(ErrorId.DomusClosed, 'the domus is shut down');
 }

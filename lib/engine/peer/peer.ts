@@ -1,5 +1,5 @@
 // One dialed peer address: its outbound store, its primary callis, reconnects and deadlines.
-import { AureliaError, ErrorId, isErrorId } from '../errors.js';
+import { AureliaError, ErrorId, isErrorId, domusClosedError } from '../errors.js';
 import { MessagePriorityClass } from '../ids.js';
 import {
   ControlType,
@@ -221,7 +221,7 @@ export class OutboundPeer implements CallisHandler {
    */
   drain(): Promise<void> {
     this.draining = true;
-    if (this.state !== 'up') this.failAll(closedError());
+    if (this.state !== 'up') this.failAll(domusClosedError());
     if (this.store.size === 0) return Promise.resolve();
     return new Promise((resolve) => {
       this.drained = resolve;
@@ -234,7 +234,7 @@ export class OutboundPeer implements CallisHandler {
    */
   close(): Promise<void> {
     if (this.state === 'closed') return Promise.resolve();
-    this.failAll(closedError());
+    this.failAll(domusClosedError());
     this.state = 'closed';
     this.abort.abort();
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
@@ -245,8 +245,8 @@ export class OutboundPeer implements CallisHandler {
     const callis = this.callis;
     this.callis = undefined;
     if (!callis) return blobsGone;
-    const gone = callis.close(closedError(), true);
-    this.onCallisGone(callis, closedError());
+    const gone = callis.close(domusClosedError(), true);
+    this.onCallisGone(callis, domusClosedError());
     return Promise.all([gone, blobsGone]).then(() => undefined);
   }
 
@@ -293,7 +293,7 @@ export class OutboundPeer implements CallisHandler {
         Math.max(1, timeoutMs - (Date.now() - startedAt)),
       );
       if (this.isClosed) {
-        void callis.close(closedError(), true);
+        void callis.close(domusClosedError(), true);
         return;
       }
       this.onConnected(callis, hello.sessionEpoch);
@@ -387,7 +387,7 @@ export class OutboundPeer implements CallisHandler {
   private scheduleReconnect(): void {
     if (this.state === 'closed') return;
     if (this.store.size === 0 || this.draining) {
-      if (this.draining) this.failAll(closedError());
+      if (this.draining) this.failAll(domusClosedError());
       this.state = 'idle';
       return;
     }
@@ -674,8 +674,4 @@ export class OutboundPeer implements CallisHandler {
       done();
     }
   }
-}
-
-function closedError(): AureliaError {
-  return new AureliaError(ErrorId.DomusClosed, 'the domus is shut down');
 }
