@@ -5,7 +5,14 @@ import type { Timing } from './measure.js';
 import type { BenchTransport, Figure } from './report.js';
 
 /** Groups of workloads `--only` can select. */
-export const WORKLOAD_GROUPS = ['latency', 'rate', 'bulk', 'connect', 'memory'] as const;
+export const WORKLOAD_GROUPS = [
+  'latency',
+  'rate',
+  'bulk',
+  'connect',
+  'memory',
+  'replicas',
+] as const;
 /** One group of workloads. */
 export type WorkloadGroup = (typeof WORKLOAD_GROUPS)[number];
 
@@ -45,6 +52,15 @@ export interface BenchPlan {
   readonly idlePeers: number;
   /** Tabernae registered for the memory workload. */
   readonly tabernae: number;
+  /**
+   * The replicas workload: the replica counts measured (each its own route, in this order; the
+   * 1-replica case is the reference of the ratios), calls in flight, and the timing of each.
+   */
+  readonly replicas: {
+    readonly counts: readonly number[];
+    readonly inflight: number;
+    readonly timing: Timing;
+  };
 }
 
 /** The command line options of `bench`, before validation. */
@@ -87,6 +103,7 @@ export function benchPlan(quick: boolean): BenchPlan {
       connectSamples: 15,
       idlePeers: 50,
       tabernae: 2000,
+      replicas: { counts: [1, 2, 3], inflight: 32, timing: { warmupMs: 300, runMs: 400, runs: 3 } },
     };
   }
   return {
@@ -99,6 +116,7 @@ export function benchPlan(quick: boolean): BenchPlan {
     connectSamples: 60,
     idlePeers: 200,
     tabernae: 10000,
+    replicas: { counts: [1, 2, 3], inflight: 32, timing: { warmupMs: 1000, runMs: 2000, runs: 3 } },
   };
 }
 

@@ -11,6 +11,7 @@ import { describeFailure } from './figures.js';
 import { BenchFixture } from './fixture.js';
 import type { BenchOptions, BenchSuite, SuiteContext } from './plan.js';
 import { rawSuite } from './raw.suite.js';
+import { replicasSuite } from './replicas.suite.js';
 import {
   checkTargets,
   rateFigures,
@@ -37,11 +38,15 @@ export interface BenchOutput {
  */
 async function loadSuites(
   systems: ReadonlySet<string>,
+  groups: ReadonlySet<string>,
   output: BenchOutput,
 ): Promise<BenchSuite[]> {
   const suites: BenchSuite[] = [];
   if (systems.has('raw')) suites.push(rawSuite);
-  if (systems.has('engine')) suites.push(engineSuite);
+  if (systems.has('engine') && [...groups].some((g) => g !== 'replicas')) {
+    suites.push(engineSuite);
+  }
+  if (systems.has('engine') && groups.has('replicas')) suites.push(replicasSuite);
   const optional: [string, () => Promise<BenchSuite>][] = [
     ['nest-aurelia', async () => (await import('./nest-aurelia.suite.js')).nestAureliaSuite],
     ['nest-tcp', async () => (await import('./nest-tcp.suite.js')).nestTcpSuite],
@@ -71,7 +76,7 @@ export async function runBench(options: BenchOptions, output: BenchOutput): Prom
   const figures: Figure[] = [];
   const fixture = await BenchFixture.create();
   try {
-    const suites = await loadSuites(options.plan.systems, output);
+    const suites = await loadSuites(options.plan.systems, options.plan.groups, output);
     for (const suite of suites) {
       const ctx: SuiteContext = {
         plan: options.plan,

@@ -18,7 +18,8 @@ describe('bench options', () => {
   it('measures every group, system and transport unless told otherwise', () => {
     const { plan, json } = resolveBenchOptions({});
     expect(plan.mode).toBe('full');
-    expect([...plan.groups]).toEqual(['latency', 'rate', 'bulk', 'connect', 'memory']);
+    expect([...plan.groups]).toEqual(['latency', 'rate', 'bulk', 'connect', 'memory', 'replicas']);
+    expect(plan.replicas).toMatchObject({ counts: [1, 2, 3], inflight: 32 });
     expect(plan.transports).toEqual(['tcp', 'unix']);
     expect(plan.inflights).toEqual([1, 16, 256]);
     expect(plan.payloads).toEqual([64, 4096]);
