@@ -3,17 +3,18 @@ import { InvalidArgumentError, type Command } from 'commander';
 
 import { AureliaError, ErrorId } from '../engine/errors.js';
 import type { CliIo } from './main.js';
-import { formatSoakReport, runSoak, type SoakOptions, type SoakReport } from './soak/run.js';
+import { formatSoakReport, type SoakReport } from './soak/report.js';
+import { runSoak, type SoakOptions } from './soak/run.js';
 
+export { runSoak, type SoakOptions } from './soak/run.js';
 export {
   formatSoakReport,
-  runSoak,
   type FaultKind,
   type SoakBlobReport,
-  type SoakOptions,
   type SoakRecoveryReport,
   type SoakReport,
-} from './soak/run.js';
+} from './soak/report.js';
+export { BlobLedger, type BlobLedgerReport } from './soak/blob-ledger.js';
 export {
   DeliveryLedger,
   type LedgerOutcome,

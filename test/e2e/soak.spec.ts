@@ -33,6 +33,14 @@ describe('aurelia-mesh soak, 60 seconds of random faults', () => {
     expect(report.blobs.intact).toBeGreaterThan(0);
   });
 
+  it('accounts for every blob: intact, or aborted with the error its sender saw', () => {
+    const { sent, intact, aborted, abortedBy, unsettled } = report.blobs;
+    expect(unsettled).toBe(0);
+    expect(intact + aborted).toBe(sent);
+    expect(Object.values(abortedBy).reduce((sum, n) => sum + n, 0)).toBe(aborted);
+    for (const reason of Object.keys(abortedBy)) expect(reason).toMatch(/^(send|stream) [A-Z]\w+$/);
+  });
+
   it('reaches every domus from every other once the faults are healed', () => {
     expect(report.recovery).toMatchObject({ pairs: 20, reached: 20 });
   });

@@ -15,7 +15,9 @@ import { SendOptions } from '../../engine/send-options.js';
 import type { Taberna } from '../../engine/taberna/taberna.js';
 import { createCertificateAuthority, issueNodeCertificate, type NodeCertificate } from '../pki.js';
 import { FaultProxy } from './fault-proxy.js';
-import { DeliveryLedger, type LedgerReport } from './ledger.js';
+import { BlobLedger } from './blob-ledger.js';
+import { DeliveryLedger } from './ledger.js';
+import type { FaultKind, SoakReport } from './report.js';
 
 /** What a soak run does; every field but `durationMs` has a default. */
 export interface SoakOptions {
@@ -40,54 +42,6 @@ export interface SoakOptions {
   readonly progress?: (line: string) => void;
 }
 
-/** What the blob streams of a run did. */
-export interface SoakBlobReport {
-  /** Blob sends started. */
-  readonly sent: number;
-  /** Streams a receiving application read to the end with the right size and SHA-256. */
-  readonly intact: number;
-  /** Streams that ended in an error at the receiver (an abort the sender saw too). */
-  readonly aborted: number;
-  /** Streams that ended cleanly with the wrong bytes: always a failure of the run. */
-  readonly corrupted: number;
-}
-
-/** What the recovery check after healing found. */
-export interface SoakRecoveryReport {
-  /** Ordered pairs of domus (sender, receiver) checked. */
-  readonly pairs: number;
-  /** Pairs where a send succeeded within `RECOVERY_WINDOW_MS` of healing. */
-  readonly reached: number;
-  /** Recovery sends made, retries included. */
-  readonly sends: number;
-  /** Why recovery sends failed, by error text (numbers and addresses elided), most frequent first. */
-  readonly failures: readonly { readonly reason: string; readonly count: number }[];
-}
-
-/** The outcome of a soak run. */
-export interface SoakReport {
-  readonly nodes: number;
-  readonly seed: number;
-  /** How long traffic and faults ran, in ms. */
-  readonly durationMs: number;
-  /** Faults injected, by kind: cut, stall, partition, delay, restart. */
-  readonly faults: Readonly<Record<FaultKind, number>>;
-  /** The message ledgers compared. */
-  readonly messages: LedgerReport;
-  readonly blobs: SoakBlobReport;
-  /** After healing every link, one send between every ordered pair of domus. */
-  readonly recovery: SoakRecoveryReport;
-  /**
-   * Every broken promise found (ledger, blob bytes, recovery), each naming the sender, receiver
-   * and send time where known; empty when the run passed.
-   */
-  readonly mismatches: readonly string[];
-  /** How many promises were broken in all (the ledger lists at most 50 of its own). */
-  readonly mismatchCount: number;
-  /** The faults that overlapped a listed mismatch's send window, for reproducing it. */
-  readonly faultsNearMismatches: readonly string[];
-}
-
 /** One injected fault, in ms since the run started. */
 interface FaultRecord {
   readonly at: number;
@@ -95,9 +49,6 @@ interface FaultRecord {
   readonly node: number;
   readonly kind: FaultKind;
 }
-
-/** The kinds of fault a soak run injects. */
-export type FaultKind = 'cut' | 'stall' | 'partition' | 'delay' | 'restart';
 
 const FAULT_WEIGHTS: readonly [FaultKind, number][] = [
   ['cut', 3],
@@ -219,6 +170,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const codec = new JsonCodec<SoakMessage>();
   const config = soakConfig();
   const ledger = new DeliveryLedger(lateSlackMs);
+  const blobLedger = new BlobLedger();
   const mismatches: string[] = [];
   const faults: Record<FaultKind, number> = {
     cut: 0,
@@ -227,7 +179,6 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     delay: 0,
     restart: 0,
   };
-  const blobs = { sent: 0, intact: 0, aborted: 0, corrupted: 0 };
   const outstanding = new Set<Promise<void>>();
   const background = new Set<Promise<unknown>>();
   const nodes: SoakNode[] = [];
@@ -242,7 +193,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     void p.finally(() => background.delete(p));
   };
 
-  const verifyBlob = (receiver: BlobReceiver, message: SoakMessage): Promise<void> => {
+  const verifyBlob = (receiver: BlobReceiver, key: string): Promise<void> => {
     const hash = createHash('sha256');
     let size = 0;
     receiver.on('data', (chunk: Buffer) => {
@@ -250,19 +201,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       hash.update(chunk);
     });
     return finished(receiver).then(
-      () => {
-        const digest = hash.digest('hex');
-        if (size === message.size && digest === message.sha256) blobs.intact++;
-        else {
-          blobs.corrupted++;
-          mismatches.push(
-            `blob ${message.key} ended cleanly with ${size} bytes (sha256 ${digest.slice(0, 12)}), sent ${message.size} bytes (sha256 ${message.sha256?.slice(0, 12)})`,
-          );
-        }
-      },
-      () => {
-        blobs.aborted++;
-      },
+      () => blobLedger.received(key, size, hash.digest('hex')),
+      (err: unknown) => blobLedger.receiveFailed(key, receiver.failure ?? err),
     );
   };
 
@@ -277,7 +217,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
           continue;
         }
         ledger.accept(message.key);
-        if (receiver) keep(verifyBlob(receiver, message));
+        if (receiver) {
+          blobLedger.receiving(message.key);
+          keep(verifyBlob(receiver, message.key));
+        }
       }
     } catch (err) {
       if (
@@ -334,7 +277,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
           size: data.length,
           sha256: createHash('sha256').update(data).digest('hex'),
         };
-        blobs.sent++;
+        blobLedger.sent(key, data.length, message.sha256!);
       }
       const sending = domus.send(codec, to.tabernaId, message, blob ? SendOptions.BLOB : undefined);
       const tracked = ledger.track(key, Date.now() + SEND_TIMEOUT_MS, sending);
@@ -345,12 +288,21 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         keep(
           sending.then(
             (outcome) => {
-              if (outcome.kind !== 'blob') return;
-              outcome.sender.on('error', () => undefined);
-              outcome.sender.end(bytes);
-              return finished(outcome.sender).catch(() => undefined);
+              if (outcome.kind !== 'blob') {
+                blobLedger.streamFailed(
+                  key,
+                  new Error(`a BLOB send resolved with ${outcome.kind}`),
+                );
+                return;
+              }
+              const sender = outcome.sender;
+              sender.on('error', (err) => blobLedger.streamFailed(key, err));
+              sender.on('finish', () => blobLedger.finished(key));
+              sender.on('close', () => blobLedger.closed(key));
+              sender.end(bytes);
+              return finished(sender).catch(() => undefined);
             },
-            () => undefined,
+            (err: unknown) => blobLedger.sendFailed(key, err),
           ),
         );
       }
@@ -494,18 +446,21 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         `soak-${from.index} could not reach soak-${to.index} within ${RECOVERY_WINDOW_MS / 1000} s of healing every link (last try: ${last})`,
       );
     }
-    await settleWithin([...background], 2 * SEND_TIMEOUT_MS);
+    // A blob stream still open (its send failed after the receiver accepted, or a link is still
+    // coming back) ends by its idle timeout, 2 × the send timeout, checked once a second.
+    await settleWithin([...background], 2 * SEND_TIMEOUT_MS + 2000);
     const messages = ledger.compare();
+    const blobs = blobLedger.compare();
     const seconds = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
     const windows: { from: number; to: number }[] = [];
     const annotate = (line: string): string => {
-      const key = /^(?:send|message) (\S+)/.exec(line)?.[1];
+      const key = /^(?:send|message|blob) (\S+)/.exec(line)?.[1];
       const sent = key === undefined ? undefined : sentBy.get(key);
       if (!sent) return line;
       windows.push({ from: sent.at - SEND_TIMEOUT_MS, to: sent.at + SEND_TIMEOUT_MS });
       return `${line} (soak-${sent.from} to soak-${sent.to}, sent at ${seconds(sent.at)})`;
     };
-    const annotated = [...messages.mismatches, ...mismatches].map(annotate);
+    const annotated = [...messages.mismatches, ...blobs.mismatches, ...mismatches].map(annotate);
     const faultsNearMismatches = faultLog
       .filter((f) => windows.some((w) => f.at <= w.to && (f.end ?? f.at) >= w.from))
       .map(
@@ -518,7 +473,15 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       durationMs: ranMs,
       faults,
       messages,
-      blobs,
+      blobs: {
+        sent: blobs.sent,
+        intact: blobs.intact,
+        aborted: blobs.aborted,
+        abortedBy: blobs.abortedBy,
+        abortedButIntact: blobs.abortedButIntact,
+        corrupted: blobs.corrupted,
+        unsettled: blobs.unsettled,
+      },
       recovery: {
         pairs,
         reached: pairs - unreached.length,
@@ -528,7 +491,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
           .map(([reason, count]) => ({ reason, count })),
       },
       mismatches: annotated,
-      mismatchCount: messages.mismatchCount + mismatches.length,
+      mismatchCount: messages.mismatchCount + blobs.mismatches.length + mismatches.length,
       faultsNearMismatches,
     };
   } finally {
@@ -536,34 +499,4 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     await settleWithin([...background], SEND_TIMEOUT_MS);
     await Promise.all(proxies.map((p) => p.close()));
   }
-}
-
-/** Renders `report` as the lines `aurelia-mesh soak` prints. */
-export function formatSoakReport(report: SoakReport): string {
-  const m = report.messages;
-  const failed = Object.entries(m.failed)
-    .map(([name, n]) => `${name} ${n}`)
-    .join(', ');
-  const lines = [
-    `soak: ${report.nodes} domus for ${(report.durationMs / 1000).toFixed(1)} s, seed ${report.seed}`,
-    `faults: ${Object.entries(report.faults)
-      .map(([kind, n]) => `${kind} ${n}`)
-      .join(', ')}`,
-    `messages: ${m.sends} sent, ${m.succeeded} succeeded, ${m.delivered} accepted by receivers` +
-      (failed ? `; failed: ${failed}` : '') +
-      `; ${m.failedButDelivered} failed after the receiver accepted (ack lost)` +
-      (m.lost > 0 ? `; ${m.lost} succeeded but never reached an application (LOST)` : ''),
-    `blobs: ${report.blobs.sent} sent, ${report.blobs.intact} intact, ${report.blobs.aborted} aborted, ${report.blobs.corrupted} corrupted`,
-    `recovery: ${report.recovery.reached}/${report.recovery.pairs} pairs reached after healing (${report.recovery.sends} sends)` +
-      report.recovery.failures.map((f) => `\n  retried ${f.count}× after ${f.reason}`).join(''),
-    report.mismatches.length === 0
-      ? 'ledger: consistent'
-      : `ledger: ${report.mismatchCount} mismatches\n${report.mismatches.map((l) => `  ${l}`).join('\n')}`,
-  ];
-  if (report.faultsNearMismatches.length > 0) {
-    lines.push(
-      `faults near the mismatches (seconds since the start):\n${report.faultsNearMismatches.map((l) => `  ${l}`).join('\n')}`,
-    );
-  }
-  return `${lines.join('\n')}\n`;
 }
