@@ -10,7 +10,8 @@ import { type AureliaLogger, silentLogger } from './logger.js';
 
 /**
  * Configures one domus. Nothing is checked or bound until `build()`, which validates the
- * configuration and the authentication material and binds the listener.
+ * configuration and the authentication material and binds the listener (when there is a listen
+ * address).
  */
 export class DomusBuilder {
   private log: AureliaLogger = silentLogger;
@@ -19,7 +20,7 @@ export class DomusBuilder {
   constructor(
     private readonly aurelia: Aurelia,
     private readonly config: DomusConfig,
-    private readonly addr: DomusAddr,
+    private readonly addr: DomusAddr | undefined,
     private readonly auth: Pkcs8AuthConfig,
     private readonly resolver: RouteResolver,
   ) {}
@@ -38,14 +39,18 @@ export class DomusBuilder {
   }
 
   /**
-   * Validates everything, binds the listener (port 0 picks a free port; see `domus.localAddr`)
-   * and resolves with the running domus. Rejects with `InvalidConfig` for a bad configuration,
-   * address, resolver or authentication material (the message names the field or file), and with
-   * `InvalidConfig` when the address cannot be bound (in use, no permission).
+   * Validates everything, binds the listener (port 0 picks a free port; see `domus.localAddr`;
+   * no listener without a listen address) and resolves with the running domus. Rejects with
+   * `InvalidConfig` for a bad configuration, address, resolver or authentication material (the
+   * message names the field or file) or when the address cannot be bound (no permission), and
+   * with `AddressInUse` when another listener holds it.
    */
   async build(): Promise<Domus> {
-    if (!(this.addr instanceof DomusAddr)) {
-      throw new AureliaError(ErrorId.InvalidConfig, 'the listen address must be a DomusAddr');
+    if (this.addr !== undefined && !(this.addr instanceof DomusAddr)) {
+      throw new AureliaError(
+        ErrorId.InvalidConfig,
+        'the listen address must be a DomusAddr, or undefined for a domus that only calls out',
+      );
     }
     if (!this.resolver || typeof this.resolver.resolve !== 'function') {
       throw new AureliaError(
@@ -76,10 +81,12 @@ export class Aurelia {
 
   /**
    * Starts configuring a domus listening on `addr` with `auth`, routing sends through `resolver`.
+   * With `addr` undefined the domus has no listener: it calls other domus (their replies come
+   * back on the connections it dialed) but cannot host tabernae (see `Domus.hasListener`).
    */
   domusBuilder(
     config: DomusConfig,
-    addr: DomusAddr,
+    addr: DomusAddr | undefined,
     auth: Pkcs8AuthConfig,
     resolver: RouteResolver,
   ): DomusBuilder {
@@ -109,7 +116,7 @@ export class Aurelia {
     config: DomusConfig,
     auth: Awaited<ReturnType<typeof prepareDomus>>['auth'],
     resolver: RouteResolver,
-    addr: DomusAddr,
+    addr: DomusAddr | undefined,
     logger: AureliaLogger = silentLogger,
   ): Promise<Domus> {
     if (this.closed) {
@@ -125,7 +132,7 @@ export class Aurelia {
     }
   }
 
-  private async start(domus: Domus, addr: DomusAddr): Promise<Domus> {
+  private async start(domus: Domus, addr: DomusAddr | undefined): Promise<Domus> {
     await domus.start(addr);
     if (this.closed) {
       // shutdown() ran while the listener was binding: nobody else will ever close this domus.

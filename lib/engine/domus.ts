@@ -8,6 +8,7 @@ import {
   A3_MESSAGE_TYPE_BASE,
   MessagePriorityClass,
   assertTabernaId,
+  isTabernaId,
   tabernaIdText,
   type TabernaId,
 } from './ids.js';
@@ -78,8 +79,10 @@ export class DomusConfigAccess {
 }
 
 /**
- * A running Aurelia domus: the local peer. It listens on one address with one certificate
- * identity, hosts tabernae, and sends messages to tabernae here or on other domus. Build it with
+ * A running Aurelia domus: the local peer. It has one certificate identity, sends messages to
+ * tabernae here or on other domus, and — when built with a listen address — accepts peers on
+ * that address and hosts tabernae they can reach. A domus built without one only calls out:
+ * replies come back on the connections it dialed. Build it with
  * `Aurelia.domusBuilder(...).build()`. Routing and the outbound peers live in `Router`, accepted
  * callis and sender sessions in `InboundAdmission`, connection counts in `LinkBook`.
  */
@@ -103,7 +106,8 @@ export class Domus {
   private readonly liveCallis = new Set<Callis>();
   private readonly callisSettings: CallisSettings;
   private readonly limitedLog: RateLimitedLogger;
-  private listener!: TlsListener;
+  /** Absent for a domus built without a listen address (it only calls out). */
+  private listener: TlsListener | undefined;
   private housekeeping: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
   private closed = false;
@@ -171,7 +175,7 @@ export class Domus {
       resolver,
       identity: auth.identity,
       auth: () => this.auth,
-      localAddr: () => this.listener.localAddr,
+      localAddr: () => this.listener?.localAddr,
       isClosed: () => this.closed,
     });
     this.inbound = new InboundAdmission({
@@ -184,8 +188,22 @@ export class Domus {
     this.reporting.security.noteCertificate(auth.identity, auth.certificate);
   }
 
-  /** @internal Binds the listener; called once by the builder. */
-  async start(addr: DomusAddr): Promise<void> {
+  /**
+   * @internal Binds the listener on `addr` (none without one) and starts housekeeping; called
+   * once by the builder.
+   */
+  async start(addr: DomusAddr | undefined): Promise<void> {
+    if (addr !== undefined) await this.listen(addr);
+    this.housekeeping = setInterval(() => this.tidy(), HOUSEKEEPING_INTERVAL_MS);
+    this.housekeeping.unref();
+    this.logger.log(
+      this.listener === undefined
+        ? `domus ${this.auth.identity} started without a listen address (it only calls out)`
+        : `domus ${this.auth.identity} listening on ${this.listener.localAddr}`,
+    );
+  }
+
+  private async listen(addr: DomusAddr): Promise<void> {
     this.listener = await TlsListener.listen({
       addr,
       secureContext: this.auth.secureContext,
@@ -205,14 +223,23 @@ export class Domus {
         this.reporting.error(err);
       },
     });
-    this.housekeeping = setInterval(() => this.tidy(), HOUSEKEEPING_INTERVAL_MS);
-    this.housekeeping.unref();
-    this.logger.log(`domus ${this.auth.identity} listening on ${this.listener.localAddr}`);
   }
 
-  /** The address the listener is bound to (with the real port when built with port 0). */
+  /**
+   * The address the listener is bound to (with the real port when built with port 0). Throws
+   * `AureliaError(InvalidConfig)` for a domus built without a listen address (see `hasListener`).
+   */
   get localAddr(): DomusAddr {
+    if (this.listener === undefined) throw noListenerError('it has no address peers could dial');
     return this.listener.localAddr;
+  }
+
+  /**
+   * Whether this domus has a listener. A domus built without a listen address has none: it calls
+   * other domus (their replies come back on the connections it dialed) but hosts no tabernae.
+   */
+  get hasListener(): boolean {
+    return this.listener !== undefined;
   }
 
   /** This domus's certificate identity (see `readCertificateIdentity` for the rule). */
@@ -223,7 +250,7 @@ export class Domus {
   /**
    * Registers a taberna with `id`, decoding its messages with `codec`; `options` may override
    * the accept queue size and accept timeout for this taberna. Rejects with `InvalidConfig` for
-   * a bad id or option,
+   * a bad id or option, or when the domus has no listener (no peer could reach the taberna),
    * `TabernaAlreadyRegistered` when the id is taken and `DomusClosed` after shutdown.
    */
   async taberna<T>(
@@ -232,6 +259,10 @@ export class Domus {
     options?: TabernaOptions,
   ): Promise<Taberna<T>> {
     if (this.closed) throw domusClosedError();
+    if (this.listener === undefined) {
+      const which = isTabernaId(id) ? `taberna ${tabernaIdText(id)}` : 'a taberna';
+      throw noListenerError(`no peer could reach ${which}`);
+    }
     return this.registry.register(id, codec, options);
   }
 
@@ -320,7 +351,7 @@ export class Domus {
       );
     }
     this.auth = material;
-    this.listener.setSecureContext(material.secureContext);
+    this.listener?.setSecureContext(material.secureContext);
     this.reporting.security.noteCertificate(material.identity, material.certificate);
     this.reporting.emit({ type: 'AuthReloaded', at: Date.now(), identity: material.identity });
   }
@@ -341,7 +372,7 @@ export class Domus {
     this.closed = true;
     if (this.housekeeping) clearInterval(this.housekeeping);
     this.housekeeping = undefined;
-    const listenerClosed = this.listener.close();
+    const listenerClosed = this.listener?.close();
     this.inbound.stopHandshakes(domusClosedError());
     this.registry.shutdown();
     await this.router.drain();
@@ -402,6 +433,15 @@ function dispatchFlags(message: DispatchMessage): number {
 
 /** How long a shutdown waits for the reporting feeds to deliver what they still hold. */
 const FEED_DRAIN_BOUND_MS = 1000;
+
+/** `InvalidConfig` for something only a domus with a listener can do. */
+function noListenerError(consequence: string): AureliaError {
+  return new AureliaError(
+    ErrorId.InvalidConfig,
+    `this domus was built without a listen address, so ${consequence}: give it one ` +
+      `(the AureliaModule option 'listen', or the address of Aurelia.domusBuilder) to serve peers`,
+  );
+}
 
 function encode<T>(codec: MessageCodec<T>, message: T): { msgType: number; payload: Buffer } {
   let encoded;

@@ -60,7 +60,8 @@ export interface RouterHost {
   /** The certificate identity local deliveries are attributed to. */
   readonly identity: string;
   auth(): AuthMaterial;
-  localAddr(): DomusAddr;
+  /** The listen address, if the domus has one: sends to it are local. */
+  localAddr(): DomusAddr | undefined;
   isClosed(): boolean;
 }
 
@@ -182,7 +183,7 @@ export class Router {
       replica = this.pickReplica(target, message);
       addr = target.addressOf(replica)!;
     }
-    if (addr.key === this.host.localAddr().key) {
+    if (addr.key === this.host.localAddr()?.key) {
       return this.sendLocal(message, deadline, startedAt, outcome);
     }
     if (this.host.isClosed()) return Promise.reject(domusClosedError());

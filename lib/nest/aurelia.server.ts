@@ -32,7 +32,7 @@ import type { DomusReportingEvent } from '../engine/reporting/reporting.js';
 import { PacketBodyCodec, asAurelia } from './body.js';
 import { AuthorizationGate, type AuthorizationRefusal } from './authorization.js';
 import { AureliaContext, HandlerBlob } from './context.js';
-import { messageOf, rejectionReason } from './errors.js';
+import { handlersWithoutListener, messageOf, rejectionReason } from './errors.js';
 import type { AureliaModuleOptions, ResolvedAureliaOptions } from './options.js';
 import { tabernaIdForRoute } from './pattern.js';
 import { buildDomus, resolveOnce } from './runtime.js';
@@ -112,7 +112,8 @@ export class AureliaServer
    * Registers one taberna per handler and starts serving; calls `callback()` when every taberna
    * is registered, or `callback(err)` with an `AureliaError`: `TabernaAlreadyRegistered` (two
    * handlers, or another registration, on one id — the message names the patterns),
-   * `InvalidConfig` (building the owned domus failed), `DomusClosed`.
+   * `InvalidConfig` (building the owned domus failed, or there are handlers and the domus has no
+   * listen address), `DomusClosed`.
    */
   async listen(callback: (err?: unknown) => void): Promise<void> {
     try {
@@ -121,6 +122,7 @@ export class AureliaServer
       this.authorization = AuthorizationGate.for(this.policy, this.messageHandlers, domus);
       this.tracing = await loadTracing();
       const ids = this.plan();
+      if (ids.size > 0 && !domus.hasListener) throw handlersWithoutListener([...ids.values()]);
       for (const [id, pattern] of ids) {
         const taberna = await domus.taberna(
           id,

@@ -92,8 +92,8 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
 
   /**
    * Gets the domus ready (building it for an owned one) and its request/reply service. Resolves
-   * with the domus; rejects with `InvalidConfig` (options, files, bind), `TabernaAlreadyRegistered`
-   * (the reply taberna id is taken) or `DomusClosed` (after `close`). Safe to call repeatedly.
+   * with the domus; rejects with `InvalidConfig` (options, files, bind), `AddressInUse` (another
+   * listener holds `listen`) or `DomusClosed` (after `close`). Safe to call repeatedly.
    */
   async connect(): Promise<Domus> {
     if (this.closed) throw new AureliaError(ErrorId.DomusClosed, 'this ClientAurelia is closed');

@@ -90,6 +90,21 @@ export function blobSendError(err: unknown, pattern: string): AureliaError {
   );
 }
 
+/**
+ * `InvalidConfig` for an `AureliaServer` with handlers (`patterns`) on a domus without a listen
+ * address: no peer could reach them, so the server refuses to start instead of serving nothing.
+ */
+export function handlersWithoutListener(patterns: readonly string[]): AureliaError {
+  const shown = patterns.slice(0, 5).map((p) => `'${p}'`);
+  if (patterns.length > shown.length) shown.push(`and ${patterns.length - shown.length} more`);
+  return new AureliaError(
+    ErrorId.InvalidConfig,
+    `AureliaServer has handlers (${shown.join(', ')}) but its domus has no listen address, so no ` +
+      `peer could reach them: set the AureliaModule option 'listen' (or serve them from a domus ` +
+      `built with one)`,
+  );
+}
+
 /** A readable message for an error payload of any shape. */
 export function messageOf(payload: unknown): string {
   if (payload instanceof Error) return payload.message;

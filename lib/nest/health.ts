@@ -30,9 +30,12 @@ const EXPIRY_MARGIN_MAX_MS = 365 * 86_400_000;
 export interface AureliaHealthDetails extends Record<string, unknown> {
   /** This domus's certificate identity. */
   readonly identity: string;
-  /** The bound listen address (as it was bound, also after shutdown). */
+  /**
+   * The bound listen address (as it was bound, also after shutdown); `'none'` for a domus built
+   * without one (it only calls out).
+   */
   readonly address: string;
-  /** Whether the domus is running and its listener bound. */
+  /** Whether the domus is running (and its listener bound, when it has one). */
   readonly listening: boolean;
   /** Identities with a live primary callis, sorted. */
   readonly connectedPeers: readonly string[];
@@ -105,7 +108,7 @@ export class AureliaHealthIndicator implements OnModuleDestroy {
     const notAfter = this.domus.reporting.security.certificate?.notAfter ?? new Date(0);
     const details: AureliaHealthDetails = {
       identity: this.domus.identity,
-      address: this.domus.localAddr.toString(),
+      address: this.domus.hasListener ? this.domus.localAddr.toString() : 'none',
       listening,
       connectedPeers,
       missingPeers,

@@ -52,8 +52,13 @@ export interface AureliaServerSerialization {
 
 /** Options of `AureliaModule.forRoot` (and the value `forRootAsync`'s factory returns). */
 export interface AureliaModuleOptions {
-  /** Address this domus listens on: `tls://0.0.0.0:7000`, `unix:///run/a.sock` or a `DomusAddr`. */
-  readonly listen: string | DomusAddr;
+  /**
+   * Address this domus listens on: `tls://0.0.0.0:7000`, `unix:///run/a.sock` or a `DomusAddr`.
+   * Omit it in an application that only calls other services: replies come back on the
+   * connections it dialed, so it needs no listener, but it cannot serve handlers (the
+   * `AureliaServer` of a module without `listen` refuses to start when there are any).
+   */
+  readonly listen?: string | DomusAddr;
   /**
    * Certificate material: files `{ ca, cert, key, watch? }` or a `Pkcs8AuthConfig`. Files are
    * watched and reloaded when they change (also through a symbolic link swap, as Kubernetes
@@ -108,7 +113,8 @@ export interface AureliaModuleOptions {
 
 /** Options after validation, as the providers use them. */
 export interface ResolvedAureliaOptions {
-  readonly listen: DomusAddr;
+  /** Absent for an application that only calls out. */
+  readonly listen: DomusAddr | undefined;
   readonly auth: WatchedAuthFiles | Pkcs8AuthConfig;
   /** The static routes (and DNS discovery), as a resolver. */
   readonly routes: RouteTable;
@@ -151,7 +157,7 @@ const KNOWN = new Set([
 /**
  * Validates module options. Throws `AureliaError(InvalidConfig)` whose message starts with
  * `AureliaModule option '<name>'` for the first problem found (unknown option, missing
- * `listen`/`auth`, unparsable address, bad route, `routes` with `resolver`, invalid config field,
+ * `auth`, unparsable address, bad route, `routes` with `resolver`, invalid config field,
  * codec without `encodeApp`/`decodeApp` or with a non-A3 type, timeout out of range, logger
  * without `error`/`warn`/`log`, malformed `metrics`, `discovery` with `resolver` or with a DNS
  * SRV setting the resolver refuses, malformed `authorization` rules or identities, bad
@@ -177,7 +183,7 @@ export function resolveAureliaOptions(options: AureliaModuleOptions): ResolvedAu
       throw invalid(key, `is not an AureliaModule option; ${hint}`);
     }
   }
-  const listen = addressOption('listen', options.listen);
+  const listen = options.listen === undefined ? undefined : addressOption('listen', options.listen);
   const auth = checkAuth(options.auth);
   if (options.routes !== undefined && options.resolver !== undefined) {
     throw invalid('routes', 'cannot be combined with resolver; put the routes in the resolver');

@@ -71,6 +71,10 @@ describe('AureliaModule options', () => {
     expect(resolved.routes.size).toBe(0);
   });
 
+  it('leave out the listener of an application that only calls', () => {
+    expect(resolveAureliaOptions({ auth }).listen).toBeUndefined();
+  });
+
   it('hash route patterns and keep explicit ids', () => {
     const resolved = resolveAureliaOptions({
       ...base,
@@ -92,7 +96,7 @@ describe('AureliaModule options', () => {
   it('name the option at fault', () => {
     invalid(undefined, 'options');
     invalid({ ...base, listen: 'http://x:1' }, `'listen'`);
-    invalid({ ...base, listen: undefined }, `'listen'`);
+    invalid({ ...base, listen: null as never }, `'listen'`, 'got null');
     invalid({ ...base, auth: { ca: '/a' } }, `'auth'`, 'cert');
     invalid({ ...base, auth: { format: 'xml' } }, `'auth'`, 'format');
     invalid({ ...base, auth: { ...auth, watch: 'yes' as never } }, `'auth'`, 'watch must be');

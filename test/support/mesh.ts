@@ -60,12 +60,17 @@ export class TestMesh {
       transport?: TestTransport;
       config?: DomusConfig;
       addr?: DomusAddr;
+      /** `false` builds a domus without a listener, which only calls out. */
+      listen?: boolean;
       /** Certificate to use (default: the node called `name`), e.g. to restart a node. */
       certificate?: string;
     } = {},
   ): Promise<Domus> {
     const node = await this.pki.node(options.certificate ?? name);
-    const addr = options.addr ?? this.addressFor(name, options.transport ?? 'tcp');
+    const addr =
+      options.listen === false
+        ? undefined
+        : (options.addr ?? this.addressFor(name, options.transport ?? 'tcp'));
     const domus = await this.aurelia
       .domusBuilder(options.config ?? fastConfig(), addr, node.auth(), this.resolver)
       .build();
