@@ -66,6 +66,7 @@ function slackOption(value: string): number {
 interface SoakCommandOptions {
   readonly duration: number;
   readonly nodes: number;
+  readonly replicas: number;
   readonly seed?: number;
   readonly rate: number;
   readonly blobEvery: number;
@@ -88,7 +89,7 @@ export function assertSoakPassed(report: SoakReport): void {
 }
 
 /**
- * Adds `soak [--duration 10m] [--nodes 5] [--seed n] [--rate n] [--blob-every n]
+ * Adds `soak [--duration 10m] [--nodes 5] [--replicas 3] [--seed n] [--rate n] [--blob-every n]
  * [--fault-interval 1.5s] [--late-slack 1s]` to `program`. The action runs `runSoak`, prints progress every ten
  * seconds and the summary to `io.stdout`, and rejects with `AureliaError(ProtocolViolation)`
  * listing the broken promises when the ledgers disagree (so the command exits non-zero), or
@@ -106,10 +107,13 @@ export function registerSoakCommand(
     .description(
       'Build a mesh of domus in this process, each behind a fault proxy, and send random ' +
         'messages and blobs between them while links are cut, stalled, partitioned and delayed ' +
-        'and domus are restarted. At the end every link is healed, every send must have settled ' +
-        'exactly once by its deadline, every success must have been accepted by its receiver ' +
-        'exactly once, nothing may be accepted twice, blobs must arrive intact, and every domus ' +
-        'must reach every other. Exits non-zero on any mismatch.',
+        'and domus are restarted; a caller also sends to replicas of a service behind one route ' +
+        'while they go through rolling restarts. At the end every link is healed, every send ' +
+        'must have settled exactly once by its deadline, every success must have been accepted ' +
+        'by its receiver exactly once, nothing may be accepted twice, every blob must have ' +
+        'arrived intact or failed with an error its sender saw, and every domus must reach ' +
+        'every other. The summary lists the calls the rolling restarts failed, by kind. Exits ' +
+        'non-zero on any mismatch.',
     )
     .option(
       '-d, --duration <time>',
@@ -118,6 +122,12 @@ export function registerSoakCommand(
       600_000,
     )
     .option('-n, --nodes <n>', 'domus in the mesh (2-16)', integerOption('nodes'), 5)
+    .option(
+      '--replicas <n>',
+      'replicas of a service behind one route, restarted in rolling restarts (0-8; 0: none)',
+      integerOption('replicas'),
+      3,
+    )
     .option(
       '--seed <n>',
       'seed of the fault and traffic schedule (default random)',
@@ -155,6 +165,7 @@ export function registerSoakCommand(
       const report = await soak({
         durationMs: options.duration,
         nodes: options.nodes,
+        replicas: options.replicas,
         seed: options.seed,
         rate: options.rate,
         blobEvery: options.blobEvery,

@@ -1,5 +1,6 @@
-// `aurelia-mesh soak` in CI: 60 seconds of random faults over a 5-domus mesh, then the ledger
-// check. The full run is `aurelia-mesh soak --duration 10m`.
+// `aurelia-mesh soak` in CI: 60 seconds of random faults over a 5-domus mesh and a service of 3
+// replicas going through rolling restarts, then the ledger check. The full run is
+// `aurelia-mesh soak --duration 10m`.
 import { formatSoakReport, parseDuration, runSoak, type SoakReport } from '../../lib/cli/soak.js';
 import { ErrorId } from '../../lib/index.js';
 import { expectError } from '../support/expect.js';
@@ -14,7 +15,7 @@ describe('aurelia-mesh soak, 60 seconds of random faults', () => {
     process.stdout.write(formatSoakReport(report));
   }, 120_000);
 
-  it('injects cuts, stalls, partitions, delays and restarts while traffic flows', () => {
+  it('injects cuts, stalls, partitions, delays, restarts and rolling restarts while traffic flows', () => {
     const faults = Object.values(report.faults).reduce((sum, n) => sum + n, 0);
     expect(faults).toBeGreaterThanOrEqual(15);
     expect(report.messages.sends).toBeGreaterThan(1000);
@@ -34,15 +35,33 @@ describe('aurelia-mesh soak, 60 seconds of random faults', () => {
   });
 
   it('accounts for every blob: intact, or aborted with the error its sender saw', () => {
-    const { sent, intact, aborted, abortedBy, unsettled } = report.blobs;
-    expect(unsettled).toBe(0);
-    expect(intact + aborted).toBe(sent);
-    expect(Object.values(abortedBy).reduce((sum, n) => sum + n, 0)).toBe(aborted);
-    for (const reason of Object.keys(abortedBy)) expect(reason).toMatch(/^(send|stream) [A-Z]\w+$/);
+    for (const blobs of [report.blobs, report.replicas!.blobs]) {
+      const { sent, intact, aborted, abortedBy, unsettled } = blobs;
+      expect(unsettled).toBe(0);
+      expect(intact + aborted).toBe(sent);
+      expect(Object.values(abortedBy).reduce((sum, n) => sum + n, 0)).toBe(aborted);
+      for (const reason of Object.keys(abortedBy)) {
+        expect(reason).toMatch(/^(send|stream) [A-Z]\w+$/);
+      }
+    }
+    expect(report.replicas!.blobs.sent).toBeGreaterThan(5);
+  });
+
+  it('calls replicas through rolling restarts and reports every failed call by kind', () => {
+    const replicas = report.replicas!;
+    expect(replicas.replicas).toBe(3);
+    expect(replicas.rollingRestarts).toBeGreaterThanOrEqual(1);
+    expect(replicas.restarts).toBeGreaterThanOrEqual(3);
+    expect(replicas.messages.sends).toBeGreaterThan(300);
+    const failed = Object.values(replicas.messages.failed).reduce((sum, n) => sum + n, 0);
+    expect(replicas.messages.succeeded + failed).toBe(replicas.messages.sends);
+    expect(replicas.messages.lost).toBe(0);
+    for (const kind of Object.keys(replicas.messages.failed)) expect(kind).toMatch(/^[A-Z]\w+$/);
   });
 
   it('reaches every domus from every other once the faults are healed', () => {
-    expect(report.recovery).toMatchObject({ pairs: 20, reached: 20 });
+    // 20 ordered pairs of the five domus, and the caller to the replicated service.
+    expect(report.recovery).toMatchObject({ pairs: 21, reached: 21 });
   });
 });
 
@@ -55,8 +74,9 @@ describe('aurelia-mesh soak command', () => {
     );
     const text = out.join('');
     expect(text).toContain('soak: 3 domus');
-    expect(text).toContain('faults: cut 0, stall 0, partition 0, delay 0, restart 0');
-    expect(text).toContain('recovery: 6/6 pairs reached after healing');
+    expect(text).toContain('faults: cut 0, stall 0, partition 0, delay 0, restart 0, rolling 0');
+    expect(text).toContain('replicas: 3 behind one route, 0 rolling restarts');
+    expect(text).toContain('recovery: 7/7 pairs reached after healing');
     expect(text).toContain('ledger: consistent');
   }, 30_000);
 

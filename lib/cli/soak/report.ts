@@ -2,8 +2,12 @@
 import type { BlobLedgerReport } from './blob-ledger.js';
 import type { LedgerReport } from './ledger.js';
 
-/** The kinds of fault a soak run injects. */
-export type FaultKind = 'cut' | 'stall' | 'partition' | 'delay' | 'restart';
+/**
+ * The kinds of fault a soak run injects: `cut`, `stall`, `partition`, `delay` and `restart` (a
+ * crash) hit one domus of the mesh; `rolling` restarts every replica of the replicated service
+ * in turn, each gracefully.
+ */
+export type FaultKind = 'cut' | 'stall' | 'partition' | 'delay' | 'restart' | 'rolling';
 
 /** What the blob streams of a run did: every blob sent is intact, aborted or unsettled. */
 export type SoakBlobReport = Omit<BlobLedgerReport, 'mismatches'>;
@@ -20,17 +24,38 @@ export interface SoakRecoveryReport {
   readonly failures: readonly { readonly reason: string; readonly count: number }[];
 }
 
+/**
+ * The replicated service of a run and what its caller saw: the caller and the replicas suffer
+ * no fault but the rolling restarts, so every failure here is one a rolling restart caused (or
+ * a deadline the loaded machine missed).
+ */
+export interface SoakReplicaReport {
+  /** Replicas behind the one route. */
+  readonly replicas: number;
+  /** Rolling restarts run (each restarts every replica in turn). */
+  readonly rollingRestarts: number;
+  /** Replica restarts in all. */
+  readonly restarts: number;
+  /** The caller's sends to the replicated service, compared with what the replicas accepted. */
+  readonly messages: LedgerReport;
+  /** The caller's blobs to the replicated service. */
+  readonly blobs: SoakBlobReport;
+}
+
 /** The outcome of a soak run. */
 export interface SoakReport {
   readonly nodes: number;
   readonly seed: number;
   /** How long traffic and faults ran, in ms. */
   readonly durationMs: number;
-  /** Faults injected, by kind: cut, stall, partition, delay, restart. */
+  /** Faults injected, by kind. */
   readonly faults: Readonly<Record<FaultKind, number>>;
-  /** The message ledgers compared. */
+  /** The message ledgers of the mesh's own traffic (between its domus) compared. */
   readonly messages: LedgerReport;
+  /** The blobs of the mesh's own traffic. */
   readonly blobs: SoakBlobReport;
+  /** The replicated service, when the run has one. */
+  readonly replicas?: SoakReplicaReport;
   /** After healing every link, one send between every ordered pair of domus. */
   readonly recovery: SoakRecoveryReport;
   /**
@@ -44,29 +69,50 @@ export interface SoakReport {
   readonly faultsNearMismatches: readonly string[];
 }
 
-/** Renders `report` as the lines `aurelia-mesh soak` prints. */
-export function formatSoakReport(report: SoakReport): string {
-  const m = report.messages;
-  const failed = Object.entries(m.failed)
+/** `name n, name n` of `counts`, most frequent first. */
+function tally(counts: Readonly<Record<string, number>>): string {
+  return Object.entries(counts)
+    .sort((a, b) => b[1] - a[1])
     .map(([name, n]) => `${name} ${n}`)
     .join(', ');
+}
+
+function messagesLine(m: LedgerReport): string {
+  const failed = tally(m.failed);
+  return (
+    `${m.sends} sent, ${m.succeeded} succeeded, ${m.delivered} accepted by receivers` +
+    (failed ? `; failed: ${failed}` : '; none failed') +
+    `; ${m.failedButDelivered} failed after the receiver accepted (ack lost)` +
+    (m.lost > 0 ? `; ${m.lost} succeeded but never reached an application (LOST)` : '')
+  );
+}
+
+function blobsLine(b: SoakBlobReport): string {
+  const aborted = tally(b.abortedBy);
+  return (
+    `${b.sent} sent, ${b.intact} intact, ${b.aborted} aborted` +
+    (aborted ? ` (${aborted})` : '') +
+    `, ${b.abortedButIntact} aborted after the receiver read them intact, ${b.corrupted} corrupted, ${b.unsettled} unsettled`
+  );
+}
+
+/** Renders `report` as the lines `aurelia-mesh soak` prints. */
+export function formatSoakReport(report: SoakReport): string {
+  const r = report.replicas;
   const lines = [
     `soak: ${report.nodes} domus for ${(report.durationMs / 1000).toFixed(1)} s, seed ${report.seed}`,
     `faults: ${Object.entries(report.faults)
       .map(([kind, n]) => `${kind} ${n}`)
       .join(', ')}`,
-    `messages: ${m.sends} sent, ${m.succeeded} succeeded, ${m.delivered} accepted by receivers` +
-      (failed ? `; failed: ${failed}` : '') +
-      `; ${m.failedButDelivered} failed after the receiver accepted (ack lost)` +
-      (m.lost > 0 ? `; ${m.lost} succeeded but never reached an application (LOST)` : ''),
-    `blobs: ${report.blobs.sent} sent, ${report.blobs.intact} intact, ${report.blobs.aborted} aborted` +
-      (Object.keys(report.blobs.abortedBy).length > 0
-        ? ` (${Object.entries(report.blobs.abortedBy)
-            .sort((a, b) => b[1] - a[1])
-            .map(([why, n]) => `${why} ${n}`)
-            .join(', ')})`
-        : '') +
-      `, ${report.blobs.abortedButIntact} aborted after the receiver read them intact, ${report.blobs.corrupted} corrupted, ${report.blobs.unsettled} unsettled`,
+    `messages: ${messagesLine(report.messages)}`,
+    `blobs: ${blobsLine(report.blobs)}`,
+    ...(r === undefined
+      ? []
+      : [
+          `replicas: ${r.replicas} behind one route, ${r.rollingRestarts} rolling restarts (${r.restarts} replica restarts)`,
+          `  calls: ${messagesLine(r.messages)}`,
+          `  blobs: ${blobsLine(r.blobs)}`,
+        ]),
     `recovery: ${report.recovery.reached}/${report.recovery.pairs} pairs reached after healing (${report.recovery.sends} sends)` +
       report.recovery.failures.map((f) => `\n  retried ${f.count}× after ${f.reason}`).join(''),
     report.mismatches.length === 0

@@ -1,23 +1,22 @@
 // The soak run: a mesh of domus in this process, random traffic and faults, ledgers checked at the end.
-import { createHash, randomBytes } from 'node:crypto';
-import { finished } from 'node:stream/promises';
+import { randomBytes } from 'node:crypto';
 
 import { DomusAddr } from '../../engine/addr.js';
-import { Aurelia } from '../../engine/aurelia.js';
-import type { Pkcs8PemConfig } from '../../engine/auth.js';
-import { BlobReceiver } from '../../engine/blob/receiver.js';
-import { JsonCodec } from '../../engine/codec.js';
-import { DomusConfigBuilder, type DomusConfig } from '../../engine/config.js';
 import type { Domus } from '../../engine/domus.js';
 import { AureliaError, ErrorId, errorIdName } from '../../engine/errors.js';
-import { SimpleResolver } from '../../engine/resolver.js';
-import { SendOptions } from '../../engine/send-options.js';
-import type { Taberna } from '../../engine/taberna/taberna.js';
 import { createCertificateAuthority, issueNodeCertificate, type NodeCertificate } from '../pki.js';
 import { FaultProxy } from './fault-proxy.js';
-import { BlobLedger } from './blob-ledger.js';
-import { DeliveryLedger } from './ledger.js';
-import type { FaultKind, SoakReport } from './report.js';
+import type { LedgerOutcome } from './ledger.js';
+import {
+  KEEPALIVE_MS,
+  SEND_TIMEOUT_MS,
+  SoakLedgers,
+  SoakMesh,
+  settleWithin,
+  sleep,
+} from './mesh.js';
+import { REPLICATED_TABERNA, ReplicaGroup } from './replicas.js';
+import type { FaultKind, SoakBlobReport, SoakReport } from './report.js';
 
 /** What a soak run does; every field but `durationMs` has a default. */
 export interface SoakOptions {
@@ -25,6 +24,11 @@ export interface SoakOptions {
   readonly durationMs: number;
   /** Domus in the mesh (2..16, default 5). */
   readonly nodes?: number;
+  /**
+   * Replicas of the replicated service (0..8, default 3; 0: none). A caller domus sends them a
+   * quarter of the traffic through one route while rolling restarts go through them.
+   */
+  readonly replicas?: number;
   /** Seed of the fault and traffic schedule (a u32; default random). */
   readonly seed?: number;
   /** Messages per second across the mesh (1..20 000, default 300). */
@@ -46,32 +50,31 @@ export interface SoakOptions {
 interface FaultRecord {
   readonly at: number;
   end: number | undefined;
-  readonly node: number;
+  /** What it hit: `soak-2`, or `replicas` for a rolling restart. */
+  readonly target: string;
   readonly kind: FaultKind;
 }
 
-const FAULT_WEIGHTS: readonly [FaultKind, number][] = [
+/** Faults on one domus of the mesh, by weight. */
+const NODE_FAULTS: readonly [FaultKind, number][] = [
   ['cut', 3],
   ['stall', 2],
   ['partition', 2],
   ['delay', 2],
   ['restart', 1],
 ];
+/** The weight of a rolling restart of the replicas among the faults, when there are replicas. */
+const ROLLING_WEIGHT = 2;
+/** The pause between two replicas of a rolling restart. */
+const ROLLING_PAUSE_MS = 500;
+/** The share of the traffic the caller sends to the replicated service. */
+const REPLICATED_SHARE = 0.25;
 
-/** Deadlines of the soak mesh: short, so faults outlive some sends and not others. */
-const SEND_TIMEOUT_MS = 3000;
-const KEEPALIVE_MS = 250;
 const TABERNA_BASE = 100n;
 const MAX_BLOB_BYTES = 256 * 1024;
 /** How long after healing every domus gets to reach every other (each try is an ordinary send). */
 const RECOVERY_WINDOW_MS = 30_000;
 const TICK_MS = 20;
-
-interface SoakMessage {
-  readonly key: string;
-  readonly size?: number;
-  readonly sha256?: string;
-}
 
 interface SoakNode {
   readonly index: number;
@@ -83,6 +86,15 @@ interface SoakNode {
   /** A fault is being applied to this node's link. */
   busy: boolean;
   seq: number;
+}
+
+/** A sender and a destination whose link must work again after healing. */
+interface RecoveryPair {
+  readonly label: string;
+  /** Sends once (a recorded, ordinary send); the key, or undefined when the sender is down. */
+  readonly send: () => string | undefined;
+  readonly outcome: (key: string) => LedgerOutcome | undefined;
+  last: string;
 }
 
 function check(name: string, value: number, min: number, max: number): number {
@@ -107,55 +119,26 @@ function generator(seed: number): () => number {
   };
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Resolves when `promises` all settled or `ms` passed, whichever is first. */
-async function settleWithin(promises: Iterable<Promise<unknown>>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    Promise.allSettled(promises),
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, ms);
-    }),
-  ]);
-  clearTimeout(timer);
-}
-
-function soakConfig(): DomusConfig {
-  return new DomusConfigBuilder()
-    .sendTimeoutMs(SEND_TIMEOUT_MS)
-    .callisConnectTimeoutMs(2500)
-    .acceptTimeoutMs(2000)
-    .keepaliveIntervalMs(KEEPALIVE_MS)
-    .reconnectBackoffMs([20, 100, 250])
-    .sendQueueSize(1024)
-    .tabernaAcceptQueueSize(256)
-    .tcpHandshakeTimeoutMs(3000)
-    .blobWindow({ chunkSize: 16 * 1024, ackWindow: 16 })
-    .build();
-}
-
-function authOf(cert: NodeCertificate): Pkcs8PemConfig {
-  return {
-    format: 'pem',
-    caPem: Buffer.from(cert.caPem),
-    certPem: Buffer.from(cert.chainPem),
-    pkcs8KeyPem: Buffer.from(cert.keyPem),
-  };
+function blobReport(ledgers: SoakLedgers): { report: SoakBlobReport; mismatches: string[] } {
+  const { mismatches, ...report } = ledgers.blobs.compare();
+  return { report, mismatches: [...mismatches] };
 }
 
 /**
  * Runs a soak: builds `nodes` domus in this process, each behind a fault proxy, sends random
  * messages and blobs between them for `durationMs` while cutting, stalling, partitioning and
- * delaying links and restarting domus, then heals everything, waits for every send to settle,
- * sends once between every pair, and compares the ledgers (see `DeliveryLedger`). Resolves with
- * the report whether or not the run passed (check `mismatches`); rejects with
+ * delaying links and restarting domus; with `replicas`, a caller also sends to a service of that
+ * many replicas behind one route while rolling restarts go through them. Then it heals
+ * everything, waits for every send to settle, sends once between every pair (and from the caller
+ * to the service), and compares the ledgers (see `DeliveryLedger` and `BlobLedger`). Resolves
+ * with the report whether or not the run passed (check `mismatches`); rejects with
  * `AureliaError(InvalidConfig)` for an option out of range, and with the engine's error when
  * the mesh cannot be built.
  */
 export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const durationMs = check('duration', options.durationMs, 1000, 86_400_000);
   const nodeCount = check('nodes', options.nodes ?? 5, 2, 16);
+  const replicaCount = check('replicas', options.replicas ?? 3, 0, 8);
   const seed = check('seed', options.seed ?? randomBytes(4).readUInt32BE(0), 0, 0xffff_ffff);
   const rate = check('rate', options.rate ?? 300, 1, 20_000);
   const blobEvery = check('blobEvery', options.blobEvery ?? 25, 1, 1_000_000);
@@ -165,82 +148,32 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const random = generator(seed);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
 
-  const aurelia = new Aurelia();
-  const resolver = new SimpleResolver();
-  const codec = new JsonCodec<SoakMessage>();
-  const config = soakConfig();
-  const ledger = new DeliveryLedger(lateSlackMs);
-  const blobLedger = new BlobLedger();
-  const mismatches: string[] = [];
+  const mesh = new SoakMesh();
+  const ledgers = new SoakLedgers(lateSlackMs);
+  const replicaLedgers = new SoakLedgers(lateSlackMs);
+  const mismatches = mesh.problems;
   const faults: Record<FaultKind, number> = {
     cut: 0,
     stall: 0,
     partition: 0,
     delay: 0,
     restart: 0,
+    rolling: 0,
   };
-  const outstanding = new Set<Promise<void>>();
-  const background = new Set<Promise<unknown>>();
   const nodes: SoakNode[] = [];
   const sentBy = new Map<
     string,
-    { readonly from: number; readonly to: number; readonly at: number }
+    { readonly from: string; readonly to: string; readonly at: number }
   >();
   const faultLog: FaultRecord[] = [];
   let startedAt = Date.now();
-  const keep = (p: Promise<unknown>): void => {
-    background.add(p);
-    void p.finally(() => background.delete(p));
-  };
-
-  const verifyBlob = (receiver: BlobReceiver, key: string): Promise<void> => {
-    const hash = createHash('sha256');
-    let size = 0;
-    receiver.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      hash.update(chunk);
-    });
-    return finished(receiver).then(
-      () => blobLedger.received(key, size, hash.digest('hex')),
-      (err: unknown) => blobLedger.receiveFailed(key, receiver.failure ?? err),
-    );
-  };
-
-  const serve = async (taberna: Taberna<SoakMessage>): Promise<void> => {
-    try {
-      for await (const request of taberna) {
-        const message = request.message;
-        const receiver =
-          request.blobReceiver instanceof BlobReceiver ? request.blobReceiver : undefined;
-        if (!request.accept()) {
-          receiver?.destroy();
-          continue;
-        }
-        ledger.accept(message.key);
-        if (receiver) {
-          blobLedger.receiving(message.key);
-          keep(verifyBlob(receiver, message.key));
-        }
-      }
-    } catch (err) {
-      if (
-        !AureliaError.is(err, ErrorId.DomusClosed) &&
-        !AureliaError.is(err, ErrorId.TabernaShutdown)
-      ) {
-        mismatches.push(`a receiving application failed: ${String(err)}`);
-      }
-    }
-  };
-
   const incarnate = async (node: SoakNode): Promise<Domus> => {
-    const domus = await aurelia
-      .domusBuilder(config, DomusAddr.tcp('127.0.0.1', 0), authOf(node.cert), resolver)
-      .build();
-    const taberna = await domus.taberna(node.tabernaId, codec);
-    keep(serve(taberna));
+    const domus = await mesh.domus(node.cert, node.tabernaId, ledgers);
     node.proxy.retarget(domus.localAddr.port as number);
     return domus;
   };
+  const blobOrNot = (blob: boolean): Buffer | undefined =>
+    blob ? randomBytes(Math.floor(random() * MAX_BLOB_BYTES)) : undefined;
 
   const proxies: FaultProxy[] = [];
   try {
@@ -259,53 +192,35 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         seq: 0,
       };
       node.domus = await incarnate(node);
-      resolver.insert(node.tabernaId, DomusAddr.tcp('127.0.0.1', proxy.port));
+      mesh.resolver.insert(node.tabernaId, DomusAddr.tcp('127.0.0.1', proxy.port));
       nodes.push(node);
+    }
+    let group: ReplicaGroup | undefined;
+    let caller: Domus | undefined;
+    let callerSeq = 0;
+    if (replicaCount > 0) {
+      const replicaCert = await issueNodeCertificate(ca, { name: 'soak-replica' });
+      group = await ReplicaGroup.start(mesh, replicaCert, replicaCount, replicaLedgers, proxies);
+      caller = await mesh.domus(await issueNodeCertificate(ca, { name: 'soak-caller' }));
     }
 
     const send = (from: SoakNode, to: SoakNode, blob: boolean): string | undefined => {
       const domus = from.domus;
       if (!domus) return undefined;
       const key = `${from.index}-${from.seq++}`;
-      sentBy.set(key, { from: from.index, to: to.index, at: Date.now() - startedAt });
-      let data: Buffer | undefined;
-      let message: SoakMessage = { key };
-      if (blob) {
-        data = randomBytes(Math.floor(random() * MAX_BLOB_BYTES));
-        message = {
-          key,
-          size: data.length,
-          sha256: createHash('sha256').update(data).digest('hex'),
-        };
-        blobLedger.sent(key, data.length, message.sha256!);
-      }
-      const sending = domus.send(codec, to.tabernaId, message, blob ? SendOptions.BLOB : undefined);
-      const tracked = ledger.track(key, Date.now() + SEND_TIMEOUT_MS, sending);
-      outstanding.add(tracked);
-      void tracked.finally(() => outstanding.delete(tracked));
-      if (data) {
-        const bytes = data;
-        keep(
-          sending.then(
-            (outcome) => {
-              if (outcome.kind !== 'blob') {
-                blobLedger.streamFailed(
-                  key,
-                  new Error(`a BLOB send resolved with ${outcome.kind}`),
-                );
-                return;
-              }
-              const sender = outcome.sender;
-              sender.on('error', (err) => blobLedger.streamFailed(key, err));
-              sender.on('finish', () => blobLedger.finished(key));
-              sender.on('close', () => blobLedger.closed(key));
-              sender.end(bytes);
-              return finished(sender).catch(() => undefined);
-            },
-            (err: unknown) => blobLedger.sendFailed(key, err),
-          ),
-        );
-      }
+      sentBy.set(key, {
+        from: `soak-${from.index}`,
+        to: `soak-${to.index}`,
+        at: Date.now() - startedAt,
+      });
+      mesh.send(domus, to.tabernaId, ledgers, key, blobOrNot(blob));
+      return key;
+    };
+    const call = (blob: boolean): string | undefined => {
+      if (!caller) return undefined;
+      const key = `c-${callerSeq++}`;
+      sentBy.set(key, { from: 'the caller', to: 'the replicas', at: Date.now() - startedAt });
+      mesh.send(caller, REPLICATED_TABERNA, replicaLedgers, key, blobOrNot(blob));
       return key;
     };
 
@@ -314,24 +229,30 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     const traffic = setInterval(() => {
       credit += (rate * TICK_MS) / 1000;
       for (; credit >= 1; credit--) {
+        const blob = random() * blobEvery < 1;
+        if (group && random() < REPLICATED_SHARE) {
+          call(blob);
+          continue;
+        }
         const from = pick(nodes);
         const others = nodes.filter((n) => n !== from);
-        send(from, pick(others), random() * blobEvery < 1);
+        send(from, pick(others), blob);
       }
     }, TICK_MS);
 
     // ---- faults ----
-    const applyFault = async (node: SoakNode, kind: FaultKind): Promise<void> => {
+    const applyFault = async (
+      target: string,
+      kind: FaultKind,
+      inject: () => Promise<void>,
+    ): Promise<void> => {
       faults[kind]++;
-      const record: FaultRecord = {
-        at: Date.now() - startedAt,
-        end: undefined,
-        node: node.index,
-        kind,
-      };
+      const record: FaultRecord = { at: Date.now() - startedAt, end: undefined, target, kind };
       faultLog.push(record);
       try {
-        await injectFault(node, kind);
+        await inject();
+      } catch (err) {
+        mismatches.push(`fault ${kind} on ${target} failed: ${String(err)}`);
       } finally {
         record.end = Date.now() - startedAt;
       }
@@ -367,7 +288,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
           proxy.cut();
           const old = node.domus;
           node.domus = undefined;
-          if (old) keep(old.shutdown());
+          if (old) mesh.keep(old.shutdown());
           node.domus = await incarnate(node);
           proxy.heal();
           return;
@@ -378,30 +299,41 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     startedAt = Date.now();
     const endAt = startedAt + durationMs;
     let lastProgress = startedAt;
-    const totalWeight = FAULT_WEIGHTS.reduce((sum, [, w]) => sum + w, 0);
+    const weights: [FaultKind, number][] = [
+      ...NODE_FAULTS,
+      ...(group ? [['rolling', ROLLING_WEIGHT] as [FaultKind, number]] : []),
+    ];
+    const totalWeight = weights.reduce((sum, [, w]) => sum + w, 0);
     while (Date.now() < endAt) {
       await sleep(Math.min(endAt - Date.now(), faultIntervalMs * (0.5 + random())));
       if (Date.now() >= endAt) break;
+      let roll = random() * totalWeight;
+      const kind = weights.find(([, w]) => (roll -= w) < 0)?.[0] ?? 'cut';
+      if (kind === 'rolling' && group && !group.busy) {
+        const replicas = group;
+        replicas.busy = true;
+        mesh.keep(
+          applyFault('replicas', kind, () =>
+            replicas.rollingRestart(ROLLING_PAUSE_MS, mismatches),
+          ).finally(() => {
+            replicas.busy = false;
+          }),
+        );
+      }
       const idle = nodes.filter((n) => !n.busy);
-      if (idle.length > 0) {
+      if (kind !== 'rolling' && idle.length > 0) {
         const node = pick(idle);
-        let roll = random() * totalWeight;
-        const kind = FAULT_WEIGHTS.find(([, w]) => (roll -= w) < 0)?.[0] ?? 'cut';
         node.busy = true;
-        keep(
-          applyFault(node, kind)
-            .catch((err: unknown) =>
-              mismatches.push(`fault ${kind} on soak-${node.index} failed: ${String(err)}`),
-            )
-            .finally(() => {
-              node.busy = false;
-            }),
+        mesh.keep(
+          applyFault(`soak-${node.index}`, kind, () => injectFault(node, kind)).finally(() => {
+            node.busy = false;
+          }),
         );
       }
       if (Date.now() - lastProgress >= 10_000) {
         lastProgress = Date.now();
         progress(
-          `${Math.round((lastProgress - startedAt) / 1000)} s: ${ledger.size} sends, ${outstanding.size} in flight, ${Object.values(faults).reduce((a, b) => a + b, 0)} faults`,
+          `${Math.round((lastProgress - startedAt) / 1000)} s: ${ledgers.messages.size + replicaLedgers.messages.size} sends, ${mesh.outstanding.size} in flight, ${Object.values(faults).reduce((a, b) => a + b, 0)} faults`,
         );
       }
     }
@@ -409,25 +341,40 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     const ranMs = Date.now() - startedAt;
 
     // ---- heal, settle, recover, compare ----
-    while (nodes.some((n) => n.busy)) await sleep(20);
+    while (nodes.some((n) => n.busy) || group?.busy) await sleep(20);
     for (const node of nodes) node.proxy.heal();
-    await settleWithin([...outstanding], SEND_TIMEOUT_MS + lateSlackMs + 1000);
-    // Every ordered pair must get a send through; a failed try (a reconnect still backing off on
-    // a loaded machine) is retried until the recovery window closes.
-    let unreached = nodes.flatMap((from) =>
-      nodes.filter((to) => to !== from).map((to) => ({ from, to, last: '' })),
+    await settleWithin([...mesh.outstanding], SEND_TIMEOUT_MS + lateSlackMs + 1000);
+    // Every ordered pair (and the caller to the replicas) must get a send through; a failed try
+    // (a reconnect still backing off on a loaded machine) is retried until the window closes.
+    let unreached: RecoveryPair[] = nodes.flatMap((from) =>
+      nodes
+        .filter((to) => to !== from)
+        .map((to) => ({
+          label: `soak-${from.index} could not reach soak-${to.index}`,
+          send: () => send(from, to, false),
+          outcome: (key: string) => ledgers.messages.outcome(key),
+          last: '',
+        })),
     );
+    if (group) {
+      unreached.push({
+        label: 'the caller could not reach the replicas',
+        send: () => call(false),
+        outcome: (key) => replicaLedgers.messages.outcome(key),
+        last: '',
+      });
+    }
     const pairs = unreached.length;
     let recoverySends = 0;
     const recoveryFailures = new Map<string, number>();
     const recoveryEnd = Date.now() + RECOVERY_WINDOW_MS;
     while (unreached.length > 0 && Date.now() < recoveryEnd) {
-      const tries = unreached.map((pair) => ({ pair, key: send(pair.from, pair.to, false) }));
+      const tries = unreached.map((pair) => ({ pair, key: pair.send() }));
       recoverySends += tries.length;
-      await settleWithin([...outstanding], SEND_TIMEOUT_MS + lateSlackMs + 1000);
+      await settleWithin([...mesh.outstanding], SEND_TIMEOUT_MS + lateSlackMs + 1000);
       unreached = [];
       for (const { pair, key } of tries) {
-        const outcome = key === undefined ? undefined : ledger.outcome(key);
+        const outcome = key === undefined ? undefined : pair.outcome(key);
         if (outcome?.ok) continue;
         pair.last =
           outcome === undefined
@@ -441,16 +388,18 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         unreached.push(pair);
       }
     }
-    for (const { from, to, last } of unreached) {
+    for (const { label, last } of unreached) {
       mismatches.push(
-        `soak-${from.index} could not reach soak-${to.index} within ${RECOVERY_WINDOW_MS / 1000} s of healing every link (last try: ${last})`,
+        `${label} within ${RECOVERY_WINDOW_MS / 1000} s of healing every link (last try: ${last})`,
       );
     }
     // A blob stream still open (its send failed after the receiver accepted, or a link is still
     // coming back) ends by its idle timeout, 2 × the send timeout, checked once a second.
-    await settleWithin([...background], 2 * SEND_TIMEOUT_MS + 2000);
-    const messages = ledger.compare();
-    const blobs = blobLedger.compare();
+    await settleWithin([...mesh.background], 2 * SEND_TIMEOUT_MS + 2000);
+    const messages = ledgers.messages.compare();
+    const blobs = blobReport(ledgers);
+    const replicaMessages = replicaLedgers.messages.compare();
+    const replicaBlobs = blobReport(replicaLedgers);
     const seconds = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
     const windows: { from: number; to: number }[] = [];
     const annotate = (line: string): string => {
@@ -458,14 +407,19 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       const sent = key === undefined ? undefined : sentBy.get(key);
       if (!sent) return line;
       windows.push({ from: sent.at - SEND_TIMEOUT_MS, to: sent.at + SEND_TIMEOUT_MS });
-      return `${line} (soak-${sent.from} to soak-${sent.to}, sent at ${seconds(sent.at)})`;
+      return `${line} (${sent.from} to ${sent.to}, sent at ${seconds(sent.at)})`;
     };
-    const annotated = [...messages.mismatches, ...blobs.mismatches, ...mismatches].map(annotate);
+    const annotated = [
+      ...messages.mismatches,
+      ...blobs.mismatches,
+      ...(group ? [...replicaMessages.mismatches, ...replicaBlobs.mismatches] : []),
+      ...mismatches,
+    ].map(annotate);
     const faultsNearMismatches = faultLog
       .filter((f) => windows.some((w) => f.at <= w.to && (f.end ?? f.at) >= w.from))
       .map(
         (f) =>
-          `${seconds(f.at)}..${f.end === undefined ? '?' : seconds(f.end)} ${f.kind} soak-${f.node}`,
+          `${seconds(f.at)}..${f.end === undefined ? '?' : seconds(f.end)} ${f.kind} ${f.target}`,
       );
     return {
       nodes: nodeCount,
@@ -473,15 +427,18 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       durationMs: ranMs,
       faults,
       messages,
-      blobs: {
-        sent: blobs.sent,
-        intact: blobs.intact,
-        aborted: blobs.aborted,
-        abortedBy: blobs.abortedBy,
-        abortedButIntact: blobs.abortedButIntact,
-        corrupted: blobs.corrupted,
-        unsettled: blobs.unsettled,
-      },
+      blobs: blobs.report,
+      ...(group
+        ? {
+            replicas: {
+              replicas: group.size,
+              rollingRestarts: group.rollingRestarts,
+              restarts: group.restarts,
+              messages: replicaMessages,
+              blobs: replicaBlobs.report,
+            },
+          }
+        : {}),
       recovery: {
         pairs,
         reached: pairs - unreached.length,
@@ -491,12 +448,15 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
           .map(([reason, count]) => ({ reason, count })),
       },
       mismatches: annotated,
-      mismatchCount: messages.mismatchCount + blobs.mismatches.length + mismatches.length,
+      mismatchCount:
+        messages.mismatchCount +
+        blobs.mismatches.length +
+        (group ? replicaMessages.mismatchCount + replicaBlobs.mismatches.length : 0) +
+        mismatches.length,
       faultsNearMismatches,
     };
   } finally {
-    await aurelia.shutdown();
-    await settleWithin([...background], SEND_TIMEOUT_MS);
+    await mesh.close();
     await Promise.all(proxies.map((p) => p.close()));
   }
 }

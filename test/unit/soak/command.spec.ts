@@ -19,7 +19,7 @@ function reportOf(ledger: DeliveryLedger, extra: readonly string[] = []): SoakRe
     nodes: 3,
     seed: 4242,
     durationMs: 2000,
-    faults: { cut: 1, stall: 0, partition: 0, delay: 0, restart: 0 },
+    faults: { cut: 1, stall: 0, partition: 0, delay: 0, restart: 0, rolling: 0 },
     messages,
     blobs: {
       sent: 0,
