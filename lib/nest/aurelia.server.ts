@@ -106,6 +106,8 @@ export class AureliaServer
   }
 
   private readonly source: Domus | ResolvedAureliaOptions;
+  /** Nest's default processing start hook (it only runs the handler). */
+  private readonly plainStartHook = this.onProcessingStartHook;
   private readonly policy: Partial<Pick<ResolvedAureliaOptions, 'authorization' | 'logger'>>;
 
   /**
@@ -400,8 +402,22 @@ export class AureliaServer
       return;
     }
     const context = new AureliaContext([channel.peer, tabernaId, pattern, packet.metadata]);
-    const aborted = abortedBy(channel);
     const span = this.tracing?.server(pattern, packet.metadata, channel.peer, tabernaId);
+    if (!span && this.onProcessingStartHook === this.plainStartHook && !this.onProcessingEndHook) {
+      // No hook or span to run around the handler: its result is answered directly, with the
+      // meaning Nest's `transformToObservable` and `send` give it.
+      const result: unknown = handler(packet.data, context);
+      const value = result instanceof Promise ? ((await result) as unknown) : result;
+      if (!isObservable(value)) {
+        await this.respond(channel, id, { response: value, isDisposed: true });
+        return;
+      }
+      this.send(value.pipe(takeUntil(abortedBy(channel))), (reply) =>
+        this.respond(channel, id, reply),
+      );
+      return;
+    }
+    const aborted = abortedBy(channel);
     const handle = (): unknown =>
       this.handleRequest(
         context,

@@ -8,7 +8,7 @@ import {
   type ReadPacket,
   type WritePacket,
 } from '@nestjs/microservices';
-import { Observable, type Subscription } from 'rxjs';
+import { Observable, Subject, type Subscription } from 'rxjs';
 import { AureliaError, ErrorId } from '../engine/errors.js';
 import { Aurelia } from '../engine/aurelia.js';
 import { type EncodedMessage, JsonCodec, type MessageCodec } from '../engine/codec.js';
@@ -153,6 +153,47 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
     for (const [event, listener] of this.pendingListeners.splice(0))
       this.subscribe(event, listener);
     return requests;
+  }
+
+  /**
+   * Nest's `send()`. Once connected, the call is published when the Observable is subscribed,
+   * without the connect step Nest runs before every call (an async turn and two operators);
+   * before that, and for invalid input, Nest's own `send()` runs. Semantics are Nest's either way:
+   * cold, one call per subscription, replies through `createObserver`.
+   */
+  override send<TResult = unknown, TInput = unknown>(
+    pattern: unknown,
+    data: TInput,
+  ): Observable<TResult> {
+    if (this.requests === undefined || this.closed || pattern == null || data == null) {
+      return super.send<TResult, TInput>(pattern, data);
+    }
+    return new Observable<TResult>((observer) =>
+      this.publish(this.createPacket(pattern, data), this.createObserver(observer)),
+    );
+  }
+
+  /**
+   * Nest's `emit()`. Once connected, the event is dispatched at once (no connect step) and the
+   * returned Observable is hot, as Nest's: it emits the dispatch result and completes, or errors,
+   * and a late subscriber hears how it ended. Before connecting, Nest's own `emit()` runs.
+   */
+  override emit<TResult = unknown, TInput = unknown>(
+    pattern: unknown,
+    data: TInput,
+  ): Observable<TResult> {
+    if (this.requests === undefined || this.closed || pattern == null || data == null) {
+      return super.emit<TResult, TInput>(pattern, data);
+    }
+    const outcome = new Subject<TResult>();
+    this.dispatchEvent<TResult>(this.createPacket(pattern, data)).then(
+      (value) => {
+        outcome.next(value);
+        outcome.complete();
+      },
+      (err: unknown) => outcome.error(err),
+    );
+    return outcome.asObservable();
   }
 
   // Synchronous when the serializer and deserializer answer at once: no promise per call.

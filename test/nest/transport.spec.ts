@@ -1,5 +1,6 @@
 import { Controller, type INestApplication, type INestApplicationContext } from '@nestjs/common';
 import { EventPattern, MessagePattern, Payload, Transport } from '@nestjs/microservices';
+import { InvalidMessageException } from '@nestjs/microservices/errors/invalid-message.exception.js';
 import { Test } from '@nestjs/testing';
 import { lastValueFrom, take, toArray } from 'rxjs';
 import {
@@ -10,6 +11,7 @@ import {
   type DomusReportingEvent,
 } from '../../lib/index.js';
 import { ClientAurelia } from '../../lib/nest/client-aurelia.js';
+import type { AureliaContext } from '../../lib/nest/context.js';
 import {
   AURELIA_TRANSPORT,
   AureliaServer,
@@ -160,6 +162,66 @@ describe('Nest over Aurelia: hybrid app serving, module client calling', () => {
     await emitted;
     expect(seen.finished).toContain(text);
   }
+
+  it('keeps Nest’s send() contract on the connected path: cold, one call per subscription', async () => {
+    const before = seen.notes.length;
+    const call = client.send<number>('sum', [2, 3]);
+    // Nothing is sent before a subscription.
+    expect(await lastValueFrom(client.send('sum', [1]))).toBe(1);
+    expect(await lastValueFrom(call)).toBe(5);
+    expect(await lastValueFrom(call)).toBe(5);
+    expect(seen.notes.length).toBe(before);
+    expect(await errorOf(client.send('sum', undefined))).toBeInstanceOf(InvalidMessageException);
+    expect(await errorOf(client.send(null, 1))).toBeInstanceOf(InvalidMessageException);
+  });
+
+  it('keeps Nest’s emit() contract on the connected path: hot, a late subscriber hears the end', async () => {
+    // Never subscribed: the event goes anyway.
+    client.emit('note', 'unobserved');
+    await eventually(
+      () => seen.notes.some((n) => n.text === 'unobserved'),
+      'the event to arrive unsubscribed',
+    );
+    const observed = client.emit('note', 'observed');
+    let ended = false;
+    observed.subscribe({ complete: () => (ended = true) });
+    await eventually(() => ended, 'the first subscriber to hear the end');
+    // Subscribed after the end: no value again, just the completion.
+    await expect(lastValueFrom(observed, { defaultValue: 'late' })).resolves.toBe('late');
+    const failed = client.emit('note.fail', 'late-failure');
+    expect(AureliaError.is(await errorOf(failed), ErrorId.RemoteTabernaRejected)).toBe(true);
+    // Subscribed again after the failure: the outcome is kept, not re-sent.
+    expect(AureliaError.is(await errorOf(failed), ErrorId.RemoteTabernaRejected)).toBe(true);
+    expect(await errorOf(client.emit('note', undefined))).toBeInstanceOf(InvalidMessageException);
+  });
+
+  it('runs a processing start and end hook around each request when the server has them', async () => {
+    const server = billing.get(AureliaServer);
+    const hooks = server as unknown as { onProcessingStartHook: unknown };
+    const plainStart = hooks.onProcessingStartHook;
+    const events: string[] = [];
+    server.setOnProcessingStartHook((_transport, context, done) => {
+      events.push(`start:${(context as AureliaContext).getPattern()}`);
+      return done();
+    });
+    server.setOnProcessingEndHook((_transport, context) => {
+      events.push(`end:${(context as AureliaContext).getPattern()}`);
+    });
+    try {
+      expect(await lastValueFrom(client.send('sum', [4]))).toBe(4);
+      expect(await lastValueFrom(client.send({ cmd: 'count' }, 2).pipe(toArray()))).toEqual([1, 2]);
+      await eventually(() => events.length === 4, 'both end hooks');
+      expect(events).toEqual([
+        'start:sum',
+        'end:sum',
+        'start:{"cmd":"count"}',
+        'end:{"cmd":"count"}',
+      ]);
+    } finally {
+      hooks.onProcessingStartHook = plainStart;
+      server.setOnProcessingEndHook(undefined as never);
+    }
+  });
 
   it('completes emit() once a synchronous event handler ran', async () => {
     await lastValueFrom(client.emit('note', 'hello'), { defaultValue: undefined });

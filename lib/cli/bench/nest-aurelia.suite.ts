@@ -1,12 +1,13 @@
 // Aurelia at the Nest level: ClientAurelia send() round trips and rates, emit() event rates.
-import { lastValueFrom } from 'rxjs';
-
 import type { DomusConfig } from '../../engine/config.js';
 import type { Domus } from '../../engine/domus.js';
 import { AureliaServer } from '../../nest/aurelia.server.js';
 import { ClientAurelia } from '../../nest/client-aurelia.js';
-import { ROUND_TRIP, recordLatency, recordRate, type Recorder } from './figures.js';
-import { InflightWindow, measureLatency, measureRate, measureWindowedRate } from './measure.js';
+import { RequestReplyClient } from '../../engine/services/request-reply-client.js';
+import { RequestReplyServer } from '../../engine/services/request-reply.js';
+import { payloadOf, recordRate } from './figures.js';
+import { measureRate } from './measure.js';
+import { NEST_EVENT, NEST_REQUEST, NestBenchHandlers, runNestWorkloads } from './nest-workloads.js';
 import type { BenchSuite, SuiteContext } from './plan.js';
 import type { BenchTransport } from './report.js';
 
@@ -36,15 +37,15 @@ async function runOver(ctx: SuiteContext, transport: BenchTransport): Promise<vo
     transport === 'tcp' ? 'tls://127.0.0.1:0' : `unix://${ctx.fixture.socketPath(name)}`;
   const serverNode = await ctx.fixture.node('nest-aurelia-server');
   const clientNode = await ctx.fixture.node('nest-aurelia-client');
-  let window: InflightWindow | undefined;
+  const handlers = new NestBenchHandlers();
   const server = new AureliaServer({
     listen: listen('nest-server'),
     auth: serverNode.auth(),
     config: CONFIG,
     logger: false,
   });
-  server.addHandler('bench.request', async () => true);
-  server.addHandler('bench.event', async () => window?.received(), true);
+  server.addHandler(NEST_REQUEST, handlers.request);
+  server.addHandler(NEST_EVENT, handlers.event, true);
   let client: ClientAurelia | undefined;
   try {
     await new Promise<void>(
@@ -57,51 +58,66 @@ async function runOver(ctx: SuiteContext, transport: BenchTransport): Promise<vo
       config: CONFIG,
       logger: false,
       routes: [
-        { pattern: 'bench.request', address },
-        { pattern: 'bench.event', address },
+        { pattern: NEST_REQUEST, address },
+        { pattern: NEST_EVENT, address },
+        { pattern: ENGINE_CALL_TABERNA, address },
       ],
     });
     await client.connect();
-    const caller = client;
-    const who: Recorder = { system: 'aurelia Nest send', role: 'aurelia', transport };
-    const request = (data: string) => () =>
-      lastValueFrom(caller.send<boolean, string>('bench.request', data));
-    if (ctx.plan.groups.has('latency')) {
-      ctx.progress(`Nest over Aurelia send() round trip over ${transport}`);
-      recordLatency(
-        ctx,
-        who,
-        ROUND_TRIP,
-        await measureLatency(request('x'.repeat(64)), ctx.plan.latencyTiming),
-      );
-    }
-    if (!ctx.plan.groups.has('rate')) return;
-    for (const payload of ctx.plan.payloads) {
-      const data = 'x'.repeat(payload);
-      for (const inflight of ctx.plan.inflights) {
-        ctx.progress(`Nest over Aurelia send() ${payload} B × ${inflight} over ${transport}`);
-        const rate = await measureRate(request(data), inflight, ctx.plan.rateTiming);
-        recordRate(ctx, who, payload, inflight, rate, 'send() replies received');
-        ctx.progress(`Nest over Aurelia emit() ${payload} B × ${inflight} over ${transport}`);
-        window = new InflightWindow(inflight);
-        const events = await measureWindowedRate(
-          () => void caller.emit('bench.event', data).subscribe({ error: () => undefined }),
-          window,
-          ctx.plan.rateTiming,
-        );
-        recordRate(
-          ctx,
-          { ...who, system: 'aurelia Nest emit' },
-          payload,
-          inflight,
-          events,
-          'emit() events handled',
-          'event',
-        );
-      }
-    }
+    await measureEngineCalls(ctx, transport, server.unwrap<Domus>(), client.unwrap<Domus>());
+    await runNestWorkloads(
+      ctx,
+      { system: 'aurelia Nest send', role: 'aurelia', transport },
+      'aurelia Nest emit',
+      client,
+      handlers,
+    );
   } finally {
     await client?.close();
     await server.close();
+  }
+}
+
+/** Taberna of the engine-level request/reply server measured beside the Nest path. */
+const ENGINE_CALL_TABERNA = 0x6265_6e63_6863_616cn;
+
+/**
+ * The engine's own request/reply cost on the same two domus: `RequestReplyClient.call` to a
+ * `RequestReplyServer` answering every 64 B request with one 64 B reply. The Nest path costs this
+ * plus Nest's machinery (the in-process floor) plus what the integration adds.
+ */
+async function measureEngineCalls(
+  ctx: SuiteContext,
+  transport: BenchTransport,
+  server: Domus,
+  client: Domus,
+): Promise<void> {
+  if (!ctx.plan.groups.has('rate')) return;
+  const body = payloadOf(64);
+  const served = await RequestReplyServer.serve(server, ENGINE_CALL_TABERNA, () => body);
+  try {
+    const calls = RequestReplyClient.of(client);
+    const options = {};
+    const call = (): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        calls.call(ENGINE_CALL_TABERNA, body, options, {
+          next: () => undefined,
+          error: reject,
+          complete: resolve,
+        });
+      });
+    for (const inflight of ctx.plan.inflights) {
+      ctx.progress(`engine request/reply 64 B × ${inflight} over ${transport}`);
+      recordRate(
+        ctx,
+        { system: 'aurelia engine call', role: 'aurelia', transport },
+        64,
+        inflight,
+        await measureRate(call, inflight, ctx.plan.rateTiming),
+        'request/reply calls answered',
+      );
+    }
+  } finally {
+    await served.close();
   }
 }

@@ -4,10 +4,8 @@ import net, { type AddressInfo, type Socket } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 
 import { ClientTCP, ServerTCP } from '@nestjs/microservices';
-import { lastValueFrom } from 'rxjs';
 
-import { ROUND_TRIP, payloadOf, recordLatency, recordRate, type Recorder } from './figures.js';
-import { InflightWindow, measureLatency, measureRate, measureWindowedRate } from './measure.js';
+import { NEST_EVENT, NEST_REQUEST, NestBenchHandlers, runNestWorkloads } from './nest-workloads.js';
 import type { BenchSuite } from './plan.js';
 
 /** A free loopback TCP port (Nest's transport treats port 0 as "use the default"). */
@@ -59,9 +57,9 @@ export const nestTcpSuite: BenchSuite = {
         minVersion: 'TLSv1.3',
       },
     });
-    let window: InflightWindow | undefined;
-    server.addHandler('bench.request', async () => true);
-    server.addHandler('bench.event', async () => window?.received(), true);
+    const handlers = new NestBenchHandlers();
+    server.addHandler(NEST_REQUEST, handlers.request);
+    server.addHandler(NEST_EVENT, handlers.event, true);
     await new Promise<void>((resolve, reject) =>
       server.listen((err?: unknown) => (err ? reject(err) : resolve())),
     );
@@ -78,52 +76,13 @@ export const nestTcpSuite: BenchSuite = {
     });
     try {
       await client.connect();
-      const who: Recorder = { system: 'Nest TCP+TLS', role: 'alternative', transport: 'tcp' };
-      const request = (data: string) => () =>
-        lastValueFrom(client.send<boolean, string>('bench.request', data));
-      if (ctx.plan.groups.has('latency')) {
-        ctx.progress('Nest TCP send() round trip');
-        const small = payloadOf(64).toString('latin1');
-        recordLatency(
-          ctx,
-          who,
-          ROUND_TRIP,
-          await measureLatency(request(small), ctx.plan.latencyTiming),
-        );
-      }
-      if (ctx.plan.groups.has('rate')) {
-        for (const payload of ctx.plan.payloads) {
-          // A string of `payload` characters: what a Nest app sends, JSON-encoded by the transport.
-          const data = 'x'.repeat(payload);
-          for (const inflight of ctx.plan.inflights) {
-            ctx.progress(`Nest TCP send() ${payload} B × ${inflight}`);
-            recordRate(
-              ctx,
-              who,
-              payload,
-              inflight,
-              await measureRate(request(data), inflight, ctx.plan.rateTiming),
-              'send() request rate',
-            );
-            ctx.progress(`Nest TCP emit() ${payload} B × ${inflight}`);
-            window = new InflightWindow(inflight);
-            const rate = await measureWindowedRate(
-              () => void client.emit('bench.event', data).subscribe({ error: () => undefined }),
-              window,
-              ctx.plan.rateTiming,
-            );
-            recordRate(
-              ctx,
-              { ...who, system: 'Nest TCP+TLS emit' },
-              payload,
-              inflight,
-              rate,
-              'emit() events handled',
-              'event',
-            );
-          }
-        }
-      }
+      await runNestWorkloads(
+        ctx,
+        { system: 'Nest TCP+TLS', role: 'alternative', transport: 'tcp' },
+        'Nest TCP+TLS emit',
+        client,
+        handlers,
+      );
     } finally {
       await closeClient(client);
       server.close();

@@ -21,6 +21,7 @@ export const BENCH_SYSTEMS = [
   'raw',
   'engine',
   'nest-aurelia',
+  'nest-floor',
   'nest-tcp',
   'grpc',
   'moleculer',

@@ -6,9 +6,10 @@ export type BenchTransport = 'tcp' | 'unix';
 
 /**
  * What a figure stands for: an Aurelia measurement, the raw ceiling (node:tls / a plain Unix
- * socket), an alternative a Nest user would otherwise pick, or a reference shown without ratios.
+ * socket), an alternative a Nest user would otherwise pick, or a reference shown without ratios
+ * (the Nest in-process floor: what Nest's own machinery costs with no transport at all).
  */
-export type FigureRole = 'aurelia' | 'ceiling' | 'alternative';
+export type FigureRole = 'aurelia' | 'ceiling' | 'alternative' | 'reference';
 
 /** One measured number (or a workload that could not run, with the reason in `note`). */
 export interface Figure {
@@ -239,6 +240,35 @@ export function checkTargets(figures: readonly Figure[]): TargetCheck[] {
       ),
     );
   }
+  for (const n of inflights.filter((i) => i > 1)) {
+    check(
+      `Nest send() over Aurelia ÷ Nest TCP+TLS send(), 64 B, ${n} in flight`,
+      ratio(
+        find(figures, `request-64-x${n}`, 'msg/s', 'aurelia Nest send'),
+        find(figures, `request-64-x${n}`, 'msg/s', 'Nest TCP+TLS'),
+      ),
+      1.5,
+      true,
+      ratio(
+        cpuOf(`request-64-x${n}`, 'Nest TCP+TLS'),
+        cpuOf(`request-64-x${n}`, 'aurelia Nest send'),
+      ),
+    );
+  }
+  for (const [metric, bound] of [
+    ['p50', 1],
+    ['p99', 1.5],
+  ] as const) {
+    check(
+      `Nest send() over Aurelia ${metric} round trip ÷ Nest TCP+TLS ${metric}`,
+      ratio(
+        find(figures, 'rtt-64', metric, 'aurelia Nest send'),
+        find(figures, 'rtt-64', metric, 'Nest TCP+TLS'),
+      ),
+      bound,
+      false,
+    );
+  }
   check(
     'engine p50 round trip ÷ node:tls echo p50',
     ratio(
@@ -258,6 +288,57 @@ export function checkTargets(figures: readonly Figure[]): TargetCheck[] {
     true,
   );
   return checks;
+}
+
+/**
+ * Where the CPU time of one Nest `send()` over Aurelia goes (64 B, TCP, per in-flight count): the
+ * engine's own request/reply call, Nest's machinery with no transport (the in-process floor),
+ * and the rest, which is what the Nest integration adds.
+ */
+export interface NestCostSplit {
+  readonly inflight: number;
+  /** CPU µs per Nest `send()` over Aurelia, both ends. */
+  readonly total: number;
+  /** CPU µs per engine request/reply call. */
+  readonly engine: number;
+  /** CPU µs per `send()` through Nest's machinery in process. */
+  readonly nestFloor: number;
+  /** `total - engine - nestFloor`. */
+  readonly rest: number;
+}
+
+/** Splits the Nest `send()` CPU cost for each in-flight count where all three were measured. */
+export function splitNestCost(figures: readonly Figure[]): NestCostSplit[] {
+  const cpu = (workload: string, system: string): number | undefined =>
+    figures.find((f) => f.workload === workload && f.system === system && f.transport === 'tcp')
+      ?.cpuUsPerOp;
+  const splits: NestCostSplit[] = [];
+  for (const f of figures) {
+    if (f.system !== 'aurelia Nest send' || f.transport !== 'tcp') continue;
+    if (!f.workload.startsWith('request-64-x') || f.cpuUsPerOp === undefined) continue;
+    const engine = cpu(f.workload, 'aurelia engine call');
+    const nestFloor = cpu(f.workload, 'Nest floor (in process) send');
+    if (engine === undefined || nestFloor === undefined) continue;
+    splits.push({
+      inflight: Number(f.workload.slice('request-64-x'.length)),
+      total: f.cpuUsPerOp,
+      engine,
+      nestFloor,
+      rest: f.cpuUsPerOp - engine - nestFloor,
+    });
+  }
+  return splits;
+}
+
+/** Renders the cost split as lines, one per in-flight count. */
+export function renderNestCostSplit(splits: readonly NestCostSplit[]): string {
+  return splits
+    .map(
+      (s) =>
+        `- ${s.inflight} in flight: ${formatValue(s.total)} µs = engine call ${formatValue(s.engine)} µs` +
+        ` + Nest floor ${formatValue(s.nestFloor)} µs + integration ${formatValue(s.rest)} µs\n`,
+    )
+    .join('');
 }
 
 /** Renders target checks as lines: `met`, `missed` or `not measured`. */
@@ -298,6 +379,8 @@ export interface BenchReport {
   readonly figures: readonly RatedFigure[];
   /** DESIGN.md's targets checked against this run's figures. */
   readonly targets: readonly TargetCheck[];
+  /** Where a Nest `send()`'s CPU time goes (when the engine call and the floor were measured). */
+  readonly nestCost?: readonly NestCostSplit[];
 }
 
 /** Serialises a report as indented JSON text with a trailing newline. */

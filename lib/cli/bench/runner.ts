@@ -15,8 +15,10 @@ import { replicasSuite } from './replicas.suite.js';
 import {
   checkTargets,
   rateFigures,
+  renderNestCostSplit,
   renderTargets,
   renderTable,
+  splitNestCost,
   reportJson,
   type BenchReport,
   type Figure,
@@ -49,6 +51,7 @@ async function loadSuites(
   if (systems.has('engine') && groups.has('replicas')) suites.push(replicasSuite);
   const optional: [string, () => Promise<BenchSuite>][] = [
     ['nest-aurelia', async () => (await import('./nest-aurelia.suite.js')).nestAureliaSuite],
+    ['nest-floor', async () => (await import('./nest-floor.suite.js')).nestFloorSuite],
     ['nest-tcp', async () => (await import('./nest-tcp.suite.js')).nestTcpSuite],
     ['grpc', async () => (await import('./grpc.suite.js')).grpcSuite],
     ['moleculer', async () => (await import('./moleculer.suite.js')).moleculerSuite],
@@ -119,6 +122,7 @@ export async function runBench(options: BenchOptions, output: BenchOutput): Prom
     ),
     figures: rateFigures(sortFigures(figures)),
     targets: checkTargets(figures),
+    nestCost: splitNestCost(figures),
   };
   if (options.json !== undefined) {
     try {
@@ -143,9 +147,14 @@ export function printReport(report: BenchReport, output: BenchOutput): void {
   );
   output.stdout(renderTable(report.figures));
   output.stdout(`\nDESIGN.md targets (over TCP):\n${renderTargets(report.targets)}`);
+  if (report.nestCost && report.nestCost.length > 0) {
+    output.stdout(
+      `\nCPU per Nest send() over Aurelia, 64 B over TCP:\n${renderNestCostSplit(report.nestCost)}`,
+    );
+  }
 }
 
-const ROLE_ORDER = { aurelia: 0, ceiling: 1, alternative: 2 } as const;
+const ROLE_ORDER = { aurelia: 0, ceiling: 1, alternative: 2, reference: 3 } as const;
 
 // Keeps each workload's figures together (in first-recorded order), Aurelia first.
 function sortFigures(figures: Figure[]): Figure[] {

@@ -5,7 +5,9 @@ import {
   formatValue,
   rateFigures,
   renderTable,
+  renderNestCostSplit,
   renderTargets,
+  splitNestCost,
   type Figure,
 } from '../../../lib/cli/bench/report.js';
 
@@ -162,12 +164,18 @@ describe('benchmark report', () => {
       { ...at('request-64-x16', 'msg/s', 'Nest TCP+TLS', 20_000), cpuUsPerOp: 40 },
       at('event-64-x16', 'msg/s', 'aurelia Nest emit', 30_000),
       at('event-64-x16', 'msg/s', 'Nest TCP+TLS emit', 20_000),
+      { ...at('request-64-x16', 'msg/s', 'aurelia Nest send', 24_000), cpuUsPerOp: 32 },
       at('rtt-64', 'p50', 'aurelia engine', 60),
       at('rtt-64', 'p50', 'node:tls', 50),
+      at('rtt-64', 'p50', 'aurelia Nest send', 90),
+      at('rtt-64', 'p50', 'Nest TCP+TLS', 100),
     ]);
     expect(checks).toEqual([
       expect.objectContaining({ ratio: 4.5, bound: '≥ 3×', met: true, cpuRatio: 4 }),
       expect.objectContaining({ ratio: 1.5, bound: '≥ 2×', met: false }),
+      expect.objectContaining({ ratio: 1.2, bound: '≥ 1.5×', met: false, cpuRatio: 1.25 }),
+      expect.objectContaining({ what: expect.stringContaining('p50'), ratio: 0.9, met: true }),
+      expect.objectContaining({ what: expect.stringContaining('p99'), bound: '≤ 1.5×' }),
       expect.objectContaining({ ratio: 1.2, bound: '≤ 1.5×', met: true }),
       { what: 'engine blob MiB/s ÷ node:tls copy, one stream', bound: '≥ 0.7×' },
     ]);
@@ -175,5 +183,35 @@ describe('benchmark report', () => {
     expect(text).toContain('4.50× (target ≥ 3×) met; per CPU second 4.00×');
     expect(text).toContain('1.50× (target ≥ 2×) missed');
     expect(text).toContain('— (target ≥ 0.7×) not measured');
+  });
+
+  it('splits the CPU of a Nest send() into the engine call, the Nest floor and the rest', () => {
+    const cpu = (
+      system: string,
+      cpuUsPerOp: number,
+      transport: 'tcp' | 'unix' = 'tcp',
+    ): Figure => ({
+      workload: 'request-64-x16',
+      title: 'acked msgs 64 B, 16 in flight',
+      metric: 'msg/s',
+      unit: 'msg/s',
+      better: 'higher',
+      transport,
+      system,
+      role: 'aurelia',
+      value: 1,
+      cpuUsPerOp,
+    });
+    const splits = splitNestCost([
+      cpu('aurelia Nest send', 30),
+      cpu('aurelia Nest send', 99, 'unix'),
+      cpu('aurelia engine call', 12),
+      cpu('Nest floor (in process) send', 10),
+    ]);
+    expect(splits).toEqual([{ inflight: 16, total: 30, engine: 12, nestFloor: 10, rest: 8 }]);
+    expect(renderNestCostSplit(splits)).toBe(
+      '- 16 in flight: 30.0 µs = engine call 12.0 µs + Nest floor 10.0 µs + integration 8.00 µs\n',
+    );
+    expect(splitNestCost([cpu('aurelia Nest send', 30)])).toEqual([]);
   });
 });

@@ -97,4 +97,38 @@ describe('bench run', () => {
     });
     expect(written.figures).toHaveLength(report.figures.length);
   });
+
+  it('runs the Nest floor beside Nest over Aurelia and splits the send() cost', async () => {
+    const report = await runBench(
+      {
+        plan: {
+          ...benchPlan(true),
+          groups: new Set(['rate']),
+          systems: new Set(['nest-aurelia', 'nest-floor']),
+          transports: ['tcp'],
+          inflights: [4],
+          payloads: [64],
+          rateTiming: { warmupMs: 50, runMs: 60, runs: 1 },
+        },
+      },
+      { stdout: () => undefined, stderr: () => undefined },
+    );
+    const rates = new Map(
+      report.figures.filter((f) => f.workload.endsWith('-64-x4')).map((f) => [f.system, f]),
+    );
+    for (const system of [
+      'aurelia engine call',
+      'aurelia Nest send',
+      'aurelia Nest emit',
+      'Nest floor (in process) send',
+      'Nest floor (in process) emit',
+    ]) {
+      expect(rates.get(system)?.value).toBeGreaterThan(0);
+    }
+    expect(rates.get('Nest floor (in process) send')?.role).toBe('reference');
+    expect(report.nestCost).toHaveLength(1);
+    const split = report.nestCost![0]!;
+    expect(split.total).toBe(rates.get('aurelia Nest send')!.cpuUsPerOp);
+    expect(split.engine + split.nestFloor + split.rest).toBeCloseTo(split.total);
+  });
 });
