@@ -15,7 +15,7 @@ import * as x509 from '@peculiar/x509';
 
 import { derToPemBuffer } from '../engine/auth.js';
 import { AureliaError, ErrorId } from '../engine/errors.js';
-import { certificateIdentity } from '../engine/transport/identity.js';
+import { readCertificateIdentity } from '../engine/transport/identity.js';
 
 // @peculiar/x509 is typed against the DOM's WebCrypto; Node's implementation is the same API.
 const provider = webcrypto;
@@ -106,13 +106,21 @@ export interface NodeCertificateOptions extends CertificateOptions {
   readonly ipAddresses?: readonly string[];
   /** Subject common name (default `name`); `false` issues a certificate with an empty subject. */
   readonly commonName?: string | false;
+  /**
+   * Issue the certificate even when it would prove no identity (see `readCertificateIdentity`),
+   * for tests of how a domus refuses such a certificate. Default `false`: issuing fails instead.
+   */
+  readonly allowNoIdentity?: boolean;
 }
 
 /** A node certificate and its key, as a domus loads them. */
 export interface NodeCertificate {
   /** The node name given to `issueNodeCertificate`. */
   readonly name: string;
-  /** The identity peers will see (`certificateIdentity` of the certificate). */
+  /**
+   * The identity peers will see (`certificateIdentity` of the certificate); `undefined` only for
+   * a certificate issued with `allowNoIdentity`.
+   */
   readonly identity: string | undefined;
   /** The leaf certificate alone (PEM). */
   readonly certPem: string;
@@ -234,7 +242,9 @@ export async function issueIntermediateCertificateAuthority(
  * says otherwise, plus the given DNS names and IP addresses. The subject CN is `name` unless
  * `commonName` says otherwise. Valid one year by default.
  * Fails with `AureliaError(InvalidConfig)` for a name or trust domain that cannot form a URI, an
- * invalid IP address or DNS name, a certificate left without any identity, or a bad validity.
+ * invalid IP address or DNS name, a bad validity, or a certificate that would prove no identity
+ * (no name at all, a URI SAN that is no absolute URI, or — with no SAN naming it — a common name
+ * containing ':', which could pass for a URI), unless `allowNoIdentity` is set.
  */
 export async function issueNodeCertificate(
   ca: CertificateAuthority,
@@ -287,9 +297,19 @@ export async function issueNodeCertificate(
     provider,
   );
   const certPem = withNewline(certificate.toString('pem'));
+  // The very rule a domus applies at the handshake, so what is issued here is what peers see.
+  const read = readCertificateIdentity(new NodeX509Certificate(certPem));
+  if (read.kind === undefined && options.allowNoIdentity !== true) {
+    throw new AureliaError(
+      ErrorId.InvalidConfig,
+      `node certificate '${options.name}' would prove no identity: ${read.problem}. ` +
+        'Give it a URI SAN (the default spiffe://<trust domain>/<name>), a DNS name, or a ' +
+        "common name without ':' or control characters",
+    );
+  }
   return {
     name: options.name,
-    identity: certificateIdentity(new NodeX509Certificate(certPem)),
+    identity: read.kind === undefined ? undefined : read.name,
     certPem,
     chainPem: certPem + ca.chainPem,
     keyPem: exportPkcs8Pem(keys.privateKey),

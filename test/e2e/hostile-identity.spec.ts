@@ -84,6 +84,7 @@ describe('an authenticated member cannot take over another identity’s session'
     const forged = await mesh.pki.issue('mallory-cn', {
       uri: false,
       commonName: orders.identity,
+      allowNoIdentity: true,
     });
     // Our own loader refuses such a certificate; an attacker builds the TLS context by hand.
     const context = createSecureContext({

@@ -173,6 +173,32 @@ describe('issueNodeCertificate', () => {
     expect(cn.identity).toBe('Host H');
   });
 
+  it('refuses a certificate that would prove no identity, naming why and what to give it', async () => {
+    const urlish = await invalidConfig(
+      issueNodeCertificate(ca, { name: 'cn', uri: false, commonName: 'orders:eu' }),
+    );
+    expect(urlish.message).toMatch(
+      /^node certificate 'cn' would prove no identity: its common name "orders:eu" contains ':'.*Give it a URI SAN.*a DNS name, or a common name without ':'/,
+    );
+    const spaced = await invalidConfig(
+      issueNodeCertificate(ca, { name: 'sp', uri: 'spiffe://aurelia.local/a b' }),
+    );
+    expect(spaced.message).toContain(
+      'its URI SAN "spiffe://aurelia.local/a b" is not an absolute URI',
+    );
+    // A ':' in the CN is harmless when a SAN names the certificate: the SAN is its identity.
+    const named = await issueNodeCertificate(ca, { name: 'ok', commonName: 'orders:eu' });
+    expect(named.identity).toBe('spiffe://aurelia.local/ok');
+    // Tests of the refusal at the handshake still get such a certificate when they ask for it.
+    const forged = await issueNodeCertificate(ca, {
+      name: 'forged',
+      uri: false,
+      commonName: 'spiffe://aurelia.local/orders',
+      allowNoIdentity: true,
+    });
+    expect(forged.identity).toBeUndefined();
+  });
+
   it('honours explicit validity dates to the second', async () => {
     const notBefore = new Date('2030-01-02T03:04:05Z');
     const notAfter = new Date('2031-01-02T03:04:05Z');
