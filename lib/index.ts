@@ -27,6 +27,7 @@ export {
 export {
   ReplicaSet,
   SimpleResolver,
+  type RouteOptions,
   type RouteResolver,
   type RouteTarget,
 } from './engine/resolver.js';

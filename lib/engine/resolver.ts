@@ -4,11 +4,24 @@ import { BALANCINGS, type Balancing } from './balancer/balancer.js';
 import { AureliaError, ErrorId } from './errors.js';
 import { assertTabernaId, tabernaIdText, type TabernaId } from './ids.js';
 
+/** How a route is served, besides its addresses (see `ReplicaSet.of`). */
+export interface RouteOptions {
+  /** How sends are spread over several addresses; default `'least-loaded'`. */
+  readonly balancing?: Balancing;
+  /**
+   * The certificate identity that must serve the route (`spiffe://mesh/billing`, or a DNS or CN
+   * identity): every send routed by it fails with `AddressMismatch` when the domus at the address
+   * proves another identity, checked on every connection the send is written to. Default: any
+   * member of the mesh CA answering at the address.
+   */
+  readonly identity?: string;
+}
+
 /**
  * The replicas a route names: one or more distinct domus addresses serving the same tabernae,
- * and how sends are spread over them (see `Balancing`; default `'least-loaded'`). Immutable.
- * A resolver should hand out the same `ReplicaSet` object for a route while the route does not
- * change: round-robin keeps its place per object.
+ * how sends are spread over them (see `Balancing`; default `'least-loaded'`) and, optionally, the
+ * identity that must serve them. Immutable. A resolver should hand out the same `ReplicaSet`
+ * object for a route while the route does not change: round-robin keeps its place per object.
  */
 export class ReplicaSet {
   /** The replica addresses, in the order given, without duplicates. */
@@ -17,23 +30,34 @@ export class ReplicaSet {
   readonly keys: readonly string[];
   /** How sends are spread over the replicas. */
   readonly balancing: Balancing;
+  /** The identity every replica must prove, or `undefined` for any member of the mesh. */
+  readonly identity: string | undefined;
 
-  private constructor(addresses: readonly DomusAddr[], balancing: Balancing) {
+  private constructor(
+    addresses: readonly DomusAddr[],
+    balancing: Balancing,
+    identity: string | undefined,
+  ) {
     this.addresses = Object.freeze(addresses.slice());
     this.keys = Object.freeze(addresses.map((a) => a.key));
     this.balancing = balancing;
+    this.identity = identity;
     Object.freeze(this);
   }
 
   /**
-   * A replica set of `addresses` (one address or a non-empty array; duplicates are dropped) with
-   * `balancing`. Throws `AureliaError(InvalidConfig)` for an empty array, an element that is not a
-   * `DomusAddr`, or an unknown balancing.
+   * A replica set of `addresses` (one address or a non-empty array; duplicates are dropped),
+   * spread by `options` (a `Balancing`, or `RouteOptions` with a balancing and the identity that
+   * must serve the route). Throws `AureliaError(InvalidConfig)` for an empty array, an element
+   * that is not a `DomusAddr`, an unknown balancing, or an identity that is not a non-empty
+   * string of at most 1024 characters without control characters.
    */
   static of(
     addresses: DomusAddr | readonly DomusAddr[],
-    balancing: Balancing = 'least-loaded',
+    options: Balancing | RouteOptions = 'least-loaded',
   ): ReplicaSet {
+    const { balancing = 'least-loaded', identity } =
+      typeof options === 'string' ? { balancing: options } : (options ?? {});
     const list = addresses instanceof DomusAddr ? [addresses] : addresses;
     if (!Array.isArray(list) || list.length === 0) {
       throw new AureliaError(
@@ -61,7 +85,12 @@ export class ReplicaSet {
         `balancing must be one of ${BALANCINGS.join(', ')}, got ${String(balancing)}`,
       );
     }
-    return new ReplicaSet(unique, balancing);
+    return new ReplicaSet(unique, balancing, checkRouteIdentity(identity));
+  }
+
+  /** This set with other `addresses` (a subset, say), keeping its balancing and identity. */
+  withAddresses(addresses: readonly DomusAddr[]): ReplicaSet {
+    return ReplicaSet.of(addresses, this);
   }
 
   /** The address whose key is `key`; `undefined` when it is not a replica of this set. */
@@ -205,4 +234,31 @@ export function toReplicaSet(target: unknown, what: string): ReplicaSet {
     ErrorId.InvalidConfig,
     `${what} must be a DomusAddr (use DomusAddr.parse), an array of them or a ReplicaSet, got ${typeof target}`,
   );
+}
+
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+const MAX_IDENTITY_LEN = 1024;
+
+/**
+ * `identity` when it can name a certificate identity (a non-empty string of at most 1024
+ * characters without control characters) or is `undefined`; throws `AureliaError(InvalidConfig)`
+ * otherwise.
+ */
+export function checkRouteIdentity(identity: unknown): string | undefined {
+  if (identity === undefined) return undefined;
+  if (
+    typeof identity !== 'string' ||
+    identity.length === 0 ||
+    identity.length > MAX_IDENTITY_LEN ||
+    CONTROL.test(identity)
+  ) {
+    throw new AureliaError(
+      ErrorId.InvalidConfig,
+      `a route's identity must be a certificate identity such as 'spiffe://aurelia.local/billing' ` +
+        `(a non-empty string of at most ${MAX_IDENTITY_LEN} characters without control characters), ` +
+        `got ${typeof identity === 'string' ? JSON.stringify(identity.slice(0, 80)) : typeof identity}`,
+    );
+  }
+  return identity;
 }

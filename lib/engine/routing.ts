@@ -178,10 +178,14 @@ export class Router {
     let addr: DomusAddr;
     let replica: string | undefined;
     if (target instanceof DomusAddr) addr = target;
-    else if (target.addresses.length === 1) addr = target.addresses[0];
     else {
-      replica = this.pickReplica(target, message);
-      addr = target.addressOf(replica)!;
+      // A route that names its identity: the send may only be written to that identity.
+      if (target.identity !== undefined) message = withRouteIdentity(message, target.identity);
+      if (target.addresses.length === 1) addr = target.addresses[0];
+      else {
+        replica = this.pickReplica(target, message);
+        addr = target.addressOf(replica)!;
+      }
     }
     if (addr.key === this.host.localAddr()?.key) {
       return this.sendLocal(message, deadline, startedAt, outcome);
@@ -292,6 +296,11 @@ export class Router {
     startedAt: number,
     outcome: unknown,
   ): Promise<unknown> {
+    const expected = message.expectedIdentity;
+    if (expected !== undefined && expected !== this.host.identity) {
+      this.host.metrics.identityMismatches++;
+      return Promise.reject(identityMismatch(message.to, expected, this.host.identity));
+    }
     this.host.metrics.messagesSent++;
     const pending = PendingSend.of(message, 0, deadline, startedAt, outcome);
     const promise = promiseOf(pending);
@@ -458,6 +467,32 @@ class BalancedSend extends PendingSend {
     this.tracker = undefined;
     tracker.settled(this.replica, this.startedAt, err);
   }
+}
+
+/**
+ * `message` bound to the identity its route names. A message that already expects another
+ * identity can be served by neither: it keeps its own, and fails with `AddressMismatch` wherever
+ * it is written, as the route's identity is the only one that may answer there.
+ */
+function withRouteIdentity(message: DispatchMessage, identity: string): DispatchMessage {
+  const expected = message.expectedIdentity;
+  if (expected === identity) return message;
+  if (expected !== undefined) {
+    throw new AureliaError(
+      ErrorId.AddressMismatch,
+      `the route to taberna ${tabernaIdText(message.to)} is served by ${identity}, ` +
+        `but the send expects ${expected}: route it to a domus of ${expected}, or expect ${identity}`,
+    );
+  }
+  return { ...message, expectedIdentity: identity };
+}
+
+function identityMismatch(to: TabernaId, expected: string, actual: string): AureliaError {
+  return new AureliaError(
+    ErrorId.AddressMismatch,
+    `taberna ${tabernaIdText(to)} routes to this domus, which is ${actual}, but the send may only ` +
+      `reach ${expected}: correct the route or the expected identity`,
+  );
 }
 
 function resolveFailure(to: TabernaId, err: unknown): AureliaError {

@@ -55,7 +55,7 @@ export interface AureliaDnsSrvService {
 /** DNS SRV discovery settings (the `discovery.dnsSrv` module option). */
 export interface AureliaDnsSrvOptions extends Omit<
   DnsSrvResolverOptions,
-  'services' | 'ranges' | 'random' | 'now'
+  'services' | 'ranges' | 'identities' | 'random' | 'now'
 > {
   /**
    * Which SRV name serves each pattern: `{ 'orders.create': '_orders._tcp.mesh.local' }` (keys
@@ -64,6 +64,13 @@ export interface AureliaDnsSrvOptions extends Omit<
   readonly services: Readonly<Record<string, string>> | readonly AureliaDnsSrvService[];
   /** Explicit taberna id ranges and their SRV names, for ids not mapped in `services`. */
   readonly ranges?: readonly DnsSrvRange[];
+  /**
+   * The certificate identity that must serve each SRV name:
+   * `{ '_billing._tcp.mesh.local': 'spiffe://mesh/billing' }`. A send routed through that name
+   * to a target proving another identity fails with `AddressMismatch`, so a poisoned SRV answer
+   * cannot redirect it to another member. Names left out accept any member of the mesh CA.
+   */
+  readonly identities?: Readonly<Record<string, string>>;
 }
 
 /** The `discovery` module option. */
@@ -97,6 +104,7 @@ const DNS_SRV_KEYS = new Set([
   'failureHoldMs',
   'staleIfErrorMs',
   'balancing',
+  'identities',
 ]);
 
 /**
@@ -188,13 +196,19 @@ function buildDiscovery(discovery: unknown): DnsSrvResolver {
     '{ services, servers?, ranges?, timeoutMs?, … }',
   );
   knownKeys('discovery.dnsSrv', dnsSrv, DNS_SRV_KEYS);
-  const { services, ...rest } = dnsSrv as unknown as AureliaDnsSrvOptions;
+  const { services, identities, ...rest } = dnsSrv as unknown as AureliaDnsSrvOptions;
   const mapped = serviceIds(services);
   if (mapped.length === 0 && (rest.ranges === undefined || rest.ranges.length === 0)) {
     throw invalid('discovery.dnsSrv.services', 'must map at least one pattern to an SRV name');
   }
+  const servedBy =
+    identities === undefined
+      ? undefined
+      : (Object.entries(
+          plainObject('discovery.dnsSrv.identities', identities, '{ srvName: identity }'),
+        ) as [string, string][]);
   try {
-    return new DnsSrvResolver({ ...rest, services: mapped });
+    return new DnsSrvResolver({ ...rest, services: mapped, identities: servedBy });
   } catch (err) {
     throw invalid('discovery.dnsSrv', err instanceof Error ? err.message : String(err));
   }

@@ -70,8 +70,9 @@ export interface AureliaModuleOptions {
    * Static routes: `{ 'orders.create': 'tls://10.0.0.5:7000' }` (keys are string patterns) or an
    * array of `AureliaRoute` (any pattern, or a bigint taberna id). An address may be an array of
    * replica addresses (`['tls://b1:7000', 'tls://b2:7000']`), balanced per send; a key ending in
-   * `*` is a prefix route (`'inventory.*'`) and `'*'` the default route. Exclusive with
-   * `resolver`; see `RouteTable` for the order with `discovery`.
+   * `*` is a prefix route (`'inventory.*'`) and `'*'` the default route. In the array form a route
+   * may name the certificate `identity` that must serve it (`AddressMismatch` otherwise).
+   * Exclusive with `resolver`; see `RouteTable` for the order with `discovery`.
    */
   readonly routes?: AureliaRoutes;
   /** A custom resolver. Exclusive with `routes` and `discovery`. */

@@ -4,7 +4,12 @@ import { DomusAddr } from '../engine/addr.js';
 import { BALANCINGS, type Balancing } from '../engine/balancer/balancer.js';
 import { AureliaError, ErrorId } from '../engine/errors.js';
 import { assertTabernaId, tabernaIdText, type TabernaId } from '../engine/ids.js';
-import { ReplicaSet, type RouteResolver } from '../engine/resolver.js';
+import {
+  ReplicaSet,
+  checkRouteIdentity,
+  type RouteOptions,
+  type RouteResolver,
+} from '../engine/resolver.js';
 import type { DnsSrvResolver } from '../engine/services/dns-srv-resolver.js';
 import { type AureliaPattern, patternForId, tabernaIdForPattern } from './pattern.js';
 
@@ -23,6 +28,14 @@ export interface AureliaRoute {
   readonly address: AureliaRouteAddress;
   /** How sends are spread over several addresses; default `'least-loaded'`. */
   readonly balancing?: Balancing;
+  /**
+   * The certificate identity that must serve the route, e.g. `'spiffe://aurelia.local/billing'`.
+   * A `send()`, `emit()` or `sendBlob()` routed by it fails with `AddressMismatch` (and reaches no
+   * handler) when the domus at the address proves another identity, so an address taken over by
+   * another member of the mesh — a stale DNS name, a reused port — cannot receive the route's
+   * traffic. Default: any member of the mesh CA answering at the address.
+   */
+  readonly identity?: string;
 }
 
 /** The `routes` module option: a map of pattern → address(es), or an array of routes. */
@@ -158,7 +171,7 @@ export class RouteTable implements RouteResolver {
 
   #add(name: string, route: AureliaRoute, seen: Set<string>): void {
     if (typeof route !== 'object' || route === null) {
-      throw invalid(name, 'must be { pattern, address, balancing? }');
+      throw invalid(name, 'must be { pattern, address, balancing?, identity? }');
     }
     const balancing = route.balancing ?? 'least-loaded';
     if (!BALANCINGS.includes(balancing)) {
@@ -167,7 +180,13 @@ export class RouteTable implements RouteResolver {
         `must be one of ${BALANCINGS.join(', ')}, got ${inspect(balancing)}`,
       );
     }
-    const set = replicaSet(`${name}.address`, route.address, balancing);
+    let identity: string | undefined;
+    try {
+      identity = checkRouteIdentity(route.identity);
+    } catch (err) {
+      throw invalid(`${name}.identity`, (err as Error).message.replace(/^a route's identity /, ''));
+    }
+    const set = replicaSet(`${name}.address`, route.address, { balancing, identity });
     const pattern = route.pattern;
     if (typeof pattern === 'string' && pattern.endsWith('*')) {
       const prefix = pattern.slice(0, -1);
@@ -187,13 +206,13 @@ export class RouteTable implements RouteResolver {
   }
 }
 
-function replicaSet(name: string, value: unknown, balancing: Balancing): ReplicaSet {
+function replicaSet(name: string, value: unknown, options: RouteOptions): ReplicaSet {
   const list = Array.isArray(value) ? (value as unknown[]) : [value];
   if (list.length === 0) throw invalid(name, 'must name at least one address');
   const addresses = list.map((item, i) =>
     addressOption(Array.isArray(value) ? `${name}[${i}]` : name, item),
   );
-  return ReplicaSet.of(addresses, balancing);
+  return ReplicaSet.of(addresses, options);
 }
 
 /**

@@ -92,6 +92,30 @@ describe('AureliaModule routes: replicas, prefixes and a default', () => {
     }
   });
 
+  it('binds a route to the identity it names, in prefix and default routes too', () => {
+    const billing = 'spiffe://aurelia.local/billing';
+    const table = RouteTable.from([
+      { pattern: 'billing.charge', address: [B1, B2], identity: billing },
+      { pattern: 'billing.*', address: B3, identity: billing },
+      { pattern: '*', address: B1 },
+    ]);
+    const charge = table.resolveRoute(tabernaIdForPattern('billing.charge')) as ReplicaSet;
+    expect(charge.identity).toBe(billing);
+    expect(charge.balancing).toBe('least-loaded');
+    expect((table.resolveRoute(tabernaIdForPattern('billing.refund')) as ReplicaSet).identity).toBe(
+      billing,
+    );
+    expect(
+      (table.resolveRoute(tabernaIdForPattern('audit.write')) as ReplicaSet).identity,
+    ).toBeUndefined();
+    expect(
+      refusal({ ...base, routes: [{ pattern: 'a', address: B1, identity: '' }] }).message,
+    ).toContain(`'routes[0].identity' must be a certificate identity`);
+    expect(
+      refusal({ ...base, routes: [{ pattern: 'a', address: B1, identity: 'a\nb' }] }).message,
+    ).toContain('without control characters');
+  });
+
   it('refuses routes that name no address, an unknown balancing or a duplicate', () => {
     expect(refusal({ ...base, routes: { a: [] } }).message).toContain(
       `'routes[0].address' must name at least one address`,

@@ -319,6 +319,32 @@ describe('Nest over Aurelia: standalone microservice', () => {
     expect(AureliaError.is(err, ErrorId.DomusClosed)).toBe(true);
   });
 
+  it('fails send() and emit() with AddressMismatch when another member serves a route bound to an identity', async () => {
+    const pki = await makeTestPki();
+    // The route names billing, but the domus at its address is mallory's.
+    const { app, server } = await standaloneMicroservice(await serviceOptions(pki, 'mallory'));
+    const address = server.unwrap<Domus>().localAddr;
+    const billing = (await pki.node('billing')).identity!;
+    const client = new ClientAurelia(
+      await serviceOptions(pki, 'caller', {
+        routes: [
+          { pattern: 'sum', address, identity: billing },
+          { pattern: 'note', address, identity: billing },
+        ],
+      }),
+    );
+    try {
+      const sent = await errorOf(client.send('sum', [5, 5]));
+      expect(AureliaError.is(sent, ErrorId.AddressMismatch)).toBe(true);
+      const emitted = await errorOf(client.emit('note', 'to mallory'));
+      expect(AureliaError.is(emitted, ErrorId.AddressMismatch)).toBe(true);
+      expect(seen.notes.map((n) => n.text)).not.toContain('to mallory');
+    } finally {
+      await client.close();
+      await app.close();
+    }
+  });
+
   it('tells a caller whose stream the service cut by shutting down that it was not its fault', async () => {
     const pki = await makeTestPki();
     const { app, server } = await standaloneMicroservice(await serviceOptions(pki, 'billing'));

@@ -5,7 +5,7 @@ import { DomusAddr } from '../addr.js';
 import { AureliaError, ErrorId } from '../errors.js';
 import { assertTabernaId, tabernaIdText, type TabernaId } from '../ids.js';
 import { BALANCINGS, type Balancing } from '../balancer/balancer.js';
-import { ReplicaSet, type RouteResolver } from '../resolver.js';
+import { ReplicaSet, checkRouteIdentity, type RouteResolver } from '../resolver.js';
 import { checkRanges, checkServers, checkService, integer, invalid } from './dns-srv-options.js';
 import { type Endpoint, groupByPriority, pickWeighted } from './dns-srv-selection.js';
 
@@ -59,6 +59,13 @@ export interface DnsSrvResolverOptions {
    * `'least-loaded'`.
    */
   readonly balancing?: Balancing;
+  /**
+   * SRV names (as in `services` and `ranges`) and the certificate identity that must serve each
+   * (a `Map` works): every send routed through that name fails with `AddressMismatch` at a target
+   * that proves another identity, so a forged or poisoned SRV answer cannot redirect traffic to
+   * another member of the mesh. A name without an entry accepts any member of the mesh CA.
+   */
+  readonly identities?: Iterable<readonly [string, string]>;
   /** Uniform random numbers in [0, 1) for weighted selection; default `Math.random`. */
   readonly random?: () => number;
   /** Clock for cache lifetimes and failure holds; default `Date.now`. */
@@ -127,6 +134,8 @@ export class DnsSrvResolver implements RouteResolver {
   readonly #random: () => number;
   readonly #now: () => number;
   readonly #balancing: Balancing;
+  /** SRV name → the identity that must serve it. */
+  readonly #identities = new Map<string, string>();
   readonly #cache = new Map<string, CacheEntry>();
   readonly #inflight = new Map<string, Promise<CacheEntry>>();
   /** Address key → time until which it is avoided. */
@@ -137,7 +146,8 @@ export class DnsSrvResolver implements RouteResolver {
 
   /**
    * Creates a resolver. Throws `AureliaError(InvalidConfig)` naming the option when an id is not
-   * a u64 bigint, a service is not a DNS name, ranges are inverted or overlap, `servers` is empty
+   * a u64 bigint, a service is not a DNS name, ranges are inverted or overlap, `identities` names
+   * a service no entry looks up or gives no valid identity, `servers` is empty
    * or not accepted by `node:dns`, or a duration is not an integer in its range.
    */
   constructor(options: DnsSrvResolverOptions) {
@@ -146,6 +156,18 @@ export class DnsSrvResolver implements RouteResolver {
       this.#exact.set(id, checkService(service, `services[${id}]`));
     }
     this.#ranges = checkRanges(options.ranges ?? []);
+    const named = new Set([...this.#exact.values(), ...this.#ranges.map((r) => r.service)]);
+    for (const [service, identity] of options.identities ?? []) {
+      const name = checkService(service, 'identities key');
+      if (!named.has(name)) {
+        throw invalid(`identities names ${name}, which no services or ranges entry looks up`);
+      }
+      try {
+        this.#identities.set(name, checkRouteIdentity(identity)!);
+      } catch (err) {
+        throw invalid(`identities[${name}]: ${(err as Error).message}`);
+      }
+    }
     this.#servers = checkServers(options.servers);
     this.#timeoutMs = integer('timeoutMs', options.timeoutMs ?? DEFAULT_TIMEOUT_MS, 1, 60_000);
     this.#cacheTtlMs =
@@ -397,7 +419,7 @@ export class DnsSrvResolver implements RouteResolver {
       routes: groups.map((group) =>
         ReplicaSet.of(
           group.flatMap((e) => e.addrs),
-          this.#balancing,
+          { balancing: this.#balancing, identity: this.#identities.get(service) },
         ),
       ),
       keys: new Set(endpoints.flatMap((e) => e.addrs.map((a) => a.key))),
@@ -420,7 +442,7 @@ export class DnsSrvResolver implements RouteResolver {
     for (const route of entry.routes) {
       const usable = route.addresses.filter((a) => !this.#held.has(a.key));
       if (usable.length === route.addresses.length) return route;
-      if (usable.length > 0) return ReplicaSet.of(usable, this.#balancing);
+      if (usable.length > 0) return route.withAddresses(usable);
     }
     return entry.routes[0];
   }

@@ -263,6 +263,27 @@ describe('DnsSrvResolver', () => {
     ]);
   });
 
+  it('binds the replicas of a service to the identity given for it, held replicas left out too', async () => {
+    dns.zone.set(SERVICE, {
+      srv: [
+        { priority: 10, weight: 1, port: 7000, target: 'a.mesh.test' },
+        { priority: 10, weight: 1, port: 7000, target: 'b.mesh.test' },
+      ],
+    });
+    dns.zone.set('a.mesh.test', { a: [{ address: '127.0.0.2', ttl: 30 }] });
+    dns.zone.set('b.mesh.test', { a: [{ address: '127.0.0.4', ttl: 30 }] });
+    const billing = 'spiffe://aurelia.local/billing';
+    const resolver = resolverFor({ identities: new Map([[`${SERVICE}.`, billing]]) });
+    const route = await resolver.resolveRoute(7n);
+    expect(route.identity).toBe(billing);
+    resolver.reportFailure('tls://127.0.0.2:7000');
+    const rest = await resolver.resolveRoute(7n);
+    expect(rest.addresses.map(String)).toEqual(['tls://127.0.0.4:7000']);
+    expect(rest.identity).toBe(billing);
+    // A service without an entry accepts any member of the mesh.
+    expect((await resolverFor().resolveRoute(7n)).identity).toBeUndefined();
+  });
+
   it('queries again after invalidate(id)', async () => {
     twoPriorities();
     const resolver = resolverFor();
@@ -415,6 +436,14 @@ describe('DnsSrvResolver', () => {
       [
         { balancing: 'random' as never },
         /balancing must be one of least-loaded, round-robin, hash/,
+      ],
+      [
+        { identities: new Map([['_other._tcp.mesh', 'spiffe://aurelia.local/billing']]) },
+        /identities names _other\._tcp\.mesh, which no services or ranges entry looks up/,
+      ],
+      [
+        { identities: new Map([[SERVICE, '']]) },
+        /identities\[_billing\._tcp\.mesh\.svc\.cluster\.local\]: a route's identity must be a certificate identity/,
       ],
     ];
     for (const [options, message] of cases) {
