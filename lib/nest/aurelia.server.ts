@@ -120,7 +120,9 @@ export class AureliaServer
   async listen(callback: (err?: unknown) => void): Promise<void> {
     try {
       const domus = await this.ensureDomus();
-      this.responder = new RequestReplyResponder();
+      this.responder = new RequestReplyResponder(
+        () => domus.config.snapshot().maxRequestDeadlineMs,
+      );
       this.authorization = AuthorizationGate.for(this.policy, this.messageHandlers, domus);
       this.tracing = await loadTracing();
       const ids = this.plan();

@@ -239,6 +239,51 @@ describe('A2 request/reply safety', () => {
   });
 });
 
+describe('A2 request/reply deadlines a server allows', () => {
+  let mesh: TestMesh;
+  afterEach(() => mesh.close());
+
+  it("ends a handler at the server's maxRequestDeadlineMs when its caller asked for 300 s, and keeps a shorter caller deadline", async () => {
+    mesh = await TestMesh.create();
+    const caller = await mesh.add('caller');
+    const handler = await mesh.add('handler', {
+      config: fastConfig((b) => b.maxRequestDeadlineMs(400)),
+    });
+    mesh.route(ECHO, 'handler');
+    const served: { lentMs: number; stopped?: unknown }[] = [];
+    await RequestReplyServer.serve(handler, ECHO, (req, signal) => {
+      const entry: { lentMs: number; stopped?: unknown } = { lentMs: req.deadline - Date.now() };
+      served.push(entry);
+      signal.addEventListener('abort', () => (entry.stopped = signal.reason));
+      return new Observable<Buffer>(() => undefined);
+    });
+    const client = await RequestReplyClient.for(caller);
+
+    const started = Date.now();
+    const err = await failure(client.request(ECHO, Buffer.alloc(0), { timeoutMs: 300_000 }));
+    expect(err.kind).toBe(ErrorId.RemoteTabernaRejected);
+    expect(err.message).toContain("the serving domus's maxRequestDeadlineMs (400 ms)");
+    expectElapsedBetween(started, 400, 4000);
+    expect(served[0].lentMs).toBeGreaterThan(300);
+    expect(served[0].lentMs).toBeLessThanOrEqual(400);
+    expect(AureliaError.is(served[0].stopped, ErrorId.SendTimeout)).toBe(true);
+
+    // A caller asking for less keeps its own deadline.
+    const short = await failure(client.request(ECHO, Buffer.alloc(0), { timeoutMs: 200 }));
+    expect(short.kind).toBe(ErrorId.SendTimeout);
+    expect(served[1].lentMs).toBeLessThanOrEqual(200);
+
+    // The cap is read at each request: raised live, a later call is lent more.
+    handler.config.update({ maxRequestDeadlineMs: 250_000 });
+    const long = client.request(ECHO, Buffer.alloc(0), { timeoutMs: 300_000 }).subscribe({
+      error: () => undefined,
+    });
+    await eventually(() => served.length === 3, 'the third request to reach its handler');
+    expect(served[2].lentMs).toBeGreaterThan(200_000);
+    long.unsubscribe();
+  });
+});
+
 describe('A2 request/reply under faults', () => {
   let mesh: TestMesh;
   let proxy: FaultProxy | undefined;

@@ -21,7 +21,14 @@ import { tabernaIdForPattern } from '../../lib/nest/pattern.js';
 import { TabernaHandler } from '../../lib/nest/decorators.js';
 import { eventually, socketDir } from '../support/mesh.js';
 import { makeTestPki, type TestPki } from '../support/pki.js';
-import { callerApp, hybridApp, seen, serviceOptions, standaloneMicroservice } from './fixtures.js';
+import {
+  FAST,
+  callerApp,
+  hybridApp,
+  seen,
+  serviceOptions,
+  standaloneMicroservice,
+} from './fixtures.js';
 import { errorOf, expectElapsedBetween } from '../support/expect.js';
 
 const PATTERNS = [
@@ -339,6 +346,28 @@ describe('Nest over Aurelia: standalone microservice', () => {
       const emitted = await errorOf(client.emit('note', 'to mallory'));
       expect(AureliaError.is(emitted, ErrorId.AddressMismatch)).toBe(true);
       expect(seen.notes.map((n) => n.text)).not.toContain('to mallory');
+    } finally {
+      await client.close();
+      await app.close();
+    }
+  });
+
+  it("ends a handler at the service's maxRequestDeadlineMs, whatever requestTimeoutMs the caller set", async () => {
+    const pki = await makeTestPki();
+    const { app, server } = await standaloneMicroservice(
+      await serviceOptions(pki, 'billing', { config: { ...FAST, maxRequestDeadlineMs: 300 } }),
+    );
+    const address = server.unwrap<Domus>().localAddr;
+    const client = new ClientAurelia(
+      await serviceOptions(pki, 'caller', { routes: { ticks: address }, requestTimeoutMs: 60_000 }),
+    );
+    try {
+      const started = Date.now();
+      // A tick every 20 ms, 1 000 of them: 20 s of work the service does not lend it.
+      const err = await errorOf(client.send('ticks', 1000));
+      expect(AureliaError.is(err, ErrorId.RemoteTabernaRejected)).toBe(true);
+      expect((err as Error).message).toContain('maxRequestDeadlineMs (300 ms)');
+      expectElapsedBetween(started, 300, 5000);
     } finally {
       await client.close();
       await app.close();

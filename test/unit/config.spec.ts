@@ -66,6 +66,7 @@ describe('defaultDomusConfig', () => {
       maxTabernaOverflowPerPeer: 128,
       maxDecisionBacklogBytesPerPeer: MiB,
       maxBlobInboundBytesPerPeer: 64 * MiB,
+      maxRequestDeadlineMs: 300_000,
       replicaFailuresToEject: 5,
       replicaEjectionMs: 1_000,
       replicaMaxEjectionMs: 30_000,
@@ -194,6 +195,7 @@ describe('validateDomusConfig', () => {
         maxQueuedBytesPerPeer: integer('maxQueuedBytesPerPeer'),
         maxTabernaOverflowPerPeer: integer('maxTabernaOverflowPerPeer'),
         maxDecisionBacklogBytesPerPeer: integer('maxDecisionBacklogBytesPerPeer'),
+        maxRequestDeadlineMs: integer('maxRequestDeadlineMs'),
         replicaFailuresToEject: integer('replicaFailuresToEject'),
         replicaMaxEjectionMs: integer('replicaMaxEjectionMs'),
         ejectionShare: fc.double({ min: 0, max: 1, noNaN: true }),
@@ -504,6 +506,7 @@ describe('DomusConfigBuilder', () => {
       .maxTabernaOverflowPerPeer(16)
       .maxDecisionBacklogBytesPerPeer(256 * 1024)
       .maxBlobInboundBytesPerPeer(16 * MiB)
+      .maxRequestDeadlineMs(20_000)
       .replicaFailuresToEject(3)
       .replicaEjectionMs(500)
       .replicaMaxEjectionMs(10_000)
@@ -532,6 +535,7 @@ describe('DomusConfigBuilder', () => {
       maxTabernaOverflowPerPeer: 16,
       maxDecisionBacklogBytesPerPeer: 256 * 1024,
       maxBlobInboundBytesPerPeer: 16 * MiB,
+      maxRequestDeadlineMs: 20_000,
       replicaFailuresToEject: 3,
       replicaEjectionMs: 500,
       replicaMaxEjectionMs: 10_000,

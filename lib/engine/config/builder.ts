@@ -153,6 +153,11 @@ export class DomusConfigBuilder {
     return this.#set('maxBlobInboundBytesPerPeer', value);
   }
 
+  /** Sets `maxRequestDeadlineMs` (1..300000). */
+  maxRequestDeadlineMs(value: number): this {
+    return this.#set('maxRequestDeadlineMs', value);
+  }
+
   /** Sets `replicaFailuresToEject` (1..1000). */
   replicaFailuresToEject(value: number): this {
     return this.#set('replicaFailuresToEject', value);

@@ -40,6 +40,7 @@ export const DEFAULTS: DomusConfig = {
   maxTabernaOverflowPerPeer: 128,
   maxDecisionBacklogBytesPerPeer: MiB,
   maxBlobInboundBytesPerPeer: 64 * MiB,
+  maxRequestDeadlineMs: 300_000,
   replicaFailuresToEject: 5,
   replicaEjectionMs: 1_000,
   replicaMaxEjectionMs: 30_000,

@@ -76,6 +76,12 @@ export interface DomusConfig {
    * a blob accepted past it is refused with `BlobBufferFull`. At least one full blob window.
    */
   readonly maxBlobInboundBytesPerPeer: number;
+  /**
+   * Longest a request handler here may run for one caller, whatever deadline the caller set (a
+   * caller may ask for up to 300 000 ms): the handler's deadline is the earlier of the caller's
+   * and this many milliseconds after the handler took the request.
+   */
+  readonly maxRequestDeadlineMs: number;
   /** Consecutive failed sends that eject a replica of a balanced route. */
   readonly replicaFailuresToEject: number;
   /** How long a replica's first ejection lasts; doubles with each ejection in a row. */

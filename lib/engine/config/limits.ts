@@ -36,6 +36,8 @@ export const DOMUS_CONFIG_MAX: Readonly<Record<IntegerField, number>> = Object.f
   maxTabernaOverflowPerPeer: 65_536,
   maxDecisionBacklogBytesPerPeer: 64 * MiB,
   maxBlobInboundBytesPerPeer: 8 * GiB,
+  // The longest deadline a REQUEST can carry on the wire (REQUEST_TIMEOUT_MAX_MS).
+  maxRequestDeadlineMs: 300_000,
   replicaFailuresToEject: 1000,
   replicaEjectionMs: 3_600_000,
   replicaMaxEjectionMs: 3_600_000,

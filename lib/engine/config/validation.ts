@@ -56,6 +56,7 @@ export function validateDomusConfig(value: unknown): DomusConfig {
     maxTabernaOverflowPerPeer: integer('maxTabernaOverflowPerPeer'),
     maxDecisionBacklogBytesPerPeer: integer('maxDecisionBacklogBytesPerPeer'),
     maxBlobInboundBytesPerPeer: integer('maxBlobInboundBytesPerPeer'),
+    maxRequestDeadlineMs: integer('maxRequestDeadlineMs'),
     replicaFailuresToEject: integer('replicaFailuresToEject'),
     replicaEjectionMs: integer('replicaEjectionMs'),
     replicaMaxEjectionMs: integer('replicaMaxEjectionMs'),

@@ -20,7 +20,10 @@ export interface ServedRequest {
   readonly peer: PeerInfo;
   /** The taberna the request arrived at. */
   readonly tabernaId: TabernaId;
-  /** Absolute time (`Date.now()` based) after which the caller no longer waits. */
+  /**
+   * Absolute time (`Date.now()` based) after which the handler is stopped: the caller's deadline,
+   * or the serving domus's `maxRequestDeadlineMs` after the request was taken when that is sooner.
+   */
   readonly deadline: number;
 }
 
@@ -40,6 +43,8 @@ export class ReplyChannel implements ServedRequest {
   readonly peer: PeerInfo;
   readonly tabernaId: TabernaId;
   readonly deadline: number;
+  /** @internal The server's cap, when it set `deadline` before the caller's deadline. */
+  readonly cappedAtMs: number | undefined;
   /** @internal Position in the responder's deadline heap. */
   heapIndex = -1;
   // Made on first use of `signal`: most handlers listen through `onAbort`, which is cheaper.
@@ -58,11 +63,15 @@ export class ReplyChannel implements ServedRequest {
     private readonly request: TabernaRequest<unknown>,
     frame: RequestFrame,
     tabernaId: TabernaId,
+    maxDeadlineMs: number,
   ) {
     this.body = frame.body;
     this.peer = request.peer;
     this.tabernaId = tabernaId;
-    this.deadline = Date.now() + frame.remainingMs;
+    // A caller may ask for up to 300 s; the serving domus decides how long it lends a handler.
+    const capped = maxDeadlineMs < frame.remainingMs;
+    this.cappedAtMs = capped ? maxDeadlineMs : undefined;
+    this.deadline = Date.now() + (capped ? maxDeadlineMs : frame.remainingMs);
     this.delivery = request.replyPath;
     this.delivery.onCancel = (deadline) =>
       this.terminate(
@@ -217,6 +226,12 @@ export class RequestReplyResponder {
   private timerAt = Infinity;
   private closed = false;
 
+  /**
+   * `maxDeadlineMs` gives, at each request, the longest a handler may run whatever deadline the
+   * caller set (the domus's `maxRequestDeadlineMs`); by default the caller's deadline alone.
+   */
+  constructor(private readonly maxDeadlineMs: () => number = () => Infinity) {}
+
   /** Number of calls in progress. */
   get active(): number {
     return this.open.size;
@@ -239,7 +254,7 @@ export class RequestReplyResponder {
       request.reject('this request arrived by a path that carries no replies');
       return undefined;
     }
-    const channel = new ReplyChannel(this, request, frame, tabernaId);
+    const channel = new ReplyChannel(this, request, frame, tabernaId, this.maxDeadlineMs());
     this.open.add(channel);
     this.deadlines.push(channel);
     if (channel.deadline < this.timerAt) this.arm(channel.deadline);
@@ -274,7 +289,7 @@ export class RequestReplyResponder {
     this.timerAt = Infinity;
     const now = Date.now();
     for (let c = this.deadlines.popDue(now); c; c = this.deadlines.popDue(now)) {
-      c.terminate(deadlineError());
+      c.terminate(c.cappedAtMs === undefined ? deadlineError() : capError(c.cappedAtMs));
     }
     const next = this.deadlines.peek();
     if (next) this.arm(next.deadline);
@@ -285,6 +300,14 @@ function noop(): void {}
 
 function deadlineError(): AureliaError {
   return new AureliaError(ErrorId.SendTimeout, `the caller's deadline for this request passed`);
+}
+
+function capError(capMs: number): AureliaError {
+  return new AureliaError(
+    ErrorId.SendTimeout,
+    `the handler ran for the serving domus's maxRequestDeadlineMs (${capMs} ms), which ends ` +
+      `calls before the deadline their caller set; ask its operator, or split the work`,
+  );
 }
 
 function closedError(): AureliaError {

@@ -57,8 +57,9 @@ export class RequestReplyServer {
     private readonly taberna: Taberna<RequestReplyInbound<never>>,
     private readonly handler: RequestHandler,
     private readonly options: RequestReplyServerOptions,
+    maxDeadlineMs: () => number,
   ) {
-    this.responder = new RequestReplyResponder();
+    this.responder = new RequestReplyResponder(maxDeadlineMs);
     this.done = this.run();
   }
 
@@ -73,7 +74,12 @@ export class RequestReplyServer {
     options: RequestReplyServerOptions = {},
   ): Promise<RequestReplyServer> {
     const taberna = await domus.taberna(id, new RequestReplyCodec(), requestTabernaOptions());
-    return new RequestReplyServer(taberna, handler, options);
+    return new RequestReplyServer(
+      taberna,
+      handler,
+      options,
+      () => domus.config.snapshot().maxRequestDeadlineMs,
+    );
   }
 
   /** The taberna id requests are addressed to. */
