@@ -248,6 +248,14 @@ export class Domus {
   }
 
   /**
+   * @internal Bytes of answers (acks, replies, error frames) this domus holds unsent for its
+   * inbound peers, in its own buffers: what a peer that does not read makes it keep.
+   */
+  get inboundUnsentBytes(): number {
+    return this.inbound.unsentBytes();
+  }
+
+  /**
    * Registers a taberna with `id`, decoding its messages with `codec`; `options` may override
    * the accept queue size and accept timeout for this taberna. Rejects with `InvalidConfig` for
    * a bad id or option, or when the domus has no listener (no peer could reach the taberna),

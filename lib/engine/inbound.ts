@@ -11,7 +11,7 @@ import type { MetricsRecorder } from './reporting/metrics.js';
 import type { DomusReporting } from './reporting/reporting.js';
 import type { LinkBook } from './links.js';
 import type { BlobBudget } from './blob/budget.js';
-import { IdentityBudget } from './peer/inbound-budget.js';
+import { DomusBudget } from './peer/inbound-budget.js';
 import type { AuthenticatedConnection } from './transport/connection.js';
 
 /** What inbound admission needs from its domus. */
@@ -37,9 +37,9 @@ export interface InboundHost {
  * A session is keyed by the sender's identity, the fingerprint of the certificate that opened it
  * and the epoch of its hello: a callis presenting another certificate (a replica with a
  * certificate of its own, or anyone else) can never join it, and replicas sharing one certificate
- * are told apart by their random epochs. Connection slots are never counted per identity: a
- * thousand replicas of one caller are a thousand sessions (what their sessions hold together in
- * undecided messages is bounded by the identity's `IdentityBudget`).
+ * are told apart by their random epochs. Nothing is counted per identity: a thousand replicas of
+ * one caller are a thousand sessions, each with its slots and budgets; what all sessions hold
+ * together in undecided messages is bounded by the domus-wide `DomusBudget`.
  */
 export class InboundAdmission {
   private readonly sessions = new Map<string, InboundSession>();
@@ -48,10 +48,11 @@ export class InboundAdmission {
   private readonly handshaking = new Set<Callis>();
   /** Callis open per session key, each released when its socket closes. */
   private readonly slots = new Map<string, number>();
-  /** What all sessions of one identity hold together (see `IdentityBudget`). */
-  private readonly identityBudgets = new Map<string, IdentityBudget>();
+  /** What all sessions hold together (see `DomusBudget`). */
+  private readonly domusBudget: DomusBudget;
 
   constructor(private readonly host: InboundHost) {
+    this.domusBudget = new DomusBudget(() => host.config());
     this.sessionHost = this.makeSessionHost();
   }
 
@@ -161,13 +162,17 @@ export class InboundAdmission {
     }
   }
 
+  /** @internal Bytes of answers every session's primary callis holds unsent. */
+  unsentBytes(): number {
+    let bytes = 0;
+    for (const session of this.sessions.values()) bytes += session.unsentBytes;
+    return bytes;
+  }
+
   /** Drops sessions that hold nothing and fails idle blob streams. */
   tidy(now: number, blobIdleMs: number): void {
     for (const [key, session] of this.sessions) {
       if (session.expire(now, blobIdleMs)) this.sessions.delete(key);
-    }
-    for (const [identity, budget] of this.identityBudgets) {
-      if (budget.members.size === 0) this.identityBudgets.delete(identity);
     }
   }
 
@@ -260,14 +265,7 @@ export class InboundAdmission {
       dedupeRetentionMs: () => 2 * this.host.config().sendTimeoutMs,
       admitBlob: (session) => this.host.blobBudget.reserve('inbound', session.budget),
       limits: () => this.host.config(),
-      identityBudget: (identity) => {
-        let budget = this.identityBudgets.get(identity);
-        if (!budget) {
-          budget = new IdentityBudget(() => this.host.config());
-          this.identityBudgets.set(identity, budget);
-        }
-        return budget;
-      },
+      domusBudget: this.domusBudget,
       onBlobCallisClosed: (session, callis, reason) =>
         this.callisClosed(session, callis, reason, 'blob'),
       onOversizeRefused: (_session, err) => this.host.reporting.error(err),

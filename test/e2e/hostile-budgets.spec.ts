@@ -29,6 +29,7 @@ import {
   encodeHello,
   type ErrorPayload,
 } from '../../lib/engine/wire/control.js';
+import { defaultDomusConfig } from '../../lib/engine/config.js';
 import { acceptAll } from '../support/accept.js';
 import { TestMesh, eventually, fastConfig } from '../support/mesh.js';
 import { Cleanup, dialAs, within } from '../support/transport.js';
@@ -41,6 +42,7 @@ const codec = new JsonCodec<Note>();
 const APP_TYPE = a3MessageType(0);
 const KiB = 1024;
 const MiB = 1024 * KiB;
+const DEFAULTS = defaultDomusConfig();
 
 // The victim's per-peer budgets, small so each attack reaches its limit quickly.
 const IN_FLIGHT = 64;
@@ -48,6 +50,8 @@ const PARALLEL = 2;
 const QUEUED_BYTES = MiB;
 const OVERFLOW = 8;
 const DECISION_BACKLOG = 64 * KiB;
+/** An answer frame that crosses the backlog bound, and the acks and frames of one flush. */
+const ANSWER_SLACK = 8 * KiB;
 const BLOB_WINDOW = { chunkSize: KiB, ackWindow: 4 };
 const BLOB_STREAM_BYTES = BLOB_WINDOW.chunkSize * BLOB_WINDOW.ackWindow;
 const BLOB_BUFFER = 16 * BLOB_STREAM_BYTES;
@@ -255,22 +259,45 @@ describe('an authenticated peer cannot exhaust a domus', () => {
     expect(held.length).toBe(IN_FLIGHT + 30);
   });
 
-  it('counts every session of one identity together: reconnecting under new session epochs does not multiply its budget', async () => {
+  it('counts budgets per session, never per identity: four sessions of one certificate each get their whole budget', async () => {
     const { hold, held } = await holdingTaberna();
-    for (let round = 1; round <= 4; round++) {
+    for (let session = 1; session <= 4; session++) {
       const pausesBefore = victim.reporting.snapshot().peerReadPauses;
+      const peer = await attacker();
+      peer.write(messages(1, IN_FLIGHT + 10, hold.id));
+      await eventually(
+        () => victim.reporting.snapshot().peerReadPauses > pausesBefore,
+        `session ${session} to reach its own budget`,
+      );
+    }
+    await honestSendCompletes();
+    // Four whole budgets: more than any count per identity (maxParallelCallisPerPeer × the
+    // per-session budget, as it once was) would allow.
+    expect(held.length).toBe(4 * IN_FLIGHT);
+    expect(held.length).toBeGreaterThan(PARALLEL * IN_FLIGHT);
+  });
+
+  it('bounds what all sessions hold at maxInFlightTotal: reconnecting under new session epochs gets one message in per session, and an honest peer is still served', async () => {
+    const ceiling = 2 * IN_FLIGHT;
+    cleanup.add(victim, (d) => d.config.update({ maxInFlightTotal: DEFAULTS.maxInFlightTotal }));
+    victim.config.update({ maxInFlightTotal: ceiling });
+    const { hold, held } = await holdingTaberna();
+    for (let round = 1; round <= 6; round++) {
       const peer = await attacker();
       peer.write(messages(1, 100, hold.id));
       await eventually(
-        () => victim.reporting.snapshot().peerReadPauses > pausesBefore,
-        `session ${round} to be paused`,
+        () => held.length >= Math.min(round * IN_FLIGHT, ceiling + round - 2),
+        `session ${round} to be read up to its share`,
       );
       // Gone, but what it delivered is still undecided in the application's hands.
       peer.conn.socket.destroy();
     }
     await honestSendCompletes();
-    // maxParallelCallisPerPeer (2) sessions' worth, not four.
-    expect(held.length).toBe(PARALLEL * IN_FLIGHT);
+    // Two sessions' budgets fill the ceiling; each of the four later sessions got one message in.
+    expect(held.length).toBe(ceiling + 4);
+    // Decisions make room below the ceiling again, for everyone.
+    for (const request of held.slice(0, 10)) request.accept();
+    await honestSendCompletes();
   });
 
   it('stops reading a peer whose undecided messages hold maxQueuedBytesPerPeer, so its backlog stays in its own socket', async () => {
@@ -341,6 +368,27 @@ describe('an authenticated peer cannot exhaust a domus', () => {
     // kernel's socket buffers absorb).
     expect(read).toBeLessThan(floodBytes / 8);
     expect(written).toBeLessThan(2 * MiB);
+    // What the domus itself keeps unsent for the attacker: the bound and the frame that crossed
+    // it, not the ~2.5× amplification of everything the attacker sent.
+    expect(victim.inboundUnsentBytes).toBeLessThan(DECISION_BACKLOG + ANSWER_SLACK);
+  });
+
+  it('holds at most maxDecisionBacklogBytesPerPeer of unsent refusals per session when several non-reading sessions flood it', async () => {
+    const sessions = 4;
+    const peers: FloodingPeer[] = [];
+    for (let i = 0; i < sessions; i++) {
+      const pausesBefore = victim.reporting.snapshot().peerReadPauses;
+      const peer = await attacker();
+      peer.stopReading();
+      peer.write(messages(1, 100_000, 999_999n));
+      await eventually(
+        () => victim.reporting.snapshot().peerReadPauses > pausesBefore,
+        `session ${i + 1} to be paused on its unread answers`,
+      );
+      peers.push(peer);
+    }
+    await honestSendCompletes();
+    expect(victim.inboundUnsentBytes).toBeLessThan(sessions * (DECISION_BACKLOG + ANSWER_SLACK));
   });
 
   it('reserves no blob buffer for blob requests nobody accepted: an honest upload still fits', async () => {

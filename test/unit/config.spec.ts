@@ -63,6 +63,8 @@ describe('defaultDomusConfig', () => {
       limitedLogIntervalMs: 120_000,
       maxInFlightPerPeer: 1024,
       maxQueuedBytesPerPeer: 64 * MiB,
+      maxInFlightTotal: 16_384,
+      maxQueuedBytesTotal: 512 * MiB,
       maxTabernaOverflowPerPeer: 128,
       maxDecisionBacklogBytesPerPeer: MiB,
       maxBlobInboundBytesPerPeer: 64 * MiB,
@@ -193,6 +195,8 @@ describe('validateDomusConfig', () => {
         limitedLogIntervalMs: integer('limitedLogIntervalMs'),
         maxInFlightPerPeer: integer('maxInFlightPerPeer'),
         maxQueuedBytesPerPeer: integer('maxQueuedBytesPerPeer'),
+        maxInFlightTotal: integer('maxInFlightTotal'),
+        maxQueuedBytesTotal: integer('maxQueuedBytesTotal'),
         maxTabernaOverflowPerPeer: integer('maxTabernaOverflowPerPeer'),
         maxDecisionBacklogBytesPerPeer: integer('maxDecisionBacklogBytesPerPeer'),
         maxRequestDeadlineMs: integer('maxRequestDeadlineMs'),
@@ -503,6 +507,8 @@ describe('DomusConfigBuilder', () => {
       .limitedLogIntervalMs(60_000)
       .maxInFlightPerPeer(64)
       .maxQueuedBytesPerPeer(4 * MiB)
+      .maxInFlightTotal(1024)
+      .maxQueuedBytesTotal(64 * MiB)
       .maxTabernaOverflowPerPeer(16)
       .maxDecisionBacklogBytesPerPeer(256 * 1024)
       .maxBlobInboundBytesPerPeer(16 * MiB)
@@ -532,6 +538,8 @@ describe('DomusConfigBuilder', () => {
       limitedLogIntervalMs: 60_000,
       maxInFlightPerPeer: 64,
       maxQueuedBytesPerPeer: 4 * MiB,
+      maxInFlightTotal: 1024,
+      maxQueuedBytesTotal: 64 * MiB,
       maxTabernaOverflowPerPeer: 16,
       maxDecisionBacklogBytesPerPeer: 256 * 1024,
       maxBlobInboundBytesPerPeer: 16 * MiB,

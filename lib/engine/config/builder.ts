@@ -138,6 +138,16 @@ export class DomusConfigBuilder {
     return this.#set('maxQueuedBytesPerPeer', value);
   }
 
+  /** Sets `maxInFlightTotal` (1..1048576). */
+  maxInFlightTotal(value: number): this {
+    return this.#set('maxInFlightTotal', value);
+  }
+
+  /** Sets `maxQueuedBytesTotal` (1..64 GiB). */
+  maxQueuedBytesTotal(value: number): this {
+    return this.#set('maxQueuedBytesTotal', value);
+  }
+
   /** Sets `maxTabernaOverflowPerPeer` (1..65536). */
   maxTabernaOverflowPerPeer(value: number): this {
     return this.#set('maxTabernaOverflowPerPeer', value);

@@ -37,6 +37,8 @@ export const DEFAULTS: DomusConfig = {
   limitedLogIntervalMs: 120_000,
   maxInFlightPerPeer: 1024,
   maxQueuedBytesPerPeer: 64 * MiB,
+  maxInFlightTotal: 16_384,
+  maxQueuedBytesTotal: 512 * MiB,
   maxTabernaOverflowPerPeer: 128,
   maxDecisionBacklogBytesPerPeer: MiB,
   maxBlobInboundBytesPerPeer: 64 * MiB,

@@ -62,6 +62,14 @@ export interface DomusConfig {
   /** Payload bytes of those messages; at the limit that peer's reads pause the same way. */
   readonly maxQueuedBytesPerPeer: number;
   /**
+   * Undecided messages every remote peer session together may have delivered here, closed
+   * sessions' included: the domus-wide ceiling. At it, every session holding one stops being read
+   * until decisions free room; a session holding none still gets one message in.
+   */
+  readonly maxInFlightTotal: number;
+  /** Payload bytes of those messages; at the ceiling reads pause the same way. */
+  readonly maxQueuedBytesTotal: number;
+  /**
    * Messages one remote peer session may have waiting for room in one full taberna; with that
    * many waiting, the domus stops reading the peer until one of them moves on.
    */

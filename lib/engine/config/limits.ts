@@ -33,6 +33,8 @@ export const DOMUS_CONFIG_MAX: Readonly<Record<IntegerField, number>> = Object.f
   limitedLogIntervalMs: 3_600_000,
   maxInFlightPerPeer: 65_536,
   maxQueuedBytesPerPeer: 8 * GiB,
+  maxInFlightTotal: 1_048_576,
+  maxQueuedBytesTotal: 64 * GiB,
   maxTabernaOverflowPerPeer: 65_536,
   maxDecisionBacklogBytesPerPeer: 64 * MiB,
   maxBlobInboundBytesPerPeer: 8 * GiB,

@@ -53,6 +53,8 @@ export function validateDomusConfig(value: unknown): DomusConfig {
     limitedLogIntervalMs: integer('limitedLogIntervalMs'),
     maxInFlightPerPeer: integer('maxInFlightPerPeer'),
     maxQueuedBytesPerPeer: integer('maxQueuedBytesPerPeer'),
+    maxInFlightTotal: integer('maxInFlightTotal'),
+    maxQueuedBytesTotal: integer('maxQueuedBytesTotal'),
     maxTabernaOverflowPerPeer: integer('maxTabernaOverflowPerPeer'),
     maxDecisionBacklogBytesPerPeer: integer('maxDecisionBacklogBytesPerPeer'),
     maxBlobInboundBytesPerPeer: integer('maxBlobInboundBytesPerPeer'),

@@ -152,6 +152,14 @@ export class Callis {
   private parkedHead = 0;
   /** Bytes of control frames queued since the last flush. */
   private controlBytes = 0;
+
+  /**
+   * @internal Bytes this callis holds unsent: control frames queued for the next flush and the
+   * socket's own write buffer (what the kernel has not taken yet).
+   */
+  get unsentBytes(): number {
+    return this.controlBytes + this.connection.socket.writableLength;
+  }
   private flushScheduled = false;
   private blocked = false;
   private closing = false;

@@ -1,11 +1,11 @@
-// What one remote peer session, and all sessions of one identity together, hold in this domus.
+// What one remote peer session, and all sessions of this domus together, hold in this domus.
 // Pure: no sockets, no timers; the owner pauses and resumes reading on what it answers.
 import type { DomusConfig } from '../config.js';
 
 /** The limits the budgets read, live, each time they are consulted. */
 export type InboundLimits = Pick<
   DomusConfig,
-  'maxInFlightPerPeer' | 'maxQueuedBytesPerPeer' | 'maxParallelCallisPerPeer'
+  'maxInFlightPerPeer' | 'maxQueuedBytesPerPeer' | 'maxInFlightTotal' | 'maxQueuedBytesTotal'
 >;
 
 /** Something that pauses or resumes its reads when a budget it shares changes. */
@@ -14,27 +14,32 @@ export interface BudgetMember {
 }
 
 /**
- * What every session of one remote identity holds together: at most `maxParallelCallisPerPeer`
- * times the per-session limits. Replicas sharing an identity (up to that many live callis) each
- * keep a whole budget, but a member that reconnects again and again under new session epochs
- * cannot multiply its budget: undecided messages of its old sessions still count here.
+ * What every inbound session of the domus holds together, closed sessions' undecided messages
+ * included: the domus-wide ceiling (`maxInFlightTotal`, `maxQueuedBytesTotal`). Limits are never
+ * counted per identity — a thousand replicas of one caller are a thousand sessions, each with a
+ * whole budget — so this ceiling is what keeps a member that reconnects again and again under new
+ * session epochs (its old sessions' messages still undecided) from holding without bound. At the
+ * ceiling every session that holds anything stops being read; one that holds nothing still gets
+ * one message in, so no session is shut out, and a new session per message costs its sender a
+ * TLS handshake.
  */
-export class IdentityBudget {
+export class DomusBudget {
   private messages = 0;
   private bytes = 0;
-  /** Sessions sharing this budget; told to re-check when it has room again. */
+  /** Live sessions; told to re-check when the ceiling has room again. */
   readonly members = new Set<BudgetMember>();
 
   constructor(private readonly limits: () => InboundLimits) {}
 
-  /** True when the identity's sessions together hold as much as they may. */
-  get exhausted(): boolean {
+  /** Messages delivered by every session and not yet decided. */
+  get inFlight(): number {
+    return this.messages;
+  }
+
+  /** True when the sessions together hold as much as the domus allows. */
+  get atCeiling(): boolean {
     const limits = this.limits();
-    const sessions = limits.maxParallelCallisPerPeer;
-    return (
-      this.messages >= limits.maxInFlightPerPeer * sessions ||
-      this.bytes >= limits.maxQueuedBytesPerPeer * sessions
-    );
+    return this.messages >= limits.maxInFlightTotal || this.bytes >= limits.maxQueuedBytesTotal;
   }
 
   /** @internal Counted by a member session's `InboundBudget`. */
@@ -49,7 +54,8 @@ export class IdentityBudget {
  * tabernae and not yet decided, with their payload bytes, the full tabernae in which it has its
  * whole overflow share waiting, and the blob buffer reserved for its accepted streams. The
  * session takes a message's share when it delivers the message and gives it back at the
- * decision; while `exhausted` (or its identity's budget is), the session's callis is not read, so
+ * decision; while `exhausted` (or the domus is at its ceiling and the session holds something),
+ * the session's callis is not read, so
  * a peer that floods a domus only ever waits on itself. A message is always admitted while
  * nothing is held, so one larger than `maxQueuedBytesPerPeer` still gets through alone.
  */
@@ -63,8 +69,8 @@ export class InboundBudget {
 
   constructor(
     private readonly limits: () => InboundLimits,
-    /** The budget shared with the other sessions of the same identity, if any. */
-    readonly identity?: IdentityBudget,
+    /** The domus-wide ceiling shared with every other session, if any. */
+    readonly shared?: DomusBudget,
   ) {}
 
   /** Messages delivered and not yet decided. */
@@ -77,14 +83,17 @@ export class InboundBudget {
     return this.bytes;
   }
 
-  /** True when the session, or its identity, holds as much as allowed: stop reading its callis. */
+  /**
+   * True when the session holds as much as allowed, or holds anything while the domus is at its
+   * ceiling: stop reading its callis.
+   */
   get exhausted(): boolean {
     const limits = this.limits();
     return (
       this.messages >= limits.maxInFlightPerPeer ||
       this.bytes >= limits.maxQueuedBytesPerPeer ||
       this.fullOverflowShares > 0 ||
-      this.identity?.exhausted === true
+      (this.messages > 0 && this.shared?.atCeiling === true)
     );
   }
 
@@ -92,24 +101,24 @@ export class InboundBudget {
   take(payloadBytes: number): boolean {
     this.messages++;
     this.bytes += payloadBytes;
-    this.identity?.add(1, payloadBytes);
+    this.shared?.add(1, payloadBytes);
     return this.exhausted;
   }
 
   /**
    * Gives back a decided message's share; returns true when the budget has room again (reading
-   * may resume). When this gives the identity's budget room again, its other members are told to
+   * may resume). When this takes the domus below its ceiling, every live session is told to
    * re-check.
    */
   give(payloadBytes: number): boolean {
     this.messages--;
     this.bytes -= payloadBytes;
-    const identity = this.identity;
-    if (identity !== undefined) {
-      const wasExhausted = identity.exhausted;
-      identity.add(-1, -payloadBytes);
-      if (wasExhausted && !identity.exhausted) {
-        for (const member of identity.members) member.applyLimits();
+    const shared = this.shared;
+    if (shared !== undefined) {
+      const wasAtCeiling = shared.atCeiling;
+      shared.add(-1, -payloadBytes);
+      if (wasAtCeiling && !shared.atCeiling) {
+        for (const member of shared.members) member.applyLimits();
       }
     }
     return !this.exhausted;

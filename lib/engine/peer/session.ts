@@ -23,7 +23,7 @@ import {
 import { type Decision, type DecisionSink, Delivery, type PeerInfo } from '../taberna/request.js';
 import { type Callis, type CallisHandler, ReadPause } from './callis.js';
 import { DedupeWindow } from './dedupe.js';
-import { type IdentityBudget, InboundBudget, type InboundLimits } from './inbound-budget.js';
+import { type DomusBudget, InboundBudget, type InboundLimits } from './inbound-budget.js';
 import type { MetricsRecorder } from '../reporting/metrics.js';
 import { type BlobReceiver, InboundBlobLink } from '../blob/receiver.js';
 import type { HelloBlobWindow } from '../wire/control.js';
@@ -47,10 +47,10 @@ export interface SessionHost {
    * to refuse the message instead.
    */
   admitBlob(session: InboundSession): () => void;
-  /** The live per-peer limits on undecided messages and their bytes. */
+  /** The live per-peer and domus-wide limits on undecided messages and their bytes. */
   limits(): InboundLimits;
-  /** The budget all sessions of `identity` share. */
-  identityBudget(identity: string): IdentityBudget;
+  /** The domus-wide ceiling every session shares. */
+  readonly domusBudget: DomusBudget;
 }
 
 /** Most decided outcomes one session remembers for replays. */
@@ -109,13 +109,18 @@ export class InboundSession implements CallisHandler, DecisionSink {
       retentionMs: host.dedupeRetentionMs(),
       maxDecided: MAX_DECIDED,
     });
-    this.budget = new InboundBudget(() => host.limits(), host.identityBudget(identity));
-    this.budget.identity?.members.add(this);
+    this.budget = new InboundBudget(() => host.limits(), host.domusBudget);
+    host.domusBudget.members.add(this);
   }
 
   /** The current primary callis, if connected. */
   get current(): Callis | undefined {
     return this.callis;
+  }
+
+  /** @internal Bytes of answers its primary callis holds unsent (see `Callis.unsentBytes`). */
+  get unsentBytes(): number {
+    return this.callis?.unsentBytes ?? 0;
   }
 
   /** Messages delivered to tabernae and not yet decided. */
@@ -152,7 +157,7 @@ export class InboundSession implements CallisHandler, DecisionSink {
 
   /**
    * Evicts old outcomes; true when the session holds nothing and has no callis (can be dropped;
-   * it then leaves its identity's budget).
+   * it then leaves the domus-wide budget's members).
    */
   expire(now: number, blobIdleMs: number): boolean {
     this.dedupe.expire(now);
@@ -162,7 +167,7 @@ export class InboundSession implements CallisHandler, DecisionSink {
       this.dedupe.size === 0 &&
       this.streams.size === 0 &&
       (this.blobs === undefined || (this.blobs.size === 0 && this.blobs.current === undefined));
-    if (droppable) this.budget.identity?.members.delete(this);
+    if (droppable) this.host.domusBudget.members.delete(this);
     return droppable;
   }
 

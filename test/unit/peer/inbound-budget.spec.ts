@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import {
-  IdentityBudget,
+  DomusBudget,
   InboundBudget,
   type InboundLimits,
 } from '../../../lib/engine/peer/inbound-budget.js';
@@ -15,7 +15,8 @@ describe('InboundBudget', () => {
     const { budget: b } = budget({
       maxInFlightPerPeer: 3,
       maxQueuedBytesPerPeer: 1000,
-      maxParallelCallisPerPeer: 8,
+      maxInFlightTotal: 1_000_000,
+      maxQueuedBytesTotal: 1_000_000,
     });
     expect(b.take(10)).toBe(false);
     expect(b.take(10)).toBe(false);
@@ -31,7 +32,8 @@ describe('InboundBudget', () => {
     const { budget: b } = budget({
       maxInFlightPerPeer: 100,
       maxQueuedBytesPerPeer: 1000,
-      maxParallelCallisPerPeer: 8,
+      maxInFlightTotal: 1_000_000,
+      maxQueuedBytesTotal: 1_000_000,
     });
     expect(b.exhausted).toBe(false);
     expect(b.take(5000)).toBe(true);
@@ -45,39 +47,80 @@ describe('InboundBudget', () => {
     const { budget: b, limits } = budget({
       maxInFlightPerPeer: 1,
       maxQueuedBytesPerPeer: 1000,
-      maxParallelCallisPerPeer: 8,
+      maxInFlightTotal: 1_000_000,
+      maxQueuedBytesTotal: 1_000_000,
     });
     expect(b.take(1)).toBe(true);
     (limits as { maxInFlightPerPeer: number }).maxInFlightPerPeer = 2;
     expect(b.exhausted).toBe(false);
   });
 
-  it('shares an identity budget of maxParallelCallisPerPeer sessions: new sessions of an identity holding it all are exhausted at once, and all re-check when it has room', () => {
+  it('counts per session, never per identity: sessions of one identity each keep a whole budget', () => {
     const limits: InboundLimits = {
       maxInFlightPerPeer: 2,
       maxQueuedBytesPerPeer: 1000,
-      maxParallelCallisPerPeer: 2,
+      maxInFlightTotal: 10_000,
+      maxQueuedBytesTotal: 1_000_000,
     };
-    const identity = new IdentityBudget(() => limits);
+    const shared = new DomusBudget(() => limits);
+    // A thousand replicas of one caller (sessions know nothing of identities).
+    const replicas = Array.from({ length: 1000 }, () => new InboundBudget(() => limits, shared));
+    for (const replica of replicas) {
+      expect(replica.take(1)).toBe(false);
+      expect(replica.take(1)).toBe(true); // its own limit, not anyone else's
+    }
+    expect(shared.inFlight).toBe(2000);
+    expect(shared.atCeiling).toBe(false);
+  });
+
+  it('stops every session holding a message at the domus-wide ceiling, lets an empty one take one, and has all re-check when there is room', () => {
+    const limits: InboundLimits = {
+      maxInFlightPerPeer: 2,
+      maxQueuedBytesPerPeer: 1000,
+      maxInFlightTotal: 3,
+      maxQueuedBytesTotal: 1000,
+    };
+    const shared = new DomusBudget(() => limits);
     const rechecked: string[] = [];
     const session = (name: string) => {
-      const b = new InboundBudget(() => limits, identity);
-      identity.members.add({ applyLimits: () => rechecked.push(name) });
+      const b = new InboundBudget(() => limits, shared);
+      shared.members.add({ applyLimits: () => rechecked.push(name) });
       return b;
     };
     const first = session('first');
     first.take(1);
     first.take(1); // exhausted on its own
     const second = session('second');
-    expect(second.take(1)).toBe(false);
-    expect(second.take(1)).toBe(true);
-    expect(identity.exhausted).toBe(true);
-    // A third session (a reconnect under a new epoch) gets nothing while the identity is full.
+    expect(second.take(1)).toBe(true); // the ceiling: it holds one, stop reading it
+    expect(shared.atCeiling).toBe(true);
+    // A new session (a reconnect under a new epoch, or a newcomer) still gets one message in,
+    // and then waits like everyone else.
     const third = session('third');
-    expect(third.exhausted).toBe(true);
+    expect(third.exhausted).toBe(false);
+    expect(third.take(1)).toBe(true);
+    expect(shared.inFlight).toBe(4);
+    expect(first.give(1)).toBe(false); // still at the ceiling: 3
     expect(rechecked).toEqual([]);
-    expect(first.give(1)).toBe(true);
+    expect(second.give(1)).toBe(true);
     expect(rechecked).toEqual(['first', 'second', 'third']);
     expect(third.exhausted).toBe(false);
+    expect(first.exhausted).toBe(false);
+  });
+
+  it('applies the ceiling on bytes too', () => {
+    const limits: InboundLimits = {
+      maxInFlightPerPeer: 100,
+      maxQueuedBytesPerPeer: 1000,
+      maxInFlightTotal: 100,
+      maxQueuedBytesTotal: 1500,
+    };
+    const shared = new DomusBudget(() => limits);
+    const a = new InboundBudget(() => limits, shared);
+    const b = new InboundBudget(() => limits, shared);
+    expect(a.take(900)).toBe(false);
+    expect(b.take(600)).toBe(true);
+    expect(a.exhausted).toBe(true);
+    expect(a.give(900)).toBe(true);
+    expect(b.exhausted).toBe(false);
   });
 });
