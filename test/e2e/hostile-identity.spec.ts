@@ -298,35 +298,55 @@ describe('connection slots and sessions of one certificate', () => {
 });
 
 describe('a thousand replicas of one caller', () => {
-  it('lets 300 domus sharing one certificate each send once to one server', async () => {
+  const REPLICAS = 1000;
+  const EACH = 2;
+
+  it('lets 1 000 domus sharing one certificate each have their whole in-flight budget at one server at once', async () => {
     const mesh = await TestMesh.create();
     try {
+      // Two undecided messages per session: a count per identity — the server's
+      // maxParallelCallisPerPeer (8) sessions' worth, 16 messages — could never hold them all.
       const server = await mesh.add('server', {
-        config: fastConfig((b) => b.sendTimeoutMs(60_000).callisConnectTimeoutMs(20_000)),
+        config: fastConfig((b) =>
+          b
+            .sendTimeoutMs(90_000)
+            .callisConnectTimeoutMs(20_000)
+            .acceptTimeoutMs(60_000)
+            .maxInFlightPerPeer(EACH),
+        ),
       });
-      const received = recordAll(await server.taberna(TABERNA, codec));
+      const taberna = await server.taberna(TABERNA, codec);
       mesh.route(TABERNA, 'server');
+      // The application takes every message and decides none until all of them are in its hands.
+      const held: TabernaRequest<Note>[] = [];
+      const taking = (async () => {
+        while (held.length < REPLICAS * EACH) held.push(await taberna.next(90_000));
+        for (const request of held) request.accept();
+      })();
       const shared = await mesh.pki.node('caller');
       const config = fastConfig((b) =>
-        b.sendTimeoutMs(60_000).callisConnectTimeoutMs(20_000).reconnectBackoffMs([50, 100, 200]),
+        b.sendTimeoutMs(90_000).callisConnectTimeoutMs(20_000).reconnectBackoffMs([50, 100, 200]),
       );
       const callers = await Promise.all(
-        Array.from({ length: 300 }, () =>
+        Array.from({ length: REPLICAS }, () =>
           mesh.aurelia
             .domusBuilder(config, DomusAddr.tcp('127.0.0.1', 0), shared.auth(), mesh.resolver)
             .build(),
         ),
       );
       const outcomes = await Promise.allSettled(
-        callers.map((caller, n) => caller.send(codec, TABERNA, { n })),
+        callers.flatMap((caller, i) =>
+          Array.from({ length: EACH }, (_, k) => caller.send(codec, TABERNA, { n: i * EACH + k })),
+        ),
       );
-      const failed = outcomes.filter((o) => o.status === 'rejected');
-      expect(failed).toEqual([]);
-      expect(new Set(received.map((r) => r.n)).size).toBe(300);
+      await taking;
+      expect(outcomes.filter((o) => o.status === 'rejected')).toEqual([]);
+      expect(new Set(held.map((r) => r.message.n)).size).toBe(REPLICAS * EACH);
+      expect(new Set(held.map((r) => r.peer.identity))).toEqual(new Set([shared.identity]));
     } finally {
       await mesh.close();
     }
-  }, 90_000);
+  }, 180_000);
 });
 
 describe('peer text on its way to the logs', () => {
