@@ -15,7 +15,7 @@ import { AureliaError, ErrorId } from '../engine/errors.js';
 import { Aurelia } from '../engine/aurelia.js';
 import { JsonCodec } from '../engine/codec.js';
 import type { Domus } from '../engine/domus.js';
-import type { TabernaId } from '../engine/ids.js';
+import { tabernaIdText, type TabernaId } from '../engine/ids.js';
 import type { TabernaRequest } from '../engine/taberna/request.js';
 import type { Taberna } from '../engine/taberna/taberna.js';
 import {
@@ -250,7 +250,7 @@ export class AureliaServer
       if (other !== undefined) {
         throw new AureliaError(
           ErrorId.TabernaAlreadyRegistered,
-          `handlers '${other}' and '${pattern}' both map to taberna ${id}`,
+          `handlers '${other}' and '${pattern}' both map to taberna ${tabernaIdText(id)}`,
         );
       }
       ids.set(id, pattern);

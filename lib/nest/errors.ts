@@ -42,8 +42,8 @@ export function callFailure(err: unknown, pattern: string, timeoutMs: number | u
       return new AureliaError(
         ErrorId.UnknownTaberna,
         err.message.includes(NOT_SERVED_THERE)
-          ? `'${pattern}' is not served where its route points: check that the route's address is the service that handles '${pattern}', and that its handler's pattern is exactly '${pattern}' (${err.message})`
-          : `no route for '${pattern}': add it to the routes of AureliaModule.forRoot() or of this ClientAurelia (or to discovery), pointing at the domus that serves it (${err.message})`,
+          ? `'${pattern}' is not served where its route points (${err.message}): point the route for '${pattern}' in routes at the service that handles it, or give that service a handler for exactly '${pattern}'`
+          : `no route for '${pattern}': add a route for '${pattern}' in routes (of AureliaModule.forRoot() or of this ClientAurelia) or to discovery, pointing at the domus that serves it (${err.message})`,
         { cause: err },
       );
     case ErrorId.SendTimeout:

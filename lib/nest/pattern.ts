@@ -3,7 +3,7 @@ import 'reflect-metadata';
 import { createHash } from 'node:crypto';
 import { transformPatternToRoute } from '@nestjs/microservices/utils/index.js';
 import { AureliaError, ErrorId } from '../engine/errors.js';
-import { isTabernaId, type TabernaId } from '../engine/ids.js';
+import { isTabernaId, tabernaIdText, type TabernaId } from '../engine/ids.js';
 import { RESERVED_TABERNA_ID_BASE } from '../engine/services/request-reply-wire.js';
 
 /** Prefix hashed before the normalized pattern, so the ids are Aurelia's own (version 1). */
@@ -100,9 +100,11 @@ export function tabernaIdForPattern(pattern: AureliaPattern | unknown): TabernaI
  */
 export function checkExplicitId(id: bigint): TabernaId {
   if (!isTabernaId(id) || id >= RESERVED_TABERNA_ID_BASE) {
+    const shown = isTabernaId(id) ? tabernaIdText(id) : `${id}n`;
     throw new AureliaError(
       ErrorId.InvalidConfig,
-      `taberna id ${id}n is not a u64 below the reserved range (${RESERVED_TABERNA_ID_BASE}n and up)`,
+      `taberna id ${shown} is not a u64 below the reserved range ` +
+        `(${tabernaIdText(RESERVED_TABERNA_ID_BASE)} and up); choose a smaller id`,
     );
   }
   return id;

@@ -161,7 +161,8 @@ export class RouteTable implements RouteResolver {
       text === undefined
         ? `taberna ${tabernaIdText(id)}`
         : `pattern ${inspect(text)} (taberna ${tabernaIdText(id)})`;
-    const example = text === undefined ? `{ pattern: ${id}n, address }` : inspect(text);
+    const example =
+      text === undefined ? `{ pattern: 0x${id.toString(16)}n, address }` : inspect(text);
     return new AureliaError(
       ErrorId.UnknownTaberna,
       `no route to ${what}: add a route for ${example}, a prefix route such as 'name.*' or a ` +

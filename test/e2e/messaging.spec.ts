@@ -69,7 +69,9 @@ describe.each(['tcp', 'socket'] as const)('messaging over %s', (transport) => {
 
   it('answers UnknownTaberna for an id the remote does not host and one nobody routes', async () => {
     mesh.route(99n, 'beta');
-    expect((await rejection(alpha.send(codec, 99n, { n: 1 }))).kind).toBe(ErrorId.UnknownTaberna);
+    const notThere = await rejection(alpha.send(codec, 99n, { n: 1 }), ErrorId.UnknownTaberna);
+    expect(notThere.message).toContain('no taberna 0x63 (99) is registered at the destination');
+    expect(notThere.message).toContain(`(at ${beta.identity}, ${beta.localAddr.key})`);
     const unrouted = await rejection(alpha.send(codec, 12345n, { n: 1 }));
     expect(unrouted.kind).toBe(ErrorId.UnknownTaberna);
     expect(unrouted.message).toContain('12345');

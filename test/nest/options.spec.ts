@@ -57,7 +57,10 @@ describe('pattern → taberna id', () => {
 
   it('uses a bigint pattern as the id and refuses one in the reserved range', () => {
     expect(tabernaIdForPattern(42n)).toBe(42n);
-    expect(() => tabernaIdForPattern(RESERVED_TABERNA_ID_BASE)).toThrow(/reserved range/);
+    expect(() => tabernaIdForPattern(RESERVED_TABERNA_ID_BASE)).toThrow(
+      `taberna id 0x${RESERVED_TABERNA_ID_BASE.toString(16)} is not a u64 below the reserved range`,
+    );
+    expect(() => tabernaIdForPattern(-1n)).toThrow('taberna id -1n is not a u64');
     expect(() => normalizePattern(null)).toThrow(AureliaError);
   });
 });

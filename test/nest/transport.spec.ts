@@ -302,6 +302,9 @@ describe('Nest over Aurelia: hybrid app serving, module client calling', () => {
       const message = (err as Error).message;
       expect(message).toContain("'nobody.home' is not served where its route points");
       expect(message).toContain(`no taberna ${hex} is registered at the destination`);
+      const billingDomus = billing.get(AureliaServer).unwrap<Domus>();
+      expect(message).toContain(`(at ${billingDomus.identity}, ${billingDomus.localAddr.key})`);
+      expect(message).toContain("point the route for 'nobody.home' in routes at the service");
     }
   });
 });
@@ -641,6 +644,6 @@ describe('Nest over Aurelia: serializers and handler ids', () => {
       (e: unknown) => e,
     );
     expect(AureliaError.is(err, ErrorId.TabernaAlreadyRegistered)).toBe(true);
-    expect((err as AureliaError).message).toContain(`'a' and 'b'`);
+    expect((err as AureliaError).message).toContain(`'a' and 'b' both map to taberna 0x7 (7)`);
   });
 });

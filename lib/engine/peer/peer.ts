@@ -414,7 +414,11 @@ export class OutboundPeer implements CallisHandler {
           callis.close(reportedByPeer(callis, kind, message));
           return;
         }
-        this.onDecision(callis, peerMsgId, new AureliaError(kind, message));
+        this.onDecision(
+          callis,
+          peerMsgId,
+          new AureliaError(kind, refusalText(kind, message, callis.identity, this.address)),
+        );
         return;
       }
       case ControlType.Reply:
@@ -674,4 +678,13 @@ export class OutboundPeer implements CallisHandler {
       done();
     }
   }
+}
+
+/**
+ * The message of a peer's refusal of one message: an `UnknownTaberna` (nothing serves the taberna
+ * at the receiver) also names the receiver, its identity and the address it was reached at, which
+ * only the sender knows.
+ */
+function refusalText(kind: ErrorId, message: string, identity: string, address: string): string {
+  return kind === ErrorId.UnknownTaberna ? `${message} (at ${identity}, ${address})` : message;
 }
