@@ -95,12 +95,47 @@ describe('the packed package', () => {
     await packed?.cleanup();
   });
 
-  it('ships the docs and the sample the README links to, beside the built code', () => {
+  it('ships the licence, the docs and the sample the README links to, beside the built code', () => {
     const files = new Set(pack().files);
-    for (const file of ['README.md', 'docs/NEST.md', 'sample/README.md', 'dist/lib/index.js']) {
+    for (const file of [
+      'LICENSE',
+      'README.md',
+      'docs/NEST.md',
+      'sample/README.md',
+      'dist/lib/index.js',
+    ]) {
       expect(files).toContain(file);
     }
     expect([...files].filter((f) => f.startsWith('test/') || f.startsWith('lib/'))).toEqual([]);
+  });
+
+  it('ships the MIT licence its package.json declares', async () => {
+    const installed = path.join(pack().root, 'node_modules', 'aurelia-mesh');
+    const manifest = JSON.parse(await readFile(path.join(installed, 'package.json'), 'utf8')) as {
+      license?: string;
+    };
+    expect(manifest.license).toBe('MIT');
+    expect(await readFile(path.join(installed, 'LICENSE'), 'utf8')).toMatch(/^MIT License\n/);
+  });
+
+  it('ships no source map that points at a file it does not carry', async () => {
+    const files = new Set(pack().files);
+    const maps = pack().files.filter((f) => f.endsWith('.map'));
+    expect(maps.filter((f) => f.endsWith('.d.ts.map'))).toEqual([]);
+    expect(maps.length).toBeGreaterThan(0);
+    const dangling: string[] = [];
+    for (const file of maps) {
+      const map = JSON.parse(
+        await readFile(path.join(pack().root, 'node_modules', 'aurelia-mesh', file), 'utf8'),
+      ) as { sources: string[]; sourcesContent?: (string | null)[] };
+      map.sources.forEach((source, i) => {
+        const target = path.posix.normalize(path.posix.join(path.posix.dirname(file), source));
+        if (!files.has(target) && typeof map.sourcesContent?.[i] !== 'string') {
+          dangling.push(`${file} → ${source}`);
+        }
+      });
+    }
+    expect(dangling).toEqual([]);
   });
 
   it('resolves every relative link of its Markdown files inside the package', async () => {
