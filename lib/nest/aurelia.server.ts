@@ -263,33 +263,40 @@ export class AureliaServer
     pattern: string,
   ): Promise<void> {
     try {
-      for await (const request of taberna) {
-        const frame = request.message;
-        const refusal = this.authorization?.check(request.peer, pattern);
-        if (refusal) {
-          this.refuse(request, frame, taberna.id, refusal);
-          continue;
-        }
-        if (request.blobReceiver !== undefined && frame.kind !== 'message') {
-          request.reject(
-            rejectionReason({
-              status: 'error',
-              message: `'${pattern}' takes blobs only with events (sendBlob), not with a ${frame.kind}`,
-            }),
-          );
-          continue;
-        }
-        switch (frame.kind) {
-          case 'message':
-            void this.onEvent(request, frame.message, pattern, taberna.id);
-            break;
-          case 'request':
-            this.onRequest(request, frame, pattern, taberna.id);
-            break;
-        }
-      }
+      await taberna.serveEach((request) => this.take(request, taberna.id, pattern));
     } catch {
       // The domus shut down (DomusClosed): nothing more arrives.
+    }
+  }
+
+  /** Starts handling one request in the turn it arrived. */
+  private take(
+    request: TabernaRequest<RequestReplyInbound<unknown>>,
+    tabernaId: TabernaId,
+    pattern: string,
+  ): void {
+    const frame = request.message;
+    const refusal = this.authorization?.check(request.peer, pattern);
+    if (refusal) {
+      this.refuse(request, frame, tabernaId, refusal);
+      return;
+    }
+    if (request.blobReceiver !== undefined && frame.kind !== 'message') {
+      request.reject(
+        rejectionReason({
+          status: 'error',
+          message: `'${pattern}' takes blobs only with events (sendBlob), not with a ${frame.kind}`,
+        }),
+      );
+      return;
+    }
+    switch (frame.kind) {
+      case 'message':
+        void this.onEvent(request, frame.message, pattern, tabernaId);
+        break;
+      case 'request':
+        this.onRequest(request, frame, pattern, tabernaId);
+        break;
     }
   }
 
@@ -379,29 +386,39 @@ export class AureliaServer
   ): void {
     const channel = this.responder?.accept(request, frame, tabernaId);
     if (!channel) return;
-    this.runRequest(channel, pattern, tabernaId).catch((err: unknown) =>
-      this.respond(channel, '', { err: errorPayload(err) }),
-    );
+    const fail = (err: unknown): unknown => this.respond(channel, '', { err: errorPayload(err) });
+    try {
+      const deserialized = this.deserializer.deserialize(this.body.decode(channel.body), {
+        channel: pattern,
+      });
+      const running = isThenable(deserialized)
+        ? Promise.resolve(deserialized).then((packet) =>
+            this.runRequest(channel, pattern, tabernaId, packet as IncomingRequest),
+          )
+        : this.runRequest(channel, pattern, tabernaId, deserialized as IncomingRequest);
+      if (running instanceof Promise) running.catch(fail);
+    } catch (err) {
+      fail(err);
+    }
   }
 
-  private async runRequest(
+  /**
+   * Runs the handler of one request and answers it. Returns a promise only while work goes on
+   * after this turn; throws (or rejects) with what the handler path threw.
+   */
+  private runRequest(
     channel: ReplyChannel,
     pattern: string,
     tabernaId: TabernaId,
-  ): Promise<void> {
-    const value = this.body.decode(channel.body);
-    const deserialized = this.deserializer.deserialize(value, { channel: pattern });
-    const packet = (
-      isThenable(deserialized) ? await deserialized : deserialized
-    ) as IncomingRequest;
+    packet: IncomingRequest,
+  ): unknown {
     const id = typeof packet.id === 'string' ? packet.id : '';
     const handler: MessageHandler | null = this.handlerFor(pattern);
     if (!handler || handler.isEventHandler) {
       const message = handler
         ? `'${pattern}' takes events (emit), not messages`
         : NO_MESSAGE_HANDLER;
-      await this.respond(channel, id, { err: { status: 'error', message } });
-      return;
+      return this.respond(channel, id, { err: { status: 'error', message } });
     }
     const context = new AureliaContext([channel.peer, tabernaId, pattern, packet.metadata]);
     const span = this.tracing?.server(pattern, packet.metadata, channel.peer, tabernaId);
@@ -409,15 +426,9 @@ export class AureliaServer
       // No hook or span to run around the handler: its result is answered directly, with the
       // meaning Nest's `transformToObservable` and `send` give it.
       const result: unknown = handler(packet.data, context);
-      const value = result instanceof Promise ? ((await result) as unknown) : result;
-      if (!isObservable(value)) {
-        await this.respond(channel, id, { response: value, isDisposed: true });
-        return;
-      }
-      this.send(value.pipe(takeUntil(abortedBy(channel))), (reply) =>
-        this.respond(channel, id, reply),
-      );
-      return;
+      return result instanceof Promise
+        ? result.then((value: unknown) => this.answer(channel, id, value))
+        : this.answer(channel, id, result);
     }
     const aborted = abortedBy(channel);
     const handle = (): unknown =>
@@ -430,16 +441,29 @@ export class AureliaServer
           return this.respond(channel, id, reply);
         },
       );
-    const started = span ? span.run(handle) : handle();
-    if (started instanceof Promise) await started;
+    return span ? span.run(handle) : handle();
+  }
+
+  /** Answers a handler's value: one final reply, or one reply per value of an Observable. */
+  private answer(channel: ReplyChannel, id: string, value: unknown): unknown {
+    if (!isObservable(value))
+      return this.respond(channel, id, { response: value, isDisposed: true });
+    this.send(value.pipe(takeUntil(abortedBy(channel))), (reply) =>
+      this.respond(channel, id, reply),
+    );
+    return undefined;
   }
 
   /**
    * Sends one of Nest's write packets: a value, the error, or the completion. Synchronous when
    * the serializer is: a single-value reply leaves in the same turn the handler's value arrived.
    */
-  private respond(channel: ReplyChannel, id: string, packet: WritePacket): Promise<unknown> {
-    if (channel.ended) return FALSE;
+  private respond(
+    channel: ReplyChannel,
+    id: string,
+    packet: WritePacket,
+  ): Promise<unknown> | undefined {
+    if (channel.ended) return undefined;
     let step: Promise<unknown> | unknown;
     try {
       if (packet.err !== undefined) {
@@ -458,7 +482,7 @@ export class AureliaServer
     }
     return isThenable(step)
       ? Promise.resolve(step).catch((err: unknown) => this.failEncoding(channel, id, err))
-      : Promise.resolve(step);
+      : undefined;
   }
 
   /** Serializes and encodes `packet`, then runs `then` with the body (at once when possible). */
@@ -507,8 +531,6 @@ export class AureliaServer
     this._status$.next('closed');
   }
 }
-
-const FALSE = Promise.resolve(false);
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof (value as { then?: unknown } | null | undefined)?.then === 'function';

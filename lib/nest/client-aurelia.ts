@@ -1,9 +1,11 @@
 // The Nest client proxy: send() over A2 request/reply, emit() as one accepted message, sendBlob().
 import 'reflect-metadata';
+import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   ClientProxy,
+  type PacketId,
   type PacketMetadata,
   type ReadPacket,
   type WritePacket,
@@ -73,6 +75,8 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
   private owned: Aurelia | undefined;
   private closed = false;
   private hadLinks = false;
+  private readonly packetIdPrefix = `${randomBytes(6).toString('base64url')}-`;
+  private packetCount = 0;
 
   constructor(
     source: Domus | AureliaModuleOptions | ResolvedAureliaOptions,
@@ -194,6 +198,17 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
       (err: unknown) => outcome.error(err),
     );
     return outcome.asObservable();
+  }
+
+  /**
+   * Gives a request packet its id: this client's random prefix and a counter, unique per client
+   * like Nest's random ids, at a fraction of their cost. Aurelia matches replies to calls by the
+   * message they answer, so the id only serves serializers and handlers that read it.
+   */
+  protected override assignPacketId(packet: ReadPacket): ReadPacket & PacketId {
+    return Object.assign(packet, {
+      id: `${this.packetIdPrefix}${(++this.packetCount).toString(36)}`,
+    });
   }
 
   // Synchronous when the serializer and deserializer answer at once: no promise per call.

@@ -295,6 +295,41 @@ describe('taberna', () => {
     expect(seen).toEqual([0, 1, 2]);
   });
 
+  it('serveEach hands queued requests first, then each new one in the turn it arrives', async () => {
+    const { registry, send, sink } = setup({ queueSize: 8 });
+    const taberna = registry.register(1n, codec);
+    for (let i = 0; i < 3; i++) send(1n, { n: i });
+    const seen: number[] = [];
+    const served = taberna.serveEach((request) => {
+      seen.push(request.message.n);
+      if (request.message.n === 4) throw new Error('handler broke');
+      request.accept();
+    });
+    expect(seen).toEqual([0, 1, 2]);
+    send(1n, { n: 3 });
+    expect(seen).toEqual([0, 1, 2, 3]);
+    const broken = send(1n, { n: 4 });
+    expect(await sink.decisionOf(broken)).toMatchObject({
+      accepted: false,
+      errorId: ErrorId.RemoteTabernaRejected,
+      message: 'handler broke',
+    });
+    await expectAurelia(
+      taberna.serveEach(() => undefined),
+      ErrorId.InvalidConfig,
+    );
+    taberna.close();
+    await expect(served).resolves.toBeUndefined();
+  });
+
+  it('serveEach rejects with DomusClosed when the domus shuts down', async () => {
+    const { registry } = setup();
+    const taberna = registry.register(1n, codec);
+    const served = taberna.serveEach(() => undefined);
+    registry.shutdown();
+    await expectAurelia(served, ErrorId.DomusClosed);
+  });
+
   it('counts every decision exactly once', async () => {
     const { registry, send, sink, decided } = setup({ acceptTimeoutMs: 30 });
     const taberna = registry.register(1n, codec);

@@ -98,11 +98,11 @@ export class RequestReplyServer {
 
   private async run(): Promise<void> {
     try {
-      for await (const request of this.taberna) {
+      await this.taberna.serveEach((request) => {
         const frame = request.message;
         if (frame.kind === 'request') this.start(request, frame);
         else request.reject('this taberna takes requests only');
-      }
+      });
     } catch {
       // The domus shut down (DomusClosed); open calls end below.
     } finally {

@@ -86,6 +86,14 @@ export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
   private readonly waitingBySender = new Map<DecisionSink, number>();
   /** Senders told their share is full, until it has room again. */
   private readonly fullSenders = new Set<DecisionSink>();
+  /** The `serveEach` handler and its completion, while it serves. */
+  private consumer:
+    | {
+        handler: (request: TabernaRequest<T>) => void;
+        resolve: () => void;
+        reject: (err: AureliaError) => void;
+      }
+    | undefined;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   private closedWith: AureliaError | undefined;
@@ -150,6 +158,43 @@ export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
   }
 
   /**
+   * @internal Hands every request to `handler` in the turn it arrives, oldest first: what a
+   * `for await` loop over the taberna does, without a promise and a turn per request. One
+   * consumer per taberna; `next()` and iteration must not be used beside it. A request whose
+   * handler throws is rejected with the error's message. Resolves when the taberna is closed;
+   * rejects with `DomusClosed` when the domus shuts down, `InvalidConfig` when already served.
+   */
+  serveEach(handler: (request: TabernaRequest<T>) => void): Promise<void> {
+    if (this.closedWith) {
+      return AureliaError.is(this.closedWith, ErrorId.TabernaShutdown)
+        ? Promise.resolve()
+        : Promise.reject(this.closedWith);
+    }
+    if (this.consumer) {
+      return Promise.reject(
+        new AureliaError(
+          ErrorId.InvalidConfig,
+          `taberna ${tabernaIdText(this.id)} already has a consumer`,
+        ),
+      );
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.consumer = { handler, resolve, reject };
+      for (let d = this.takeReady(); d && this.consumer; d = this.takeReady()) this.consume(d);
+    });
+  }
+
+  /** Gives one delivery to the consumer; a consumer that throws refuses it with the error. */
+  private consume(delivery: Delivery): void {
+    const request = this.handOut(delivery);
+    try {
+      this.consumer!.handler(request);
+    } catch (err) {
+      if (!delivery.isSettled) request.reject(err instanceof Error ? err.message : String(err));
+    }
+  }
+
+  /**
    * Deregisters the taberna: later sends to its id fail with `UnknownTaberna`, messages not yet
    * decided fail with `TabernaShutdown`, pending `next()` calls reject with `TabernaShutdown`.
    */
@@ -177,6 +222,11 @@ export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
       return;
     }
     if (!this.decode(delivery)) return;
+    if (this.consumer) {
+      // A consumer leaves nothing queued: this delivery is the oldest.
+      this.consume(delivery);
+      return;
+    }
     const waiter = this.takeWaiter();
     if (waiter) {
       if (waiter.entry) this.timed.remove(waiter.entry);
@@ -443,5 +493,9 @@ export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
       w.settled = true;
       w.reject(reason);
     }
+    const consumer = this.consumer;
+    this.consumer = undefined;
+    if (AureliaError.is(reason, ErrorId.TabernaShutdown)) consumer?.resolve();
+    else consumer?.reject(reason);
   }
 }
