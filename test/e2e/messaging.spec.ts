@@ -381,6 +381,11 @@ describe('faults between two domus', () => {
     expect(request.message).toEqual({ n: 4 });
     request.accept();
     await after;
+    // Reporting events reach subscribers on a later turn than the failures they report.
+    await eventually(
+      () => events.some((e) => e.type === 'PeerSessionRestarted'),
+      'the PeerSessionRestarted event',
+    );
     const restart = events.find((e) => e.type === 'PeerSessionRestarted');
     expect(restart).toMatchObject({ failedMessages: 3 });
   });
