@@ -33,11 +33,10 @@ export interface ReplicaCase {
   readonly latency: LatencyStats;
   /** Each replica's share of the calls it was sent in this case (0..1), replica 1 first. */
   readonly shares: readonly number[];
-  /**
-   * CPU time per call of every process involved (µs): the calling process over the measured runs
-   * plus the replica processes over the whole case.
-   */
-  readonly cpuUsPerOp: number;
+  /** CPU time per call of the calling process over the measured runs (µs). */
+  readonly callerCpuUs: number;
+  /** CPU time per call of the replica processes together over the whole case (µs). */
+  readonly replicaCpuUs: number;
 }
 
 /**
@@ -81,7 +80,8 @@ async function measureCase(
       rate,
       latency: latencyStats(samples),
       shares: counts.map((c) => (total === 0 ? 0 : c / total)),
-      cpuUsPerOp: rate.cpuUsPerOp + (total === 0 ? Number.NaN : replicaCpuUs / total),
+      callerCpuUs: rate.cpuUsPerOp,
+      replicaCpuUs: total === 0 ? Number.NaN : replicaCpuUs / total,
     };
   } finally {
     await caller.shutdown();
@@ -97,6 +97,7 @@ function recordCase(
 ): void {
   const { inflight } = ctx.plan.replicas;
   const key = replicasWorkload(measured.replicas, inflight);
+  const cpuUsPerOp = measured.callerCpuUs + measured.replicaCpuUs;
   ctx.record({
     workload: key.id,
     title: key.title,
@@ -106,10 +107,25 @@ function recordCase(
     better: 'higher',
     value: measured.rate.median,
     runs: measured.rate.runs,
-    ...(Number.isFinite(measured.cpuUsPerOp) ? { cpuUsPerOp: measured.cpuUsPerOp } : {}),
+    ...(Number.isFinite(cpuUsPerOp) ? { cpuUsPerOp } : {}),
     note: 'acknowledged sends; CPU/msg counts the caller and every replica process',
   });
   recordLatency(ctx, who, key, measured.latency);
+  // Where the CPU goes: the caller (balancing included) and the replicas that serve the calls.
+  for (const [metric, value] of [
+    ['CPU/msg caller', measured.callerCpuUs],
+    ['CPU/msg replicas', measured.replicaCpuUs],
+  ] as const) {
+    ctx.record({
+      workload: key.id,
+      title: key.title,
+      ...who,
+      metric,
+      unit: 'µs',
+      better: 'lower',
+      ...(Number.isFinite(value) ? { value } : { note: 'no call completed' }),
+    });
+  }
   if (single && measured !== single) {
     for (const [metric, value, reference, better] of [
       ['msg/s ÷ 1 replica', measured.rate.median, single.rate.median, 'higher'],

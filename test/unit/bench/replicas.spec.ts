@@ -44,8 +44,17 @@ describe('bench replicas workload', () => {
       );
     const one = rows(1);
     const two = rows(2);
-    expect([...one.keys()].sort()).toEqual(['msg/s', 'p50', 'p99', 'share r1']);
+    expect([...one.keys()].sort()).toEqual([
+      'CPU/msg caller',
+      'CPU/msg replicas',
+      'msg/s',
+      'p50',
+      'p99',
+      'share r1',
+    ]);
     expect([...two.keys()].sort()).toEqual([
+      'CPU/msg caller',
+      'CPU/msg replicas',
       'msg/s',
       'msg/s ÷ 1 replica',
       'p50',
@@ -57,7 +66,12 @@ describe('bench replicas workload', () => {
     ]);
     for (const row of [one, two]) {
       expect(row.get('msg/s')!.value).toBeGreaterThan(0);
-      expect(row.get('msg/s')!.cpuUsPerOp).toBeGreaterThan(0);
+      expect(row.get('CPU/msg caller')!.value).toBeGreaterThan(0);
+      expect(row.get('CPU/msg replicas')!.value).toBeGreaterThan(0);
+      expect(row.get('msg/s')!.cpuUsPerOp).toBeCloseTo(
+        row.get('CPU/msg caller')!.value! + row.get('CPU/msg replicas')!.value!,
+        9,
+      );
       expect(row.get('p50')!.value).toBeGreaterThan(0);
       expect(row.get('p99')!.value).toBeGreaterThanOrEqual(row.get('p50')!.value!);
     }
