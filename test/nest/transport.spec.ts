@@ -170,6 +170,17 @@ describe('Nest over Aurelia: hybrid app serving, module client calling', () => {
     expect(seen.finished).toContain(text);
   }
 
+  it('takes 400 concurrent send() calls to one peer with the default queue sizes', async () => {
+    const calls = Array.from({ length: 400 }, (_, i) =>
+      lastValueFrom(client.send<number>('sum', [i, 1])),
+    );
+    const results = await Promise.allSettled(calls);
+    expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
+    expect(results.map((r) => (r as PromiseFulfilledResult<number>).value)).toEqual(
+      Array.from({ length: 400 }, (_, i) => i + 1),
+    );
+  });
+
   it('keeps Nest’s send() contract on the connected path: cold, one call per subscription', async () => {
     const before = seen.notes.length;
     const call = client.send<number>('sum', [2, 3]);

@@ -43,7 +43,7 @@ function permissive(): Record<string, unknown> {
 describe('defaultDomusConfig', () => {
   it('returns the defaults of the design, section 7', () => {
     expect(defaultDomusConfig()).toEqual({
-      sendQueueSize: 128,
+      sendQueueSize: 512,
       sendTimeoutMs: 30_000,
       callisConnectTimeoutMs: 15_000,
       acceptTimeoutMs: 5_000,
@@ -440,7 +440,7 @@ describe('mergeDomusConfig', () => {
     const base = defaultDomusConfig();
     const merged = mergeDomusConfig(base, { sendQueueSize: 256, reconnectBackoffMs: [50] });
     expect(merged).toEqual({ ...base, sendQueueSize: 256, reconnectBackoffMs: [50] });
-    expect(base.sendQueueSize).toBe(128);
+    expect(base.sendQueueSize).toBe(512);
     expect(Object.isFrozen(merged)).toBe(true);
   });
 
@@ -449,7 +449,7 @@ describe('mergeDomusConfig', () => {
       sendQueueSize: undefined,
       maxPayloadLen: 1024,
     });
-    expect(merged.sendQueueSize).toBe(128);
+    expect(merged.sendQueueSize).toBe(512);
     expect(merged.maxPayloadLen).toBe(1024);
   });
 

@@ -17,7 +17,7 @@ export const DEFAULT_BLOB_WINDOWS: Readonly<{
 
 /** The defaults themselves; copy before use (`defaultDomusConfig()` does). */
 export const DEFAULTS: DomusConfig = {
-  sendQueueSize: 128,
+  sendQueueSize: 512,
   sendTimeoutMs: 30_000,
   callisConnectTimeoutMs: 15_000,
   acceptTimeoutMs: 5_000,
