@@ -85,6 +85,8 @@ export {
   type PeerSessionRestartedEvent,
   type ReplicaEvent,
   type ShutdownEvent,
+  type DrainEvent,
+  type PeerDrainingEvent,
 } from './engine/reporting/reporting.js';
 export { BlobSender } from './engine/blob/sender.js';
 export { BlobReceiver } from './engine/blob/receiver.js';

@@ -29,6 +29,7 @@ import { LinkBook } from './links.js';
 import { InboundAdmission } from './inbound.js';
 import { randomSessionEpoch } from './peer/epoch.js';
 import { type DispatchMessage, Router } from './routing.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export type { DispatchMessage } from './routing.js';
 
@@ -110,7 +111,11 @@ export class Domus {
   private listener: TlsListener | undefined;
   private housekeeping: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
+  /** Set when shutdown starts: new sends and tabernae are refused. */
   private closed = false;
+  private draining: Promise<void> | undefined;
+  /** Set once the drain ended in a shutdown: inbound connections are refused. */
+  private inboundStopped = false;
 
   /** Not for applications: use `DomusBuilder.build()`. */
   constructor(
@@ -182,7 +187,8 @@ export class Domus {
       ...shared,
       blobBudget: this.blobBudget,
       config: () => this.config.value,
-      isClosed: () => this.closed,
+      isClosed: () => this.inboundStopped,
+      isDraining: () => this.draining !== undefined,
       deliver: (dst, delivery) => this.registry.deliver(dst, delivery),
     });
     this.reporting.security.noteCertificate(auth.identity, auth.certificate);
@@ -365,10 +371,47 @@ export class Domus {
   }
 
   /**
-   * Shuts down gracefully: stops accepting at once, fails queued inbound requests and pending
-   * `next()` with `DomusClosed`, lets sends already on a live connection finish or fail by their
-   * deadline (queued work for unreachable peers fails with `DomusClosed` at once), says `close`
-   * on every callis and resolves when no socket, listener or timer is left. Idempotent.
+   * Starts a graceful drain without closing: every connected sender is told (a `drain` frame) to
+   * write nothing new here, so its balancer stops choosing this domus and moves what it had
+   * queued to other replicas; a message that still arrives, and a remote request waiting in a
+   * taberna that no handler took yet, is refused with `Draining` (its sender retries it
+   * elsewhere). Resolves once everything accepted before is
+   * decided, its replies acknowledged and its blob streams ended, or when `drainTimeoutMs` has
+   * passed, whichever comes first; never rejects. Sends of this domus keep working meanwhile, so
+   * handlers finishing their work can still call other services. `shutdown()` drains first by
+   * itself. Idempotent.
+   */
+  drain(): Promise<void> {
+    if (!this.draining) this.draining = this.doDrain();
+    return this.draining;
+  }
+
+  private async doDrain(): Promise<void> {
+    if (this.inboundStopped) return;
+    const startedAt = Date.now();
+    this.reporting.emit({ type: 'DrainStarted', at: startedAt });
+    this.inbound.announceDrain();
+    this.registry.refuseUntaken(
+      new AureliaError(
+        ErrorId.Draining,
+        'the receiving domus is shutting down; no handler had taken this message',
+      ),
+    );
+    const deadline = startedAt + this.config.value.drainTimeoutMs;
+    // Checked on a short period rather than per decision, keeping the decision path untouched.
+    while (this.inbound.busy() && Date.now() < deadline) {
+      await sleep(Math.min(DRAIN_CHECK_MS, Math.max(1, deadline - Date.now())));
+    }
+    this.reporting.emit({ type: 'DrainComplete', at: Date.now(), finished: !this.inbound.busy() });
+  }
+
+  /**
+   * Shuts down gracefully: refuses new sends and tabernae at once, drains (see `drain`: peers
+   * are told, what arrives is refused with `Draining`, accepted work gets up to `drainTimeoutMs`)
+   * while sends already on a live connection finish or fail by their deadline (queued work for
+   * unreachable peers fails with `DomusClosed` at once); then fails what is still queued or
+   * undecided inbound and pending `next()` with `DomusClosed`, says `close` on every callis and
+   * resolves when no socket, listener or timer is left. Idempotent.
    */
   shutdown(): Promise<void> {
     if (!this.closing) this.closing = this.doShutdown();
@@ -378,12 +421,13 @@ export class Domus {
   private async doShutdown(): Promise<void> {
     this.reporting.emit({ type: 'ShutdownStarted', at: Date.now() });
     this.closed = true;
+    await Promise.all([this.drain(), this.router.drain()]);
+    this.inboundStopped = true;
     if (this.housekeeping) clearInterval(this.housekeeping);
     this.housekeeping = undefined;
     const listenerClosed = this.listener?.close();
     this.inbound.stopHandshakes(domusClosedError());
     this.registry.shutdown();
-    await this.router.drain();
     const goodbyes = [...this.router.close(), ...this.inbound.close(domusClosedError())];
     await Promise.all([listenerClosed, ...goodbyes]);
     this.reporting.emit({ type: 'ShutdownComplete', at: Date.now() });
@@ -438,6 +482,9 @@ const MESSAGE_OUTCOME: SendOutcome = Object.freeze({ kind: 'message' });
 function dispatchFlags(message: DispatchMessage): number {
   return (message.flags ?? 0) & ~FrameFlags.Blob;
 }
+
+/** How often a drain checks whether the work it waits for is finished. */
+const DRAIN_CHECK_MS = 10;
 
 /** How long a shutdown waits for the reporting feeds to deliver what they still hold. */
 const FEED_DRAIN_BOUND_MS = 1000;

@@ -38,6 +38,20 @@ export enum ErrorId {
    * listener, or listen elsewhere.
    */
   AddressInUse = 27,
+  /**
+   * The receiving domus is draining (shutting down gracefully) and refused the message before any
+   * handler saw it: the message certainly did not run there. Retryable: a balanced route sends it
+   * to another replica within its deadline by itself; a caller seeing it may retry elsewhere or
+   * once the service is back.
+   */
+  Draining = 28,
+  /**
+   * The message was written to a replica that went away (its connection died and it could not be
+   * reached again) before deciding it: it may or may not have run there, so it is not repeated
+   * anywhere. Check the outcome with the service (or make the operation idempotent) before
+   * retrying.
+   */
+  OutcomeUnknown = 29,
 }
 
 /** Returns the name of an error id (`'SendTimeout'`), or `undefined` for a number we do not know. */

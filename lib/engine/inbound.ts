@@ -24,6 +24,8 @@ export interface InboundHost {
   readonly callisSettings: CallisSettings;
   config(): DomusConfig;
   isClosed(): boolean;
+  /** True while the domus drains: sessions refuse new messages and tell their senders. */
+  isDraining(): boolean;
   /** Routes a delivery to a taberna (or refuses it). */
   deliver(dst: TabernaId, delivery: Delivery): void;
 }
@@ -176,6 +178,17 @@ export class InboundAdmission {
     }
   }
 
+  /** The domus began draining: every connected sender is told to write nothing new. */
+  announceDrain(): void {
+    for (const session of this.sessions.values()) session.announceDrain();
+  }
+
+  /** True while any session holds work to finish (see `InboundSession.busy`). */
+  busy(): boolean {
+    for (const session of this.sessions.values()) if (session.busy) return true;
+    return false;
+  }
+
   /** The per-peer limits changed live: sessions pause or resume reading accordingly. */
   applyLimits(): void {
     for (const session of this.sessions.values()) session.applyLimits();
@@ -271,6 +284,7 @@ export class InboundAdmission {
       onOversizeRefused: (_session, err) => this.host.reporting.error(err),
       onCallisClosed: (session, callis, reason) =>
         this.callisClosed(session, callis, reason, 'primary'),
+      draining: () => this.host.isDraining(),
     };
   }
 }

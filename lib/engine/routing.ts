@@ -18,7 +18,7 @@ import {
 import type { DomusConfig } from './config.js';
 import type { CallisSettings } from './peer/callis.js';
 import { randomSessionEpoch } from './peer/epoch.js';
-import { OutboundPeer, type PeerHost } from './peer/peer.js';
+import { type BlobRelease, OutboundPeer, type PeerHost } from './peer/peer.js';
 import { FrameFlags } from './wire/frame.js';
 import { Delivery, type PeerInfo } from './taberna/request.js';
 import type { TabernaRegistry } from './taberna/registry.js';
@@ -177,14 +177,16 @@ export class Router {
   ): Promise<unknown> {
     let addr: DomusAddr;
     let replica: string | undefined;
+    let route: ReplicaSet | undefined;
     if (target instanceof DomusAddr) addr = target;
     else {
       // A route that names its identity: the send may only be written to that identity.
       if (target.identity !== undefined) message = withRouteIdentity(message, target.identity);
       if (target.addresses.length === 1) addr = target.addresses[0];
       else {
-        replica = this.pickReplica(target, message);
-        addr = target.addressOf(replica)!;
+        route = target;
+        replica = this.pickReplica(route, hashKey(route, message), this.unavailable);
+        addr = route.addressOf(replica)!;
       }
     }
     if (addr.key === this.host.localAddr()?.key) {
@@ -203,6 +205,8 @@ export class Router {
     const pending = BalancedSend.of(message, blob, deadline, startedAt, outcome);
     pending.tracker = this;
     pending.replica = replica;
+    pending.route = route!;
+    pending.key = hashKey(route!, message);
     const promise = promiseOf(pending);
     this.balancer.started(replica);
     try {
@@ -220,12 +224,15 @@ export class Router {
    * send when its link is up; otherwise by a dial alone (no call is risked where no link is),
    * and the send picks again.
    */
-  private pickReplica(route: ReplicaSet, message: DispatchMessage): string {
+  private pickReplica(
+    route: ReplicaSet,
+    key: string,
+    unavailable: (replica: string) => boolean,
+  ): string {
     const now = Date.now();
-    const key = route.balancing === 'hash' ? (message.balanceKey ?? String(message.to)) : '';
     let replica = '';
     for (let tries = 0; tries <= route.keys.length; tries++) {
-      const pick = this.tuned().pick(route.keys, route.balancing, now, key);
+      const pick = this.tuned().pick(route.keys, route.balancing, now, key, unavailable);
       replica = pick.replica;
       if (pick.decision === undefined) break;
       this.report(pick.decision, now);
@@ -236,13 +243,78 @@ export class Router {
     return replica;
   }
 
+  /** A replica announced a drain: it takes nothing new until it reconnects. */
+  private readonly unavailable = (replica: string): boolean =>
+    this.peers.get(replica)?.remoteDraining === true;
+
+  /**
+   * Sends a balanced send that no application has seen to another replica of its route, within
+   * its deadline: the replica it was on is draining, unreachable, or refused it as draining or
+   * busy. False (the send is untouched) when no other replica is available, the deadline passed
+   * or this domus is closing.
+   */
+  private moveSend(send: BalancedSend, blobRelease: BlobRelease | undefined): boolean {
+    if (send.tracker === undefined || this.host.isClosed() || Date.now() >= send.deadline) {
+      return false;
+    }
+    const from = send.replica;
+    const elsewhere = (replica: string): boolean => replica === from || this.unavailable(replica);
+    if (send.route.keys.every(elsewhere)) return false;
+    const to = this.pickReplica(send.route, send.key, elsewhere);
+    const addr = send.route.addressOf(to)!;
+    if (elsewhere(to) || addr.key === this.host.localAddr()?.key) return false;
+    this.balancer.released(from);
+    this.balancer.started(to);
+    send.replica = to;
+    this.host.metrics.sendsFailedOver++;
+    try {
+      this.peerFor(addr).submit(send, blobRelease);
+    } catch (err) {
+      // Refused before admission (a full lane there): the send fails with that reason.
+      this.balancer.released(to);
+      send.tracker = undefined;
+      blobRelease?.();
+      send.reject(err as AureliaError);
+    }
+    return true;
+  }
+
+  /** Moves the queued balanced sends of `peer` that another replica can take; returns how many. */
+  private moveQueued(peer: OutboundPeer): number {
+    const taken = peer.takeQueued((context) => context instanceof BalancedSend);
+    let moved = 0;
+    for (const { context, blobRelease } of taken) {
+      const send = context as BalancedSend;
+      if (this.moveSend(send, blobRelease)) moved++;
+      else peer.readmit(send, blobRelease);
+    }
+    return moved;
+  }
+
+  /**
+   * A replica's link died and dialling it again failed: what was queued for it moves to the other
+   * replicas, and what it was sent but never decided fails with `OutcomeUnknown` at once (it may
+   * have run there; it is never sent again) instead of waiting for its deadline.
+   */
+  private abandonReplica(peer: OutboundPeer): void {
+    this.moveQueued(peer);
+    peer.failRetained(
+      (context) => context instanceof BalancedSend,
+      new AureliaError(
+        ErrorId.OutcomeUnknown,
+        `${peer.peerIdentity ?? peer.address} at ${peer.address} went away before deciding the message; it may or may not have run there and was not sent anywhere else`,
+      ),
+    );
+  }
+
   /** @internal A balanced send settled: feeds its outcome back to the balancer. */
   settled(replica: string, startedAt: number, err: AureliaError | undefined): void {
     const now = Date.now();
     if (err !== undefined && !REPLICA_FAILURES.has(err.kind)) {
-      // The replica answered (a rejection, a busy taberna) or the domus itself is closing.
-      if (err.kind === ErrorId.DomusClosed) this.balancer.released(replica);
-      else this.balancer.settled(replica, true, now, performance.now() - startedAt);
+      // The replica answered (a rejection, a busy taberna) or a domus is closing.
+      if (err.kind === ErrorId.DomusClosed || err.kind === ErrorId.Draining) {
+        this.balancer.released(replica);
+      } else this.balancer.settled(replica, true, now, performance.now() - startedAt);
       return;
     }
     const decision = this.tuned().settled(
@@ -389,7 +461,17 @@ export class Router {
         host.links.up(identity, address, kind);
         if (kind === 'primary') this.replicaReachable(addr.key);
       },
-      callisDown: (identity, address, kind) => host.links.down(identity, address, kind),
+      callisDown: (identity, address, kind) => {
+        host.links.down(identity, address, kind);
+        // A replica that announced its drain and then closed is gone: out of rotation until a
+        // dial finds it back (its restart), without waiting for a send to fail there.
+        if (kind === 'primary' && this.peers.get(addr.key)?.remoteDraining === true) {
+          this.replicaUnreachable(addr.key);
+        }
+      },
+      onRemoteDraining: (peer) => this.moveQueued(peer),
+      relocate: (context, blobRelease) =>
+        context instanceof BalancedSend && this.moveSend(context, blobRelease),
     };
   }
 
@@ -406,6 +488,8 @@ export class Router {
     const now = Date.now();
     const decision = this.tuned().connectFailed(replica, now);
     if (decision !== undefined) this.report(decision, now);
+    const peer = this.peers.get(replica);
+    if (peer !== undefined) this.abandonReplica(peer);
   }
 
   private reportDialFailure(addr: DomusAddr): void {
@@ -443,12 +527,19 @@ const REPLICA_FAILURES: ReadonlySet<ErrorId> = new Set([
   ErrorId.PeerRestarted,
   ErrorId.AddressMismatch,
   ErrorId.SendTimeout,
+  ErrorId.OutcomeUnknown,
 ]);
 
-/** A send to one replica of a balanced route: reports how it settled to the router. */
+/**
+ * A send to one replica of a balanced route: reports how it settled to the router, and carries
+ * its route so that it can move to another replica while no application has seen it.
+ */
 class BalancedSend extends PendingSend {
   tracker: Router | undefined;
   replica = '';
+  route!: ReplicaSet;
+  /** Its hashing key (`'hash'` routes). */
+  key = '';
 
   override resolve(value?: unknown): void {
     this.settle(undefined);
@@ -493,6 +584,11 @@ function identityMismatch(to: TabernaId, expected: string, actual: string): Aure
     `taberna ${tabernaIdText(to)} routes to this domus, which is ${actual}, but the send may only ` +
       `reach ${expected}: correct the route or the expected identity`,
   );
+}
+
+/** What a `'hash'`-balanced route hashes for `message`; empty for other balancings. */
+function hashKey(route: ReplicaSet, message: DispatchMessage): string {
+  return route.balancing === 'hash' ? (message.balanceKey ?? String(message.to)) : '';
 }
 
 function resolveFailure(to: TabernaId, err: unknown): AureliaError {

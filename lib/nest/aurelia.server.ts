@@ -147,7 +147,9 @@ export class AureliaServer
   }
 
   /**
-   * Stops serving: open requests end (their callers' `send()` errors with
+   * Stops serving: first drains the domus (`Domus.drain`: callers are told to send elsewhere,
+   * new calls are refused with `Draining`, the calls already accepted get up to `drainTimeoutMs`
+   * to finish), then requests still open end (their callers' `send()` errors with
    * `RemoteTabernaRejected`: the service is closed), handler streams are unsubscribed, the
    * tabernae are deregistered (later calls get `UnknownTaberna`), and an owned domus is shut
    * down. Idempotent.
@@ -521,6 +523,8 @@ export class AureliaServer
   }
 
   private async doClose(): Promise<void> {
+    // Drain first: callers are told to send elsewhere, and the requests already here finish.
+    await this.domus?.drain();
     this.responder?.close();
     for (const served of this.served.values()) served.taberna.close();
     await Promise.all([...this.served.values()].map((s) => s.done));

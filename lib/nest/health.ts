@@ -72,19 +72,20 @@ export class AureliaHealthIndicator implements OnModuleDestroy {
     @Inject(Aurelia) private readonly aurelia: Aurelia,
     @Inject(HealthIndicatorService) private readonly indicators: HealthIndicatorService,
   ) {
-    // The listener closes as soon as shutdown starts; the runtime forgets the domus only at its end.
+    // A draining domus takes no new work, and the listener closes once shutdown drained; the
+    // runtime forgets the domus only at the end of its shutdown.
     this.#subscription = domus.reporting.events$.subscribe((event) => {
-      if (event.type === 'ShutdownStarted') this.#stopping = true;
+      if (event.type === 'ShutdownStarted' || event.type === 'DrainStarted') this.#stopping = true;
     });
   }
 
   /**
-   * The health of the domus under `key`: `up` while the domus runs (listener bound, no shutdown
-   * started), every identity in `options.requiredPeers` has a live primary callis
+   * The health of the domus under `key`: `up` while the domus runs (listener bound, no drain or
+   * shutdown started), every identity in `options.requiredPeers` has a live primary callis
    * (`DomusReporting.connectedPeers()`) and the certificate in force is valid for longer than
    * `options.expiryMarginMs`; otherwise `down`. Either way the details name the identity,
    * address, connected and missing peers and the certificate's expiry (`AureliaHealthDetails`).
-   * A shutdown is seen within one event-loop turn of its start; a reloaded certificate at once.
+   * A drain or shutdown is seen within one event-loop turn of its start; a reloaded certificate at once.
    * Throws `AureliaError(InvalidConfig)` when `requiredPeers` is not an array of non-empty
    * strings or `expiryMarginMs` is out of range.
    */

@@ -19,7 +19,13 @@ import {
 import { acceptAll } from '../support/accept.js';
 import { FaultProxy, type ProxiedTraffic } from '../support/proxy.js';
 import { rejection } from '../support/expect.js';
-import { TestMesh, eventually, fastConfig, type TestTransport } from '../support/mesh.js';
+import {
+  TestMesh,
+  eventually,
+  fastConfig,
+  firstMatch,
+  type TestTransport,
+} from '../support/mesh.js';
 import { within } from '../support/transport.js';
 import { countResources, expectNothingLeftSince } from '../support/resources.js';
 
@@ -31,8 +37,13 @@ const CHUNK = 16 * 1024;
 const MiB = 1024 * 1024;
 const TRANSPORTS: TestTransport[] = ['tcp', 'socket'];
 
+/** How long a domus shutting down with a stream open waits for it (its drain) before failing it. */
+const DRAIN_MS = 300;
+
 function blobConfig(patch: Parameters<typeof fastConfig>[0] = (b) => b) {
-  return fastConfig((b) => patch(b.blobWindow({ chunkSize: CHUNK, ackWindow: 8 })));
+  return fastConfig((b) =>
+    patch(b.blobWindow({ chunkSize: CHUNK, ackWindow: 8 }).drainTimeoutMs(DRAIN_MS)),
+  );
 }
 
 function senderOf(outcome: SendOutcome): BlobSender {
@@ -602,7 +613,7 @@ describe.each(TRANSPORTS)('blob flow control and failures over %s', (transport) 
     expect(AureliaError.is(err, ErrorId.PeerRestarted)).toBe(true);
   });
 
-  it('fails the sender at once with DomusClosed when the receiving domus shuts down', async () => {
+  it('fails the sender with DomusClosed when the receiving domus shuts down and its drain gives up on the stream', async () => {
     await setup();
     const { sender, receiver } = await openBlob(alpha, taberna, 'x');
     receiver.on('error', () => undefined);
@@ -613,9 +624,37 @@ describe.each(TRANSPORTS)('blob flow control and failures over %s', (transport) 
       'the blob callis to connect',
     );
     await beta.shutdown();
-    // Well before the idle timeout (2 × sendTimeoutMs): the receiver said why the stream ended.
+    // Once its drain gave up on the stream, well before the idle timeout (2 × sendTimeoutMs):
+    // the receiver said why the stream ended.
     const err = await within(failed, 3000, 'the sender to fail');
     expect(AureliaError.is(err, ErrorId.DomusClosed)).toBe(true);
+  });
+
+  it('lets a stream open when the receiver starts draining finish intact, then shuts down', async () => {
+    await setup(
+      blobConfig(),
+      blobConfig((b) => b.drainTimeoutMs(5000)),
+    );
+    const { sender, receiver } = await openBlob(alpha, taberna, 'x');
+    const received = collect(receiver);
+    sender.write(Buffer.alloc(1000, 1));
+    await eventually(() => beta.reporting.snapshot().blobBytesIn >= 1000, 'data to arrive');
+    let closed = false;
+    const draining = firstMatch(
+      alpha.reporting.events$,
+      (e) => e.type === 'PeerDraining',
+      'the sender to hear the receiver drain',
+    );
+    const shutdown = beta.shutdown().then(() => {
+      closed = true;
+    });
+    await draining;
+    // The stream is still open: the receiver waits for it instead of cutting it.
+    expect(closed).toBe(false);
+    sender.end(Buffer.alloc(500, 2));
+    await within(once(sender, 'finish'), 3000, 'the stream to finish');
+    expect(await received).toEqual(Buffer.concat([Buffer.alloc(1000, 1), Buffer.alloc(500, 2)]));
+    await within(shutdown, 3000, 'the shutdown once the stream ended');
   });
 
   it('fails the receiver at once with DomusClosed when the sending domus shuts down', async () => {

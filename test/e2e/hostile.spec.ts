@@ -25,6 +25,7 @@ import {
   decodeHello,
   encodeAck,
   encodeBlobChunk,
+  encodeDrain,
   encodeError,
   encodeHello,
   encodeHelloResponse,
@@ -191,6 +192,8 @@ describe('hostile peers with valid certificates', () => {
       () => Array.from({ length: 50 }, () => encodeHello({ sessionEpoch: freshEpoch() })),
     ],
     ['acks for message ids the domus never sent', () => [encodeAck([1, 2, 3, 0xffff_fff0])]],
+    // Only a listener drains, towards its dialers: a dialer cannot make the domus stop serving.
+    ['a drain frame on a callis it dialed', () => [encodeDrain()]],
     [
       'a blob chunk on the primary callis',
       () => [encodeBlobChunk({ requestMsgId: 1, chunkId: 0n, last: true, data: Buffer.alloc(8) })],
@@ -247,10 +250,10 @@ describe('hostile peers with valid certificates', () => {
   it('answers an unknown wire version with error(UnsupportedVersion), closes only that callis and counts it', async () => {
     const peer = await expectContained(async (p) => {
       await p.hello(freshEpoch());
-      p.write(rawHeader({ version: 3, msgType: APP_TYPE, payloadLen: 0 }));
+      p.write(rawHeader({ version: 2, msgType: APP_TYPE, payloadLen: 0 }));
     }, ErrorId.UnsupportedVersion);
     // The reason names the version it could not read.
-    expect((await peer.error()).message).toContain('version 3');
+    expect((await peer.error()).message).toContain('version 2');
   });
 
   it('delivers the valid messages that came before the violation, exactly once', async () => {

@@ -482,7 +482,12 @@ describe('logging and feeds of a running domus', () => {
     });
     alpha.reporting.metrics$(10).subscribe({ complete: () => order.push('metrics complete') });
     await alpha.shutdown();
-    expect((await events).map((e) => e.type)).toEqual(['ShutdownStarted', 'ShutdownComplete']);
+    expect((await events).map((e) => e.type)).toEqual([
+      'ShutdownStarted',
+      'DrainStarted',
+      'DrainComplete',
+      'ShutdownComplete',
+    ]);
     expect(await errors).toEqual([]);
     expect(await metrics).toEqual([]);
     expect(order.slice(-3)).toEqual(['ShutdownComplete', 'events complete', 'metrics complete']);

@@ -24,6 +24,7 @@ const CHILD_CONFIG = {
   callisConnectTimeoutMs: 2000,
   acceptTimeoutMs: 8000,
   tabernaAcceptQueueSize: 256,
+  drainTimeoutMs: 1000,
 };
 /**
  * How long the child's application takes per decision in the mid-traffic test: slow enough that
@@ -200,7 +201,7 @@ describe('peers in child processes', () => {
     for (const key of keys(300, 400)) expect(ledger.outcome(key)).toMatchObject({ ok: true });
   });
 
-  it('a SIGTERM shuts the peer down gracefully: its undecided requests fail with DomusClosed', async () => {
+  it('a SIGTERM shuts the peer down gracefully: requests still undecided after drainTimeoutMs fail with DomusClosed', async () => {
     const ledger = new DeliveryLedger(LATE_SLACK_MS);
     const child = await startChild('hold', ledger);
     const held = ['t1', 't2'].map((key) => tracked(ledger, alpha, TABERNA, key));

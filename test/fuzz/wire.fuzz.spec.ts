@@ -12,6 +12,7 @@ import {
   encodeBlobComplete,
   encodeCancel,
   encodeClose,
+  encodeDrain,
   encodeError,
   encodeHello,
   encodeKeepalive,
@@ -74,7 +75,7 @@ const u64 = fc.oneof(
   fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
 );
 const msgType = fc.oneof(
-  fc.constantFrom(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 0xffff, A2, A2 + 1, A2 + 2, A3),
+  fc.constantFrom(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 0xffff, A2, A2 + 1, A2 + 2, A3),
   fc.integer({ min: 0, max: 0xffff_ffff }),
 );
 const bytes = (maxLength: number) => fc.uint8Array({ maxLength }).map((a) => Buffer.from(a));
@@ -124,6 +125,7 @@ const validFrame: fc.Arbitrary<Buffer> = fc
         }),
       ),
     fc.constant(encodeKeepalive()),
+    fc.constant(encodeDrain()),
     fc
       .array(fc.integer({ min: 0, max: 0xffff_ffff }), { minLength: 1, maxLength: 12 })
       .map(encodeAck),
@@ -261,9 +263,11 @@ describe('the regression corpus', () => {
     expect(byName.get('unknown-version.bin')?.stoppedBy).toBe(ErrorId.UnsupportedVersion);
     expect(byName.get('ack-misaligned.bin')?.stoppedBy).toBe(ErrorId.ProtocolViolation);
     expect(byName.get('keepalive-with-payload.bin')?.stoppedBy).toBe(ErrorId.ProtocolViolation);
+    expect(byName.get('drain-with-payload.bin')?.stoppedBy).toBe(ErrorId.ProtocolViolation);
   });
 
-  // A hello and a keepalive, then the first 12 bytes of a header saying version 3. The version
+  // A hello and a keepalive, then the first 12 bytes of a header saying version 2 (a peer from
+  // before the drain frame). The version
   // must be refused as soon as its two bytes are in, before the rest of the header arrives, and
   // wherever the stream is cut, including between the two version bytes (0x00 alone is ambiguous).
   it('refuses an unknown version split across two chunks at any point, after the valid frames before it', () => {
@@ -286,5 +290,6 @@ it('the fuzzed control type numbers match the protocol', () => {
     ControlType.Reply,
     ControlType.ReplyAck,
     ControlType.Cancel,
-  ]).toEqual([1, 4, 8, 9, 10, 11, 12]);
+    ControlType.Drain,
+  ]).toEqual([1, 4, 8, 9, 10, 11, 12, 13]);
 });

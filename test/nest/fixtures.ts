@@ -32,6 +32,8 @@ export const FAST: Partial<DomusConfig> = {
   acceptTimeoutMs: 2000,
   reconnectBackoffMs: [20, 50, 100],
   tcpHandshakeTimeoutMs: 2000,
+  // A handler held open keeps a closing application draining this long, not the default 10 s.
+  drainTimeoutMs: 500,
 };
 
 /** What the billing handlers saw, for assertions. */

@@ -72,6 +72,7 @@ describe('defaultDomusConfig', () => {
       replicaFailuresToEject: 5,
       replicaEjectionMs: 1_000,
       replicaMaxEjectionMs: 30_000,
+      drainTimeoutMs: 10_000,
     });
     expect(DEFAULT_BLOB_WINDOWS.tcp).toEqual({ chunkSize: 262_144, ackWindow: 16 });
     expect(DEFAULT_BLOB_WINDOWS.socket).toEqual({ chunkSize: 131_072, ackWindow: 16 });
@@ -202,6 +203,7 @@ describe('validateDomusConfig', () => {
         maxRequestDeadlineMs: integer('maxRequestDeadlineMs'),
         replicaFailuresToEject: integer('replicaFailuresToEject'),
         replicaMaxEjectionMs: integer('replicaMaxEjectionMs'),
+        drainTimeoutMs: integer('drainTimeoutMs'),
         ejectionShare: fc.double({ min: 0, max: 1, noNaN: true }),
         connectShare: fc.double({ min: 0, max: 1, noNaN: true }),
         perPeerShare: fc.double({ min: 0, max: 1, noNaN: true }),
@@ -516,6 +518,7 @@ describe('DomusConfigBuilder', () => {
       .replicaFailuresToEject(3)
       .replicaEjectionMs(500)
       .replicaMaxEjectionMs(10_000)
+      .drainTimeoutMs(2_000)
       .build();
     expect(config).toEqual({
       sendQueueSize: 256,
@@ -547,6 +550,7 @@ describe('DomusConfigBuilder', () => {
       replicaFailuresToEject: 3,
       replicaEjectionMs: 500,
       replicaMaxEjectionMs: 10_000,
+      drainTimeoutMs: 2_000,
     });
   });
 

@@ -31,13 +31,15 @@ describe('AureliaError', () => {
       SnapshotNotAvailable: 25,
       TabernaShutdown: 26,
       AddressInUse: 27,
+      Draining: 28,
+      OutcomeUnknown: 29,
     };
     for (const [name, value] of Object.entries(expected)) {
       expect((ErrorId as unknown as Record<string, number>)[name]).toBe(value);
       expect(errorIdName(value)).toBe(name);
     }
     expect(errorIdName(0)).toBeUndefined();
-    expect(errorIdName(28)).toBeUndefined();
+    expect(errorIdName(30)).toBeUndefined();
   });
 
   it('is an Error whose kind applications can match on', () => {

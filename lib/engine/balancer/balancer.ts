@@ -165,14 +165,17 @@ export class ReplicaBalancer {
   /**
    * Chooses one of `replicas` (keys, non-empty; keep the same array object per route so
    * round-robin keeps its place) by `balancing`; `key` is the hashing key of a `'hash'` pick.
-   * Returns the chosen key and, when the pick is the probe of an ejected replica, the
-   * `ReplicaProbed` decision. Throws `AureliaError(InvalidConfig)` for an empty list.
+   * Replicas `unavailable` names (draining, or the one a send is moving away from) are chosen
+   * only when every replica is unavailable or ejected. Returns the chosen key and, when the pick
+   * is the probe of an ejected replica, the `ReplicaProbed` decision. Throws
+   * `AureliaError(InvalidConfig)` for an empty list.
    */
   pick(
     replicas: readonly string[],
     balancing: Balancing,
     now: number,
     key = '',
+    unavailable?: (replica: string) => boolean,
   ): { readonly replica: string; readonly decision?: ReplicaDecision } {
     const n = replicas.length;
     if (n === 0) {
@@ -181,15 +184,23 @@ export class ReplicaBalancer {
     if (n === 1) return this.#chosen(replicas[0], now);
     // A replica whose ejection ended gets its probe first, so it returns to rotation promptly.
     const candidates: string[] = [];
+    let available: string[] | undefined;
     for (let i = 0; i < n; i++) {
       const r = replicas[i];
+      if (unavailable?.(r) === true) continue;
+      (available ??= []).push(r);
       const state = this.#replicas.get(r);
       if (state === undefined || state.ejectedUntil === 0) candidates.push(r);
       else if (now >= state.ejectedUntil && (!state.probing || this.#probeLost(state, now))) {
         return this.#probe(r, state, now);
       }
     }
-    const pool = candidates.length > 0 ? candidates : replicas;
+    const pool =
+      candidates.length > 0
+        ? candidates
+        : unavailable === undefined || available === undefined
+          ? replicas
+          : available;
     if (pool.length === 1) return this.#chosen(pool[0], now);
     switch (balancing) {
       case 'round-robin':

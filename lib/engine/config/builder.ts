@@ -183,6 +183,11 @@ export class DomusConfigBuilder {
     return this.#set('replicaMaxEjectionMs', value);
   }
 
+  /** Sets `drainTimeoutMs` (1..300000). */
+  drainTimeoutMs(value: number): this {
+    return this.#set('drainTimeoutMs', value);
+  }
+
   /**
    * Validates the recorded values and returns a frozen `DomusConfig`. Throws
    * `AureliaError(InvalidConfig)` naming the first offending field and its allowed range. The

@@ -46,6 +46,7 @@ export const DEFAULTS: DomusConfig = {
   replicaFailuresToEject: 5,
   replicaEjectionMs: 1_000,
   replicaMaxEjectionMs: 30_000,
+  drainTimeoutMs: 10_000,
 };
 
 /** Every field name of `DomusConfig`, in declaration order. */

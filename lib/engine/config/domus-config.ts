@@ -96,6 +96,11 @@ export interface DomusConfig {
   readonly replicaEjectionMs: number;
   /** Longest ejection of a replica; never less than `replicaEjectionMs`. */
   readonly replicaMaxEjectionMs: number;
+  /**
+   * How long a draining domus (`drain()`, `shutdown()`) waits for the work it accepted before the
+   * drain to finish; what is still undecided then fails with `DomusClosed`.
+   */
+  readonly drainTimeoutMs: number;
 }
 
 /** Names of the integer fields of `DomusConfig` (every field but the backoff and blob windows). */

@@ -43,4 +43,5 @@ export const DOMUS_CONFIG_MAX: Readonly<Record<IntegerField, number>> = Object.f
   replicaFailuresToEject: 1000,
   replicaEjectionMs: 3_600_000,
   replicaMaxEjectionMs: 3_600_000,
+  drainTimeoutMs: 300_000,
 });

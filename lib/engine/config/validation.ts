@@ -62,6 +62,7 @@ export function validateDomusConfig(value: unknown): DomusConfig {
     replicaFailuresToEject: integer('replicaFailuresToEject'),
     replicaEjectionMs: integer('replicaEjectionMs'),
     replicaMaxEjectionMs: integer('replicaMaxEjectionMs'),
+    drainTimeoutMs: integer('drainTimeoutMs'),
   };
   checkCrossFieldRules(config);
   return freezeCopy(config);

@@ -266,14 +266,17 @@ export class OutboundStore<C> {
    * the A3 lane, first-in first-out within a lane. Stops as soon as the payload bytes handed out
    * reach `budgetBytes` (default: no limit), but always returns at least one item when any is
    * writable. A never-written item gets the next message id here. Every returned item is
-   * `written` on the current connection until settled, expired or `onDisconnect`.
+   * `written` on the current connection until settled, expired or `onDisconnect`. With
+   * `replaysOnly`, nothing never written is handed out (the remote is draining: it takes no new
+   * work, but decides what it already saw).
    */
-  takeWritable(budgetBytes = Infinity): OutboundItem<C>[] {
+  takeWritable(budgetBytes = Infinity, replaysOnly = false): OutboundItem<C>[] {
     const out: StoredItem<C>[] = [];
     let used = 0;
     while (used < budgetBytes || out.length === 0) {
       let item = this.replay.shift();
       if (item === undefined) {
+        if (replaysOnly) break;
         item = this.laneA2.shift() ?? this.laneA3.shift();
         if (item === undefined) break;
         // A held item lives until its deadline (at most minutes), far less than the 2^31 ids it
@@ -336,6 +339,24 @@ export class OutboundStore<C> {
     this.removeAllOf(this.written, out);
     this.removeAllOf(this.replay, out);
     return out;
+  }
+
+  /**
+   * Removes and returns the items never written (both lanes, A2 first, admission order within a
+   * lane) that `movable` accepts; the others keep their place. For the owner to send elsewhere:
+   * no remote has seen them, and they have no id yet.
+   */
+  takeQueued(movable: (item: OutboundItem<C>) => boolean): OutboundItem<C>[] {
+    return this.takeMatching([this.laneA2, this.laneA3], movable);
+  }
+
+  /**
+   * Removes and returns the items written at least once and not settled (on the current
+   * connection or waiting for replay, in id order) that `matches` accepts: for the owner to fail
+   * when their remote will not come back.
+   */
+  takeRetained(matches: (item: OutboundItem<C>) => boolean): OutboundItem<C>[] {
+    return this.takeMatching([this.written, this.replay], matches);
   }
 
   /**
@@ -461,6 +482,27 @@ export class OutboundStore<C> {
     this.deadlines.remove(item);
     this.forget(item);
     return { kind: 'settled', item };
+  }
+
+  /** Removes and returns the items of `lists` that `matches` accepts, list by list, in order. */
+  private takeMatching(
+    lists: readonly ItemList<C>[],
+    matches: (item: OutboundItem<C>) => boolean,
+  ): OutboundItem<C>[] {
+    const out: StoredItem<C>[] = [];
+    for (const list of lists) {
+      for (let item = list.head; item;) {
+        const next = item.next;
+        if (matches(item)) {
+          this.unlink(item);
+          this.deadlines.remove(item);
+          this.forget(item);
+          out.push(item);
+        }
+        item = next;
+      }
+    }
+    return out;
   }
 
   /** Removes every item of `list` from the store, appending them to `out` in list order. */

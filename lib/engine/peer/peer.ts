@@ -10,6 +10,7 @@ import {
 } from '../wire/frame.js';
 import {
   decodeAck,
+  decodeDrain,
   decodeError,
   decodeReply,
   encodeCancel,
@@ -67,6 +68,16 @@ export interface PeerHost extends CallisSettings {
   /** A primary callis to/from `identity` went up or down (for peer gauges and listings). */
   callisUp(identity: string, address: string, kind: 'primary' | 'blob'): void;
   callisDown(identity: string, address: string, kind: 'primary' | 'blob'): void;
+  /**
+   * The remote announced a drain: moves whatever sends the host can place elsewhere out of
+   * `peer` (with `takeQueued`) and returns how many moved.
+   */
+  onRemoteDraining?(peer: OutboundPeer): number;
+  /**
+   * The remote refused `context` without any application seeing it (`Draining`, `TabernaBusy`):
+   * sends it elsewhere and returns true, or false when the host has nowhere else to send it.
+   */
+  relocate?(context: SendContext, blobRelease: BlobRelease | undefined): boolean;
 }
 
 /** Frees a blob send's buffer reservation (idempotent). */
@@ -102,6 +113,8 @@ export class OutboundPeer implements CallisHandler {
   private deadlineTimer: NodeJS.Timeout | undefined;
   private deadlineAt = Infinity;
   private draining = false;
+  /** The remote said it drains, on the current callis: nothing new is written to it. */
+  private remoteDrains = false;
   private drained: (() => void) | undefined;
   private blobs: OutboundBlobLink | undefined;
   private readonly blobReleases = new Map<SendContext, BlobRelease>();
@@ -141,6 +154,14 @@ export class OutboundPeer implements CallisHandler {
   /** True while the primary callis is up. */
   get connected(): boolean {
     return this.state === 'up';
+  }
+
+  /**
+   * True once the remote announced a drain on the current connection, until a new connection
+   * comes up: it takes nothing new, so a balancer should not choose it.
+   */
+  get remoteDraining(): boolean {
+    return this.remoteDrains;
   }
 
   /** The identity that answered at this address, once known. */
@@ -187,9 +208,15 @@ export class OutboundPeer implements CallisHandler {
       }
       throw err;
     }
+    this.admitted(item, blobRelease);
+  }
+
+  /** A message entered the store: its deadline is armed and a connection is sought or flushed. */
+  private admitted(item: OutboundItem<SendContext>, blobRelease: BlobRelease | undefined): void {
+    const context = item.context;
     if (blobRelease) this.blobReleases.set(context, blobRelease);
     if (context.replies) context.replies.cancelRequest = (late) => this.cancel(item, late);
-    this.armDeadline(message.deadline);
+    this.armDeadline(item.deadline);
     if (this.state === 'up') this.callis?.scheduleFlush();
     else if (this.state === 'idle') void this.connect();
     else if (this.state === 'backoff') this.dialOnDemand();
@@ -325,6 +352,7 @@ export class OutboundPeer implements CallisHandler {
     this.identity = identity;
     this.callis = callis;
     this.state = 'up';
+    this.remoteDrains = false;
     this.upSince = Date.now();
     this.lastError = undefined;
     callis.setHandler(this);
@@ -424,6 +452,10 @@ export class OutboundPeer implements CallisHandler {
       case ControlType.Reply:
         this.onReply(callis, frame);
         return;
+      case ControlType.Drain:
+        decodeDrain(frame);
+        this.onRemoteDraining(callis);
+        return;
       case ControlType.Close:
         callis.closeByPeer(frame);
         return;
@@ -483,6 +515,72 @@ export class OutboundPeer implements CallisHandler {
     if ((flags & ReplyFlags.Last) !== 0) this.onDecision(callis, id, undefined);
   }
 
+  /**
+   * The listener we dialed drains: it only concerns what we send it on this connection. What it
+   * already saw is still written (replays) and decided; nothing new goes out until a new
+   * connection, and the host may move queued sends elsewhere.
+   */
+  private onRemoteDraining(callis: Callis): void {
+    if (callis !== this.callis || this.remoteDrains) return;
+    this.remoteDrains = true;
+    const moved = this.host.onRemoteDraining?.(this) ?? 0;
+    this.host.emit({
+      type: 'PeerDraining',
+      at: Date.now(),
+      identity: callis.identity,
+      address: this.address,
+      moved,
+    });
+  }
+
+  /**
+   * Removes and returns the sends never written that `movable` accepts, for the owner to place
+   * elsewhere (they were never seen by the remote, so sending them to another replica cannot
+   * deliver them twice). Their deadline and blob reservation go with them.
+   */
+  takeQueued(
+    movable: (context: SendContext) => boolean,
+  ): { context: SendContext; blobRelease: BlobRelease | undefined }[] {
+    const taken = this.store.takeQueued((item) => movable(item.context));
+    const out: { context: SendContext; blobRelease: BlobRelease | undefined }[] = [];
+    for (const { context } of taken) {
+      const blobRelease = this.blobReleases.get(context);
+      this.blobReleases.delete(context);
+      out.push({ context, blobRelease });
+    }
+    this.checkDrained();
+    return out;
+  }
+
+  /**
+   * Puts back a send taken with `takeQueued` that the owner could not place elsewhere: it waits
+   * at the end of its lane (it cannot be refused: the place it left is free).
+   */
+  readmit(spec: OutboundSpec<SendContext>, blobRelease: BlobRelease | undefined): void {
+    this.admitted(this.store.admit(spec, Date.now()), blobRelease);
+  }
+
+  /**
+   * Fails with `err` every send written to this address and not decided that `matches` accepts
+   * (its remote will not come back to decide it).
+   */
+  failRetained(matches: (context: SendContext) => boolean, err: AureliaError): void {
+    for (const item of this.store.takeRetained((i) => matches(i.context))) this.fail(item, err);
+    this.checkDrained();
+  }
+
+  /**
+   * A refusal proving no application saw the message (`Draining`, `TabernaBusy`): the host may
+   * send it to another replica. True when it did (the send lives on there).
+   */
+  private retry(item: OutboundItem<SendContext>): boolean {
+    const context = item.context;
+    const release = this.blobReleases.get(context);
+    if (this.host.relocate?.(context, release) !== true) return false;
+    this.blobReleases.delete(context);
+    return true;
+  }
+
   private ackReply(callis: Callis, id: number, seq: number): void {
     if (this.replyAcks.length === 0) callis.scheduleFlush();
     this.replyAcks.push(id, seq);
@@ -501,7 +599,7 @@ export class OutboundPeer implements CallisHandler {
       }
     }
     if (!this.store.hasWritable()) return;
-    const items = this.store.takeWritable(budget);
+    const items = this.store.takeWritable(budget, this.remoteDrains);
     let first = 0;
     for (let i = 0; i < items.length; i++) {
       const item = items[i];
@@ -551,6 +649,14 @@ export class OutboundPeer implements CallisHandler {
     const result = error ? this.store.onError(id) : this.store.onAck(id);
     if (result.kind === 'settled') {
       const context = result.item.context;
+      if (
+        error &&
+        (error.kind === ErrorId.Draining || error.kind === ErrorId.TabernaBusy) &&
+        this.retry(result.item)
+      ) {
+        this.checkDrained();
+        return;
+      }
       if (error) {
         this.host.metrics.sendsFailed++;
         this.releaseBlob(context);

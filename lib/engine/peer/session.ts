@@ -17,6 +17,7 @@ import {
   decodeError,
   decodeReplyAcks,
   encodeAck,
+  encodeDrain,
   encodeError,
   encodeReply,
 } from '../wire/control.js';
@@ -51,6 +52,8 @@ export interface SessionHost {
   limits(): InboundLimits;
   /** The domus-wide ceiling every session shares. */
   readonly domusBudget: DomusBudget;
+  /** True while the domus drains: new messages are refused with `Draining`. */
+  draining(): boolean;
 }
 
 /** Most decided outcomes one session remembers for replays. */
@@ -140,6 +143,7 @@ export class InboundSession implements CallisHandler, DecisionSink {
     }
     this.applyLimits();
     callis.setHandler(this);
+    if (this.host.draining()) callis.sendControl(encodeDrain());
     // Replies of calls still running may have died with the old callis: send the unacknowledged
     // ones again (the sender drops those it already has by their seq). Finished calls are answered
     // when the sender replays their request.
@@ -169,6 +173,20 @@ export class InboundSession implements CallisHandler, DecisionSink {
       (this.blobs === undefined || (this.blobs.size === 0 && this.blobs.current === undefined));
     if (droppable) this.host.domusBudget.members.delete(this);
     return droppable;
+  }
+
+  /**
+   * True while the session holds work the domus must finish before it closes: messages delivered
+   * and undecided, replies the sender has not acknowledged, or blob streams still open.
+   */
+  get busy(): boolean {
+    return this.dedupe.inProgressCount > 0 || this.streams.size > 0 || (this.blobs?.size ?? 0) > 0;
+  }
+
+  /** The domus began draining: asks the sender to write nothing new on this session. */
+  announceDrain(): void {
+    const callis = this.callis;
+    if (callis && !callis.closed) callis.sendControl(encodeDrain());
   }
 
   /** Makes `callis` this session's blob callis, with the window agreed on it. */
@@ -430,6 +448,12 @@ export class InboundSession implements CallisHandler, DecisionSink {
     const seen = this.dedupe.observe(id, Date.now());
     switch (seen.kind) {
       case 'new': {
+        if (this.host.draining()) {
+          // Never seen by a handler: refused as certainly not started, so the sender may retry
+          // it elsewhere. Recorded like any decision, so a replay gets the same answer.
+          this.decide(id, DRAINING);
+          return;
+        }
         this.host.metrics.messagesReceived++;
         const blob =
           (frame.flags & FrameFlags.Blob) !== 0 ? this.blobLink().prepare(id) : undefined;
@@ -501,6 +525,12 @@ export class InboundSession implements CallisHandler, DecisionSink {
 }
 
 const EMPTY_BODY = Buffer.alloc(0);
+
+const DRAINING: Decision = Object.freeze({
+  accepted: false,
+  errorId: ErrorId.Draining,
+  message: 'the receiving domus is shutting down and took no new work; no handler saw this message',
+});
 
 function refuse(errorId: ErrorId, message: string): Decision {
   return { accepted: false, errorId, message };

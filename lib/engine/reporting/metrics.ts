@@ -40,6 +40,11 @@ export interface DomusMetrics {
   readonly blobBytesOut: number;
   /** Replicas of balanced routes taken out of rotation (failure accrual, failed dial or probe). */
   readonly replicaEjections: number;
+  /**
+   * Sends that no application had seen moved to another replica of their route (their replica
+   * drained, could not be reached, or refused them as draining or busy).
+   */
+  readonly sendsFailedOver: number;
   /** Round trip of accepted sends: from `send` to the remote application's accept. */
   readonly sendLatency: LatencySummary;
 }
@@ -86,6 +91,7 @@ const COUNTERS: readonly Counter[] = [
   'blobBytesIn',
   'blobBytesOut',
   'replicaEjections',
+  'sendsFailedOver',
 ];
 
 /**
@@ -158,6 +164,7 @@ export class MetricsRecorder {
   blobBytesIn = 0;
   blobBytesOut = 0;
   replicaEjections = 0;
+  sendsFailedOver = 0;
   /** Reports the balanced replicas; set by the domus's router. */
   replicaReports: () => ReplicaReport[] = () => [];
 

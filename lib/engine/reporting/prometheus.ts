@@ -269,6 +269,11 @@ const FAMILIES: readonly FamilyDef[] = [
     'Replicas of balanced routes taken out of rotation (consecutive failures, failed dial or probe).',
     'replicaEjections',
   ),
+  counter(
+    'sends_failed_over_total',
+    'Sends no application had seen that moved to another replica (draining, unreachable, or refused as draining or busy).',
+    'sendsFailedOver',
+  ),
   {
     name: 'replica_outstanding',
     help: 'Sends outstanding per replica of a balanced route (label replica = its address).',

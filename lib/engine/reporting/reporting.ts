@@ -98,6 +98,30 @@ export interface ShutdownEvent extends EventBase {
 }
 
 /**
+ * This domus began draining (`drain()` or the start of `shutdown()`: its senders were told, new
+ * messages are refused with `Draining`), or its drain ended: `finished` is false when
+ * `drainTimeoutMs` ran out with accepted work still undecided.
+ */
+export interface DrainEvent extends EventBase {
+  readonly type: 'DrainStarted' | 'DrainComplete';
+  /** `DrainComplete`: whether everything accepted before the drain was finished in time. */
+  readonly finished?: boolean;
+}
+
+/**
+ * A domus this one sends to announced that it is draining: nothing new is written to it; sends
+ * queued for it that a balanced route can place elsewhere moved (`moved`), others wait for the
+ * address to come back within their deadline.
+ */
+export interface PeerDrainingEvent extends EventBase {
+  readonly type: 'PeerDraining';
+  readonly identity: string;
+  readonly address: string;
+  /** Queued sends handed to other replicas. */
+  readonly moved: number;
+}
+
+/**
  * A balancer decision about one replica of a route (see `ReplicaBalancer`): `ReplicaEjected` when
  * it failed `failuresToEject` sends in a row, could not be dialled, or failed its probe;
  * `ReplicaProbed` when its ejection ended and one send goes there to test it; `ReplicaReadmitted`
@@ -126,7 +150,9 @@ export type DomusReportingEvent =
   | ConfigReloadedEvent
   | AuthReloadedEvent
   | ReplicaEvent
-  | ShutdownEvent;
+  | ShutdownEvent
+  | DrainEvent
+  | PeerDrainingEvent;
 
 /** A connected peer as `connectedPeers()` lists it. */
 export interface PeerIdentityReport {

@@ -81,6 +81,11 @@ export class TabernaRegistry implements TabernaHost {
   }
 
   /** Fails everything queued or pending in every taberna with `DomusClosed`. */
+  /** The domus drains: each taberna refuses the remote requests its application has not taken. */
+  refuseUntaken(reason: AureliaError): void {
+    for (const taberna of this.tabernae.values()) taberna.refuseUntaken(reason);
+  }
+
   shutdown(): void {
     this.shutDown = true;
     for (const taberna of this.tabernae.values()) taberna.shutdown();

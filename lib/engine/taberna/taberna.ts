@@ -213,6 +213,22 @@ export class Taberna<T> implements AsyncIterable<TabernaRequest<T>> {
   }
 
   /**
+   * @internal The domus drains: refuses with `reason` every remote request the application has
+   * not taken yet (queued, or waiting for room), so their senders may send them elsewhere. Local
+   * requests stay queued; the taberna keeps serving.
+   */
+  refuseUntaken(reason: AureliaError): void {
+    if (this.closedWith) return;
+    const refused = refusal(reason.kind, reason.message);
+    const local: Delivery[] = [];
+    for (let d = this.takeReady(); d; d = this.takeReady()) {
+      if (d.peer.local) local.push(d);
+      else this.settleInternal(d, refused);
+    }
+    for (const d of local) this.ready.push(d);
+  }
+
+  /**
    * @internal Hands a message to this taberna. Decodes it first: a message the codec cannot
    * decode is refused with `DecodeFailure` at once.
    */

@@ -93,6 +93,7 @@ export interface DecodedBlobChunk extends BlobChunk {
 export type ControlMessage =
   | ({ readonly type: ControlType.Hello | ControlType.HelloResponse } & DecodedHello)
   | { readonly type: ControlType.Keepalive }
+  | { readonly type: ControlType.Drain }
   | { readonly type: ControlType.Ack; readonly ids: number[] }
   | { readonly type: ControlType.Close; readonly reason: string }
   | ({ readonly type: ControlType.Error } & ErrorPayload)
@@ -254,6 +255,25 @@ export function encodeKeepalive(): OutboundFrame {
 export function decodeKeepalive(frame: FrameView): void {
   expectType(frame, ControlType.Keepalive);
   expectLength(frame);
+}
+
+// ---- drain ----
+
+/** Builds a drain frame (empty payload, `peerMsgId` 0). Never fails. */
+export function encodeDrain(): OutboundFrame {
+  return controlFrame(ControlType.Drain, EMPTY);
+}
+
+/**
+ * Checks a drain frame. Throws `AureliaError(ProtocolViolation)` when the frame is of another
+ * type, names a message id or carries a payload.
+ */
+export function decodeDrain(frame: FrameView): void {
+  expectType(frame, ControlType.Drain);
+  expectLength(frame);
+  if (frame.peerMsgId !== 0) {
+    throw protocolViolation(frame.msgType, frame.peerMsgId, 'a drain frame names no message');
+  }
 }
 
 // ---- ack ----
@@ -508,6 +528,9 @@ export function decodeControl(
     case ControlType.Keepalive:
       decodeKeepalive(frame);
       return { type: ControlType.Keepalive };
+    case ControlType.Drain:
+      decodeDrain(frame);
+      return { type: ControlType.Drain };
     case ControlType.Ack:
       return { type: ControlType.Ack, ids: decodeAck(frame) };
     case ControlType.Close:

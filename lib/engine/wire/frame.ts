@@ -4,10 +4,12 @@ import { A1_MESSAGE_TYPE_MAX, type MessageType, type TabernaId } from '../ids.js
 
 /**
  * The only wire protocol version this package speaks; written in every header. Version 2 added
- * the reply, reply-ack and cancel control frames (replies travel back on the request's callis);
- * a peer speaking another version is refused at its first frame with `UnsupportedVersion`.
+ * the reply, reply-ack and cancel control frames (replies travel back on the request's callis),
+ * version 3 the drain frame; a peer speaking another version is refused at its first frame with
+ * `UnsupportedVersion` naming both versions (there is no downgrade: every domus of a mesh must
+ * speak the same version).
  */
-export const WIRE_VERSION = 2;
+export const WIRE_VERSION = 3;
 
 /**
  * Length of a frame header: `version u16 | flags u16 | msgType u32 | peerMsgId u32 |
@@ -28,7 +30,7 @@ export enum FrameFlags {
 export const KNOWN_FRAME_FLAGS = FrameFlags.Blob | FrameFlags.Reconnect;
 
 /**
- * The A1 control message types. Every other type up to `A1_MESSAGE_TYPE_MAX` (0, 7, 13..0xFFFF)
+ * The A1 control message types. Every other type up to `A1_MESSAGE_TYPE_MAX` (0, 7, 14..0xFFFF)
  * is a protocol violation; types from `A2_MESSAGE_TYPE_BASE` up carry opaque service or
  * application payloads.
  */
@@ -50,6 +52,11 @@ export enum ControlType {
   ReplyAck = 11,
   /** The requester lost interest in request `peerMsgId` (unsubscribed or its deadline passed). */
   Cancel = 12,
+  /**
+   * The listener is shutting down (wire version 3): sent on a callis it accepted, it asks that
+   * dialer to write nothing new there. Empty payload, `peerMsgId` 0; only valid on a dialed callis.
+   */
+  Drain = 13,
 }
 
 /** Bits of a reply payload's `flags` byte; any other bit is a protocol violation. */
@@ -180,6 +187,7 @@ const CONTROL_TYPE_NAMES: Readonly<Record<number, string | undefined>> = {
   [ControlType.Reply]: 'reply',
   [ControlType.ReplyAck]: 'reply-ack',
   [ControlType.Cancel]: 'cancel',
+  [ControlType.Drain]: 'drain',
 };
 
 /** True when `msgType` is one of the A1 control types. */
@@ -224,6 +232,7 @@ export function headerProblem(
         ? undefined
         : `payload length ${payloadLen} is neither ${HELLO_LEN} nor ${HELLO_WITH_BLOB_WINDOW_LEN}`;
     case ControlType.Keepalive:
+    case ControlType.Drain:
       return payloadLen === 0 ? undefined : `payload length ${payloadLen} is not 0`;
     case ControlType.Ack:
       if (payloadLen % 4 !== 0) return `payload length ${payloadLen} is not a multiple of 4`;

@@ -311,6 +311,27 @@ describe('ReplicaBalancer failure accrual', () => {
     expect(balancer.isEjected('a', 1000)).toBe(false);
   });
 
+  it('never picks a replica named unavailable (draining) while another is available, ejected or not', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom<Balancing>('least-loaded', 'round-robin', 'hash'),
+        fc.string(),
+        fc.boolean(),
+        (balancing, key, ejectOthers) => {
+          const balancer = new ReplicaBalancer({ ejectionMs: 1000 });
+          const draining = (r: string) => r === THREE[0];
+          if (ejectOthers) for (const r of THREE.slice(1)) balancer.connectFailed(r, 0);
+          for (let i = 0; i < 6; i++) {
+            const { replica } = balancer.pick(THREE, balancing, 10, key, draining);
+            expect(replica).not.toBe(THREE[0]);
+          }
+          // With every replica unavailable, the pick still names one of them.
+          expect(THREE).toContain(balancer.pick(THREE, balancing, 10, key, () => true).replica);
+        },
+      ),
+    );
+  });
+
   it('still sends somewhere when every replica is ejected', () => {
     fc.assert(
       fc.property(

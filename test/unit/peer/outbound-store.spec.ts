@@ -284,6 +284,37 @@ describe('OutboundStore deadlines and draining', () => {
   });
 });
 
+describe('OutboundStore moving and abandoning items', () => {
+  it('takeQueued removes only never-written items the predicate accepts, lanes in order', () => {
+    const s = store();
+    for (const name of ['w1', 'w2']) s.admit(spec(A3, name), 0);
+    s.takeWritable();
+    for (const name of ['q1', 'keep', 'q2']) s.admit(spec(A3, name), 0);
+    s.admit(spec(A2, 'q0'), 0);
+    const taken = s.takeQueued((i) => i.context !== 'keep');
+    expect(contexts(taken)).toEqual(['q0', 'q1', 'q2']);
+    expect(taken.every((i) => i.state === 'removed' && i.id === NO_MESSAGE_ID)).toBe(true);
+    expect([s.size, s.writtenCount, s.queuedCount]).toEqual([3, 2, 1]);
+    // The rest keeps its order and ids continue from the written ones.
+    expect(contexts(s.takeWritable())).toEqual(['keep']);
+    expect(s.highestAssignedId).toBe(3);
+  });
+
+  it('takeRetained removes written and replay items the predicate accepts, never queued ones', () => {
+    const s = store();
+    for (const name of ['r1', 'other', 'r2']) s.admit(spec(A3, name), 0);
+    s.takeWritable();
+    s.onDisconnect();
+    s.takeWritable(0); // r1 is written again on the new connection; the others wait for replay
+    s.admit(spec(A3, 'queued'), 0);
+    expect([s.writtenCount, s.replayCount, s.queuedCount]).toEqual([1, 2, 1]);
+    const taken = s.takeRetained((i) => i.context !== 'other');
+    expect(contexts(taken)).toEqual(['r1', 'r2']);
+    expect(contexts(s.drainAll()).sort()).toEqual(['other', 'queued']);
+    for (const item of taken) expect(s.onAck(item.id).kind).toBe('stale');
+  });
+});
+
 describe('OutboundStore live capacity', () => {
   it('shrinking evicts nothing and refuses admission until the lane drops below the new size', () => {
     const s = store(8, 4);

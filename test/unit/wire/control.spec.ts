@@ -5,6 +5,7 @@ import {
   decodeBlobComplete,
   decodeClose,
   decodeControl,
+  decodeDrain,
   decodeError,
   decodeHello,
   decodeKeepalive,
@@ -13,6 +14,7 @@ import {
   encodeBlobChunkHead,
   encodeBlobComplete,
   encodeClose,
+  encodeDrain,
   encodeError,
   encodeHello,
   encodeHelloResponse,
@@ -158,6 +160,29 @@ describe('keepalive', () => {
     );
     expect(() => decodeKeepalive(raw(ControlType.Close, []))).toThrow(
       violation(/^close frame .*expected a keepalive frame/),
+    );
+  });
+});
+
+describe('drain', () => {
+  it('has an empty payload and names no message', () => {
+    const frame = encodeDrain();
+    expect(frame.msgType).toBe(ControlType.Drain);
+    expect(frame.peerMsgId).toBe(0);
+    expect(frame.payload.length).toBe(0);
+    expect(() => decodeDrain(viaWire(frame))).not.toThrow();
+    expect(decodeControl(viaWire(frame))).toEqual({ type: ControlType.Drain });
+  });
+
+  it('decoding rejects a payload, a message id and frames of another type', () => {
+    expect(() => decodeDrain(raw(ControlType.Drain, [0]))).toThrow(
+      violation(/^drain frame \(peer message id 0\): payload length 1 is not 0/),
+    );
+    expect(() => decodeDrain({ ...viaWire(encodeDrain()), peerMsgId: 5 })).toThrow(
+      violation(/^drain frame \(peer message id 5\): a drain frame names no message/),
+    );
+    expect(() => decodeDrain(raw(ControlType.Keepalive, []))).toThrow(
+      violation(/^keepalive frame .*expected a drain frame/),
     );
   });
 });

@@ -191,8 +191,15 @@ describe('FrameDecoder', () => {
 
   it('rejects another wire version as soon as the first two bytes arrive', () => {
     const { decoder } = decoderWithLog();
-    expect(() => decoder.push(Buffer.from([0x00, 0x03]))).toThrow(
-      aureliaError(ErrorId.UnsupportedVersion, /wire version 3/),
+    expect(() => decoder.push(Buffer.from([0x00, 0x04]))).toThrow(
+      aureliaError(ErrorId.UnsupportedVersion, /wire version 4/),
+    );
+  });
+
+  it('refuses a version-2 peer (before the drain frame) at its first frame, naming both versions', () => {
+    const { decoder } = decoderWithLog();
+    expect(() => decoder.push(Buffer.from([0x00, 0x02]))).toThrow(
+      aureliaError(ErrorId.UnsupportedVersion, /wire version 2; this peer speaks version 3/),
     );
   });
 

@@ -69,7 +69,7 @@ describe('frame header', () => {
     );
     expect(target.toString('hex')).toBe(
       'ee' +
-        '0002' +
+        '0003' +
         '0003' +
         '01020304' +
         '05060708' +
@@ -95,7 +95,7 @@ describe('frame header', () => {
   });
 
   it.each([
-    ['a version other than 2', { version: 3 }, /version 3/],
+    ['a version other than 3', { version: 2 }, /version 2/],
     ['an unknown flag bit', { flags: 0x4 }, /flag bits 0x4/],
     ['flags beyond u16', { flags: 0x1_0000 }, /flags 65536 is not a u16/],
     ['a negative message type', { msgType: -1 }, /msgType -1 is not a u32/],
@@ -126,7 +126,7 @@ describe('frame header', () => {
   });
 
   it('decoding rejects another version with UnsupportedVersion', () => {
-    for (const version of [0, 1, 3, 0xffff]) {
+    for (const version of [0, 1, 2, 4, 0xffff]) {
       expect(() => decodeHeader(rawHeader({ version, msgType: APP_TYPE, payloadLen: 0 }))).toThrow(
         aureliaError(ErrorId.UnsupportedVersion, new RegExp(`version ${version}`)),
       );
@@ -137,7 +137,8 @@ describe('frame header', () => {
     ['unknown flag bits', { flags: 0x8004, msgType: APP_TYPE, payloadLen: 0 }, /flag bits 0x8004/],
     ['A1 type 0', { msgType: 0, payloadLen: 0 }, /unknown A1 control type 0/],
     ['A1 type 7', { msgType: 7, payloadLen: 0 }, /unknown A1 control type 7/],
-    ['A1 type 13', { msgType: 13, payloadLen: 0 }, /unknown A1 control type 13/],
+    ['A1 type 14', { msgType: 14, payloadLen: 0 }, /unknown A1 control type 14/],
+    ['a drain with a payload', { msgType: ControlType.Drain, payloadLen: 1 }, /not 0/],
     ['a reply under 7 bytes', { msgType: ControlType.Reply, payloadLen: 6 }, /outside 7\.\./],
     ['a reply-ack of 12 bytes', { msgType: ControlType.ReplyAck, payloadLen: 12 }, /multiple of 8/],
     ['an empty reply-ack', { msgType: ControlType.ReplyAck, payloadLen: 0 }, /multiple of 8/],
@@ -212,7 +213,7 @@ describe('frame kinds', () => {
   it('knows exactly the eleven A1 control types', () => {
     const known = [];
     for (let t = 0; t <= 0xffff; t++) if (isControlType(t)) known.push(t);
-    expect(known).toEqual([1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12]);
+    expect(known).toEqual([1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13]);
     expect(isControlType(0x1_0000)).toBe(false);
     expect(controlTypeName(ControlType.HelloResponse)).toBe('hello-response');
     expect(controlTypeName(ControlType.BlobComplete)).toBe('blob-complete');
