@@ -19,12 +19,11 @@
 //   got <key>                         a message was handed to the application
 //   accepted <key>                    the application accepted it (accept() returned true)
 //   closed                            after a graceful shutdown on SIGTERM
-import { Buffer } from 'node:buffer';
-import { writeSync } from 'node:fs';
 import path from 'node:path';
 import process from 'node:process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { say } from './say.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const entry = process.env.AURELIA_ENTRY ?? path.join(here, '..', '..', 'dist', 'lib', 'index.js');
@@ -46,20 +45,6 @@ function required(name) {
     process.exit(2);
   }
   return value;
-}
-
-const pause = new Int32Array(new SharedArrayBuffer(4));
-/** Writes `line` to fd 1 before returning, retrying while a full non-blocking pipe says EAGAIN. */
-function say(line) {
-  const bytes = Buffer.from(`${line}\n`);
-  for (let written = 0; written < bytes.length;) {
-    try {
-      written += writeSync(1, bytes, written);
-    } catch (err) {
-      if (err?.code !== 'EAGAIN') throw err;
-      Atomics.wait(pause, 0, 0, 1); // let the parent read; stays synchronous
-    }
-  }
 }
 
 const auth = await Pkcs8AuthConfig.fromFiles({
