@@ -294,12 +294,72 @@ export class AureliaServer
     }
     switch (frame.kind) {
       case 'message':
-        void this.onEvent(request, frame.message, pattern, tabernaId);
+        if (request.blobReceiver === undefined) {
+          this.onPlainEvent(request, frame.message, pattern, tabernaId);
+        } else void this.onEvent(request, frame.message, pattern, tabernaId);
         break;
       case 'request':
         this.onRequest(request, frame, pattern, tabernaId);
         break;
     }
+  }
+
+  /** True while no processing start or end hook is set: handlers may run without them. */
+  private plainProcessing(): boolean {
+    return (
+      this.onProcessingStartHook === this.plainStartHook &&
+      (this.onProcessingEndHook as unknown) === undefined
+    );
+  }
+
+  /** An event without a blob: decided when its handler (and what it returned) finished. */
+  private onPlainEvent(
+    request: TabernaRequest<unknown>,
+    value: unknown,
+    pattern: string,
+    tabernaId: TabernaId,
+  ): void {
+    try {
+      const deserialized = this.deserializer.deserialize(value, { channel: pattern });
+      if (!isThenable(deserialized)) {
+        this.runPlainEvent(request, deserialized as IncomingEvent, pattern, tabernaId);
+        return;
+      }
+      Promise.resolve(deserialized)
+        .then((packet) => this.runPlainEvent(request, packet as IncomingEvent, pattern, tabernaId))
+        .catch((err: unknown) => refuseEvent(request, err));
+    } catch (err) {
+      refuseEvent(request, err);
+    }
+  }
+
+  /**
+   * Runs the handler of a plain event. With no processing hook or span around it, the handler is
+   * called directly and a synchronous one decides the event in this turn.
+   */
+  private runPlainEvent(
+    request: TabernaRequest<unknown>,
+    packet: IncomingEvent,
+    pattern: string,
+    tabernaId: TabernaId,
+  ): void {
+    const handler = this.handlerFor(pattern);
+    if (!handler?.isEventHandler) {
+      const message = `'${pattern}' takes messages (send), not events`;
+      request.reject(rejectionReason({ status: 'error', message }));
+      return;
+    }
+    const context = new AureliaContext([request.peer, tabernaId, pattern, packet.metadata]);
+    const span = this.tracing?.server(pattern, packet.metadata, request.peer, tabernaId);
+    if (span || !this.plainProcessing()) {
+      const handle = (): Promise<void> => this.handleEvent(pattern, packet, context);
+      (span ? span.settle(span.run(handle)) : handle()).then(
+        () => request.accept(),
+        (err: unknown) => refuseEvent(request, err),
+      );
+      return;
+    }
+    settleEvent(request, handler(packet.data, context));
   }
 
   /**
@@ -424,7 +484,7 @@ export class AureliaServer
     }
     const context = new AureliaContext([channel.peer, tabernaId, pattern, packet.metadata]);
     const span = this.tracing?.server(pattern, packet.metadata, channel.peer, tabernaId);
-    if (!span && this.onProcessingStartHook === this.plainStartHook && !this.onProcessingEndHook) {
+    if (!span && this.plainProcessing()) {
       // No hook or span to run around the handler: its result is answered directly, with the
       // meaning Nest's `transformToObservable` and `send` give it.
       const result: unknown = handler(packet.data, context);
@@ -545,6 +605,28 @@ function errorPayload(err: unknown): unknown {
   if (err instanceof AureliaError) return { status: 'error', message: err.toString() };
   if (err instanceof Error) return { status: 'error', message: messageOf(err) };
   return err;
+}
+
+/** Decides an event by what its handler returned: a value now, a Promise or Observable later. */
+function settleEvent(request: TabernaRequest<unknown>, outcome: unknown): void {
+  if (outcome instanceof Promise) {
+    outcome.then(
+      (value: unknown) => settleEvent(request, value),
+      (err: unknown) => refuseEvent(request, err),
+    );
+  } else if (isObservable(outcome)) {
+    outcome.subscribe({
+      error: (err: unknown) => refuseEvent(request, err),
+      complete: () => request.accept(),
+    });
+  } else {
+    request.accept();
+  }
+}
+
+/** Rejects an event with the handler's error payload. */
+function refuseEvent(request: TabernaRequest<unknown>, err: unknown): void {
+  request.reject(rejectionReason(errorPayload(err)));
 }
 
 /** What an aborted blob stream's error frame carries of the reason. */

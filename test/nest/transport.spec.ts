@@ -213,7 +213,7 @@ describe('Nest over Aurelia: hybrid app serving, module client calling', () => {
     expect(await errorOf(client.emit('note', undefined))).toBeInstanceOf(InvalidMessageException);
   });
 
-  it('runs a processing start and end hook around each request when the server has them', async () => {
+  it('runs a processing start and end hook around each request and event when the server has them', async () => {
     const server = billing.get(AureliaServer);
     const hooks = server as unknown as { onProcessingStartHook: unknown };
     const plainStart = hooks.onProcessingStartHook;
@@ -228,12 +228,15 @@ describe('Nest over Aurelia: hybrid app serving, module client calling', () => {
     try {
       expect(await lastValueFrom(client.send('sum', [4]))).toBe(4);
       expect(await lastValueFrom(client.send({ cmd: 'count' }, 2).pipe(toArray()))).toEqual([1, 2]);
-      await eventually(() => events.length === 4, 'both end hooks');
+      await lastValueFrom(client.emit('note', 'hooked'), { defaultValue: undefined });
+      await eventually(() => events.length === 6, 'every end hook');
       expect(events).toEqual([
         'start:sum',
         'end:sum',
         'start:{"cmd":"count"}',
         'end:{"cmd":"count"}',
+        'start:note',
+        'end:note',
       ]);
     } finally {
       hooks.onProcessingStartHook = plainStart;
