@@ -6,23 +6,39 @@ import {
   type ExecutionContext,
   Injectable,
   Module,
+  type OnModuleDestroy,
+  type OnModuleInit,
   UseGuards,
 } from '@nestjs/common';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Reflector } from '@nestjs/core';
 import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
-import { type Observable, from } from 'rxjs';
-import { AureliaContext, AureliaModule } from 'aurelia-mesh';
+import { type Observable, type Subscription, from } from 'rxjs';
+import {
+  AureliaContext,
+  AureliaModule,
+  type DomusReportingEvent,
+  InjectAureliaEvents,
+} from 'aurelia-mesh';
 import {
   type ChargeRequest,
   type ChargeResult,
   Patterns,
+  type Quote,
+  type QuoteRequest,
   type ServiceName,
   type StatementLine,
   type StatementRequest,
   identityOf,
 } from './contracts.js';
-import { meshOptions, readMeshSettings, startService, trace } from './mesh.js';
+import { meshOptions, processName, readMeshSettings, startService, trace } from './mesh.js';
 import { superviseService } from './supervision.js';
+
+/** Which billing replica this process is: `billing` or `billing-2`. */
+const ME = processName('billing');
+
+/** How long pricing a quote takes: long enough that quotes are in flight when a replica stops. */
+const QUOTE_WORK_MS = 20;
 
 /** The services allowed to call a handler; a handler without it admits nobody. */
 const AllowCallers = Reflector.createDecorator<readonly ServiceName[]>();
@@ -41,7 +57,7 @@ class CallerGuard implements CanActivate {
     const rpc = context.switchToRpc();
     const caller = rpc.getContext<AureliaContext>().getPeer().identity;
     if (allowed.some((service) => identityOf(service) === caller)) return true;
-    trace('billing', `refused ${rpc.getContext<AureliaContext>().getPattern()} from ${caller}`);
+    trace(ME, `refused ${rpc.getContext<AureliaContext>().getPattern()} from ${caller}`);
     return false;
   }
 }
@@ -80,7 +96,7 @@ class BillingController {
   charge(@Payload() request: ChargeRequest, @Ctx() ctx: AureliaContext): ChargeResult {
     const result = this.ledger.charge(request);
     trace(
-      'billing',
+      ME,
       `charge #${request.orderId} from ${ctx.getPeer().identity}: ${euros(request.amountCents)} ${result.status} as ${result.chargeId}`,
     );
     return result;
@@ -91,17 +107,64 @@ class BillingController {
   @MessagePattern(Patterns.statement)
   statement(@Payload() request: StatementRequest): Observable<StatementLine> {
     const lines = this.ledger.statementOf(request.customer);
-    trace('billing', `statement for ${request.customer}: streaming ${lines.length} lines`);
+    trace(ME, `statement for ${request.customer}: streaming ${lines.length} lines`);
     return from(lines.map((text, index) => ({ line: index + 1, of: lines.length, text })));
+  }
+
+  /** Request/reply without state: either replica can answer, and says which one did. */
+  @AllowCallers(['orders'])
+  @MessagePattern(Patterns.quote)
+  async quote(@Payload() request: QuoteRequest): Promise<Quote> {
+    await sleep(QUOTE_WORK_MS);
+    const totalCents = Math.round(request.amountCents * 1.2);
+    return { orderId: request.orderId, totalCents, replica: ME };
+  }
+}
+
+/**
+ * Traces this replica's drain: when it stops, its callers are told to send elsewhere and the
+ * calls it already accepted finish before it closes.
+ */
+@Injectable()
+class DrainWatch implements OnModuleInit, OnModuleDestroy {
+  private subscription: Subscription | undefined;
+  private drainStarted = false;
+  private drained: (() => void) | undefined;
+  private readonly drainEnded = new Promise<void>((resolve) => {
+    this.drained = resolve;
+  });
+
+  constructor(@InjectAureliaEvents() private readonly events$: Observable<DomusReportingEvent>) {}
+
+  onModuleInit(): void {
+    this.subscription = this.events$.subscribe((event) => {
+      if (event.type === 'DrainStarted') {
+        this.drainStarted = true;
+        trace(ME, 'draining: callers told to send elsewhere, accepted calls finishing');
+      } else if (event.type === 'DrainComplete') {
+        const how =
+          event.finished === true ? 'every accepted call finished' : 'drainTimeoutMs ran out';
+        trace(ME, `drained: ${how}`);
+        this.drained?.();
+      }
+    });
+  }
+
+  /** Stops watching once the drain's end was traced (the event may still be on its way). */
+  async onModuleDestroy(): Promise<void> {
+    if (this.drainStarted) await Promise.race([this.drainEnded, sleep(1000)]);
+    this.subscription?.unsubscribe();
   }
 }
 
 @Module({
   imports: [
-    AureliaModule.forRootAsync({ useFactory: () => meshOptions(readMeshSettings(), 'billing') }),
+    AureliaModule.forRootAsync({
+      useFactory: () => meshOptions(readMeshSettings(), 'billing', {}, ME),
+    }),
   ],
   controllers: [BillingController],
-  providers: [Ledger],
+  providers: [Ledger, DrainWatch],
 })
 class BillingModule {}
 
@@ -109,4 +172,4 @@ function euros(cents: number): string {
   return `${(cents / 100).toFixed(2)} EUR`;
 }
 
-await superviseService('billing', () => startService(BillingModule));
+await superviseService(ME, () => startService(BillingModule));

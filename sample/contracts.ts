@@ -7,6 +7,20 @@ export const SERVICES = ['orders', 'billing', 'audit'] as const;
 export type ServiceName = (typeof SERVICES)[number];
 
 /**
+ * The processes the sample runs: one per service, and billing twice. `billing-2` is a second
+ * replica of billing: the same code and the same certificate identity, its own address.
+ */
+export const PROCESSES = ['orders', 'billing', 'billing-2', 'audit'] as const;
+
+/** A process of the sample mesh. */
+export type ProcessName = (typeof PROCESSES)[number];
+
+/** The service a process runs. */
+export function serviceOf(process: ProcessName): ServiceName {
+  return process === 'billing-2' ? 'billing' : process;
+}
+
+/**
  * The certificate identity of a service: the URI SAN `aurelia-mesh certs` puts in node
  * certificates. Mutual TLS proves it on every connection, so handlers may authorize on it.
  */
@@ -20,6 +34,12 @@ export const Patterns = {
   charge: 'billing.charge',
   /** billing, `@MessagePattern`: a customer's statement, streamed as `StatementLine`s. */
   statement: 'billing.statement',
+  /**
+   * billing, `@MessagePattern`: price an order with tax, reply with a `Quote`. Stateless, so
+   * served by both billing replicas (charges and statements keep a ledger in memory, so they
+   * stay on the first).
+   */
+  quote: 'billing.quote',
   /** audit, `@EventPattern`: append an `AuditRecord`; invalid records are rejected. */
   record: 'audit.record',
   /** audit, `@EventPattern` with a blob: archive a file, described by `ArchiveFile`. */
@@ -63,4 +83,17 @@ export interface AuditRecord {
 export interface ArchiveFile {
   readonly name: string;
   readonly bytes: number;
+}
+
+/** Asks billing to price an order. */
+export interface QuoteRequest {
+  readonly orderId: number;
+  readonly amountCents: number;
+}
+
+/** Billing's price for a `QuoteRequest`, and which replica answered. */
+export interface Quote {
+  readonly orderId: number;
+  readonly totalCents: number;
+  readonly replica: ProcessName;
 }

@@ -6,8 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { SERVICES, type ServiceName } from './contracts.js';
-import { MESH_SETTINGS_ENV, type MeshSettings, since, trace } from './mesh.js';
+import { PROCESSES, type ProcessName, SERVICES, serviceOf } from './contracts.js';
+import { MESH_SETTINGS_ENV, type MeshSettings, PROCESS_ENV, since, trace } from './mesh.js';
 import { ensureSamplePki } from './pki.js';
 import { type FromService, type ToService, describeError } from './supervision.js';
 import { type SampleSpan, SpanBoard, traceTree } from './tracing.js';
@@ -21,8 +21,8 @@ const PKI_DIR = path.resolve(
   process.env.AURELIA_SAMPLE_PKI_DIR ?? path.join(HERE, '..', '..', '.sample-pki'),
 );
 
-/** The whole scenario, start-up included, must finish within this. */
-const RUN_BUDGET_MS = 25_000;
+/** The whole scenario, start-up and a replica's restart included, must finish within this. */
+const RUN_BUDGET_MS = 40_000;
 /** Longest wait for the services to start (Nest and the certificates load in each process). */
 const START_MS = 15_000;
 /** Longest wait for one step. */
@@ -30,11 +30,15 @@ const STEP_MS = 10_000;
 /** Longest wait for a service to exit once asked to stop. */
 const STOP_MS = 5_000;
 
-/** One step of the scenario: which service acts, and what the trace shows. */
+/**
+ * One step of the scenario: which process acts, and what the trace shows. A step that names a
+ * process to `restart` runs as `<step>-start`, the restart of that process, then `<step>-finish`.
+ */
 interface ScenarioStep {
-  readonly service: ServiceName;
+  readonly service: ProcessName;
   readonly step: string;
   readonly title: string;
+  readonly restart?: ProcessName;
 }
 
 const SCENARIO: readonly ScenarioStep[] = [
@@ -65,6 +69,12 @@ const SCENARIO: readonly ScenarioStep[] = [
   },
   {
     service: 'orders',
+    step: 'quotes',
+    title: 'replicas — billing-2 restarts while orders asks both billing replicas for quotes',
+    restart: 'billing-2',
+  },
+  {
+    service: 'orders',
     step: 'archive',
     title: 'a file as a blob — orders archives 4 MiB at audit, both sides hash it',
   },
@@ -72,7 +82,7 @@ const SCENARIO: readonly ScenarioStep[] = [
 ];
 
 /** Callers stop before the services they call, so no call is left waiting on a stopped service. */
-const STOP_ORDER: readonly ServiceName[] = ['orders', 'audit', 'billing'];
+const STOP_ORDER: readonly ProcessName[] = ['orders', 'audit', 'billing-2', 'billing'];
 
 /** One service process and the waits on it, each bounded. */
 class ServiceProcess {
@@ -82,12 +92,16 @@ class ServiceProcess {
   private nextStepId = 1;
 
   constructor(
-    readonly name: ServiceName,
+    readonly name: ProcessName,
     settings: MeshSettings,
     onSpan: (span: SampleSpan) => void,
   ) {
-    this.child = fork(path.join(HERE, `${name}.js`), [], {
-      env: { ...process.env, [MESH_SETTINGS_ENV]: JSON.stringify(settings) },
+    this.child = fork(path.join(HERE, `${serviceOf(name)}.js`), [], {
+      env: {
+        ...process.env,
+        [MESH_SETTINGS_ENV]: JSON.stringify(settings),
+        [PROCESS_ENV]: name,
+      },
       // Services write the trace straight to our stdout, so lines stay in the order they happen.
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
@@ -197,7 +211,7 @@ async function main(): Promise<number> {
   const deadline = startedAt + RUN_BUDGET_MS;
   const remaining = (capMs: number): number =>
     Math.max(0, Math.min(capMs, deadline - performance.now()));
-  const services = new Map<ServiceName, ServiceProcess>();
+  const services = new Map<ProcessName, ServiceProcess>();
   // Ctrl-C or a SIGTERM stops the services and ends the run early, still cleaning up.
   let interrupted = false;
   const onSignal = (): void => {
@@ -220,20 +234,26 @@ async function main(): Promise<number> {
   const runDir = await mkdtemp(path.join(os.tmpdir(), 'aurelia-sample-'));
   const settings: MeshSettings = { pkiDir: PKI_DIR, runDir };
   const spans = new SpanBoard();
+  const onSpan = (span: SampleSpan): void => spans.add(span);
   if (!interrupted) {
-    for (const name of SERVICES) {
-      services.set(name, new ServiceProcess(name, settings, (span) => spans.add(span)));
-    }
+    for (const name of PROCESSES) services.set(name, new ServiceProcess(name, settings, onSpan));
   }
 
   let failure: unknown;
   try {
     await Promise.all([...services.values()].map((service) => service.ready(remaining(START_MS))));
-    trace('main', `${SERVICES.join(', ')} are up, each in its own process (${since(startedAt)})`);
-    for (const [index, { service, step, title }] of SCENARIO.entries()) {
+    trace('main', `${PROCESSES.join(', ')} are up, each in its own process (${since(startedAt)})`);
+    for (const [index, { service, step, title, restart }] of SCENARIO.entries()) {
       if (interrupted) break;
       trace('main', `step ${index + 1}/${SCENARIO.length}: ${title}`);
-      await services.get(service)!.run(step, remaining(STEP_MS));
+      const actor = services.get(service)!;
+      if (restart === undefined) {
+        await actor.run(step, remaining(STEP_MS));
+      } else {
+        await actor.run(`${step}-start`, remaining(STEP_MS));
+        await restartProcess(restart, services, settings, onSpan, remaining);
+        await actor.run(`${step}-finish`, remaining(STEP_MS));
+      }
       if (step === 'charge') await printTrace(spans, remaining(STEP_MS));
     }
   } catch (err) {
@@ -263,6 +283,27 @@ async function main(): Promise<number> {
     `done in ${since(startedAt)}: every step behaved as expected, all services stopped`,
   );
   return 0;
+}
+
+/**
+ * Stops process `name` as a deployment would (its application closes: it drains first) and
+ * starts it again at the same address, while the traffic of the current step goes on.
+ */
+async function restartProcess(
+  name: ProcessName,
+  services: Map<ProcessName, ServiceProcess>,
+  settings: MeshSettings,
+  onSpan: (span: SampleSpan) => void,
+  remaining: (capMs: number) => number,
+): Promise<void> {
+  const stoppedAt = performance.now();
+  trace('main', `stopping ${name} in the middle of the traffic`);
+  await services.get(name)!.stop();
+  trace('main', `${name} stopped (${since(stoppedAt)}); starting it again`);
+  const again = new ServiceProcess(name, settings, onSpan);
+  services.set(name, again);
+  await again.ready(remaining(START_MS));
+  trace('main', `${name} is back (${since(stoppedAt)} after the stop began)`);
 }
 
 /**

@@ -5,10 +5,12 @@ import type { INestMicroservice, LoggerService, Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { AsyncMicroserviceOptions } from '@nestjs/microservices';
 import { AureliaError, AureliaServer, ErrorId, type AureliaModuleOptions } from 'aurelia-mesh';
-import type { ServiceName } from './contracts.js';
+import { type ProcessName, type ServiceName, serviceOf } from './contracts.js';
 
 /** Environment variable through which `main.ts` tells each service where the mesh lives. */
 export const MESH_SETTINGS_ENV = 'AURELIA_SAMPLE_MESH';
+/** Environment variable naming the process a service runs as (`billing-2` for the replica). */
+export const PROCESS_ENV = 'AURELIA_SAMPLE_PROCESS';
 
 /** Where the mesh lives on this machine; `main.ts` decides, every service reads the same. */
 export interface MeshSettings {
@@ -40,36 +42,71 @@ export function readMeshSettings(): MeshSettings {
 }
 
 /**
- * The address a service listens on: a Unix socket in the run directory, so runs never collide
- * on ports. TLS runs over it exactly as over TCP; `tls://10.0.0.5:7000` would work the same.
+ * The process this service runs as, from `AURELIA_SAMPLE_PROCESS` (`main.ts` sets it); `service`
+ * itself when unset. Throws `AureliaError(InvalidConfig)` for a process of another service.
  */
-export function addressOf(settings: MeshSettings, service: ServiceName): string {
-  return `unix://${path.join(settings.runDir, `${service}.sock`)}`;
+export function processName(service: ServiceName): ProcessName {
+  const name = (process.env[PROCESS_ENV] ?? service) as ProcessName;
+  if (serviceOf(name) !== service) {
+    throw new AureliaError(
+      ErrorId.InvalidConfig,
+      `${PROCESS_ENV}=${name} is not a process of ${service}; start the sample with 'npm run sample'`,
+    );
+  }
+  return name;
 }
 
 /**
- * `AureliaModule` options of `service`: its listen address, its certificate and key (the CA
- * verifies every peer), and a route for every pattern it calls. Deadlines are short because
- * everything runs on one machine: no call waits more than 5 s.
+ * The address a process listens on: a Unix socket in the run directory, so runs never collide
+ * on ports. TLS runs over it exactly as over TCP; `tls://10.0.0.5:7000` would work the same.
+ */
+export function addressOf(settings: MeshSettings, name: ProcessName): string {
+  return `unix://${path.join(settings.runDir, `${name}.sock`)}`;
+}
+
+/** The process listening at `address` (an `addressOf` address), for the trace. */
+export function processAt(address: string): string {
+  return path.basename(address, '.sock');
+}
+
+/**
+ * `AureliaModule` options of `service` running as process `name`: its listen address, its
+ * service's certificate and key (the CA verifies every peer; replicas share one), and a route
+ * for every pattern it calls — to one process, or to several replicas the calls are balanced
+ * over. Deadlines are short because everything runs on one machine: no call waits more than
+ * 5 s, a stopping service gives the calls it accepted 3 s to finish (`drainTimeoutMs`), and a
+ * replica that went away is tried again within a second.
  */
 export function meshOptions(
   settings: MeshSettings,
   service: ServiceName,
-  routes: Readonly<Record<string, ServiceName>> = {},
+  routes: Readonly<Record<string, ProcessName | readonly ProcessName[]>> = {},
+  name: ProcessName = service,
 ): AureliaModuleOptions {
+  const to = (target: ProcessName | readonly ProcessName[]): string | string[] =>
+    typeof target === 'string'
+      ? addressOf(settings, target)
+      : target.map((replica) => addressOf(settings, replica));
   return {
-    listen: addressOf(settings, service),
+    listen: addressOf(settings, name),
     auth: {
       ca: path.join(settings.pkiDir, 'ca.pem'),
       cert: path.join(settings.pkiDir, `${service}.pem`),
       key: path.join(settings.pkiDir, `${service}-key.pem`),
     },
     routes: Object.fromEntries(
-      Object.entries(routes).map(([pattern, target]) => [pattern, addressOf(settings, target)]),
+      Object.entries(routes).map(([pattern, target]) => [pattern, to(target)]),
     ),
     requestTimeoutMs: 5000,
-    config: { sendTimeoutMs: 5000, callisConnectTimeoutMs: 2000 },
-    logger: traceLogger(service),
+    config: {
+      sendTimeoutMs: 5000,
+      callisConnectTimeoutMs: 2000,
+      drainTimeoutMs: 3000,
+      // A replica that is gone is tried again soon: a restart here takes a second or two.
+      replicaEjectionMs: 250,
+      replicaMaxEjectionMs: 1000,
+    },
+    logger: traceLogger(name),
   };
 }
 
@@ -77,7 +114,7 @@ export function meshOptions(
  * The domus's own log lines (lifecycle, and background problems such as a dropped connection)
  * written into the trace; any Nest `LoggerService` works here, e.g. a pino adapter.
  */
-export function traceLogger(service: ServiceName): LoggerService {
+export function traceLogger(service: ProcessName): LoggerService {
   const line =
     (level: string) =>
     (message: unknown): void =>
@@ -104,7 +141,7 @@ export async function startService(module: Type): Promise<INestMicroservice> {
 }
 
 /** Prints one line of the trace, prefixed with the service that speaks. */
-export function trace(service: ServiceName | 'main', text: string): void {
+export function trace(service: ProcessName | 'main', text: string): void {
   process.stdout.write(`[${service}] ${text}\n`);
 }
 

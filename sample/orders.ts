@@ -24,10 +24,13 @@ import {
   type ChargeRequest,
   type ChargeResult,
   Patterns,
+  type ProcessName,
+  type Quote,
+  type QuoteRequest,
   type StatementLine,
   type StatementRequest,
 } from './contracts.js';
-import { meshOptions, readMeshSettings, since, startService, trace } from './mesh.js';
+import { meshOptions, processAt, readMeshSettings, since, startService, trace } from './mesh.js';
 import { describeError, superviseService } from './supervision.js';
 
 const ORDERS: readonly ChargeRequest[] = [
@@ -63,6 +66,16 @@ class PeerWatch implements OnModuleInit, OnModuleDestroy {
           break;
         case 'PeerDialFailed':
           trace('orders', `event ${event.type}: ${describeError(event.error)}`);
+          break;
+        case 'PeerDraining':
+          trace(
+            'orders',
+            `event ${event.type}: ${processAt(event.address)} is shutting down (${event.moved} queued calls moved to another replica)`,
+          );
+          break;
+        case 'ReplicaEjected':
+        case 'ReplicaReadmitted':
+          trace('orders', `event ${event.type}: ${processAt(event.address)}`);
           break;
         default:
           break;
@@ -177,6 +190,107 @@ class Orders {
   }
 }
 
+/** Concurrent quote loops while the replicas restart. */
+const QUOTE_LOOPS = 4;
+/** How often the trace says which replicas answered the quotes. */
+const QUOTE_REPORT_MS = 500;
+
+/**
+ * Asks billing's two replicas for quotes, without pause, from a few loops, while `main.ts`
+ * restarts one of them; every half second the trace says which replicas answered.
+ */
+@Injectable()
+class Quotes implements OnModuleDestroy {
+  private running = false;
+  private loops: Promise<void> = Promise.resolve();
+  private reporter: NodeJS.Timeout | undefined;
+  private nextOrder = 1000;
+  private readonly answered = new Map<ProcessName, number>();
+  private window = new Map<ProcessName, number>();
+  private failed = 0;
+
+  constructor(private readonly mesh: ClientAurelia) {}
+
+  /** Starts the loops; resolves once both replicas answered (within `timeoutMs`). */
+  async start(timeoutMs = 5000): Promise<void> {
+    this.running = true;
+    this.loops = Promise.all(Array.from({ length: QUOTE_LOOPS }, () => this.loop())).then(
+      () => undefined,
+    );
+    this.reporter = setInterval(() => this.report(), QUOTE_REPORT_MS);
+    await this.until(() => this.count('billing') > 0 && this.count('billing-2') > 0, timeoutMs);
+  }
+
+  /**
+   * Once `replica` answered `atLeast` more quotes (within `timeoutMs`), stops the loops, waits
+   * for the quotes in flight and prints the totals; throws when any quote failed.
+   */
+  async finish(replica: ProcessName, atLeast: number, timeoutMs = 5000): Promise<void> {
+    const before = this.count(replica);
+    try {
+      await this.until(() => this.count(replica) >= before + atLeast, timeoutMs);
+    } finally {
+      await this.stop();
+    }
+    const total = [...this.answered.values()].reduce((a, b) => a + b, 0);
+    trace(
+      'orders',
+      `quotes: ${total} answered (billing ×${this.count('billing')}, billing-2 ×${this.count('billing-2')}), ${this.failed} failed`,
+    );
+    if (this.failed > 0) throw new Error(`${this.failed} quotes failed`);
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await this.stop();
+  }
+
+  private async stop(): Promise<void> {
+    this.running = false;
+    await this.loops;
+    if (this.reporter) clearInterval(this.reporter);
+    this.reporter = undefined;
+    if ([...this.window.values()].some((n) => n > 0)) this.report();
+  }
+
+  private count(replica: ProcessName): number {
+    return this.answered.get(replica) ?? 0;
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running) {
+      const request: QuoteRequest = { orderId: this.nextOrder++, amountCents: 1000 };
+      try {
+        const quote = await firstValueFrom(
+          this.mesh.send<Quote, QuoteRequest>(Patterns.quote, request),
+        );
+        this.answered.set(quote.replica, this.count(quote.replica) + 1);
+        this.window.set(quote.replica, (this.window.get(quote.replica) ?? 0) + 1);
+      } catch (err) {
+        this.failed++;
+        trace('orders', `quote #${request.orderId} failed: ${describeError(err)}`);
+      }
+    }
+  }
+
+  private report(): void {
+    const window = this.window;
+    this.window = new Map();
+    trace(
+      'orders',
+      `quotes answered in the last ${QUOTE_REPORT_MS} ms: billing ×${window.get('billing') ?? 0}, billing-2 ×${window.get('billing-2') ?? 0}`,
+    );
+  }
+
+  /** Resolves once `done()` holds, checking every 10 ms; rejects after `timeoutMs`. */
+  private async until(done: () => boolean, timeoutMs: number): Promise<void> {
+    const end = performance.now() + timeoutMs;
+    while (!done()) {
+      if (performance.now() > end) throw new Error(`quotes: no progress within ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+}
+
 @Module({
   imports: [
     AureliaModule.forRootAsync({
@@ -184,12 +298,13 @@ class Orders {
         meshOptions(readMeshSettings(), 'orders', {
           [Patterns.charge]: 'billing',
           [Patterns.statement]: 'billing',
+          [Patterns.quote]: ['billing', 'billing-2'],
           [Patterns.record]: 'audit',
           [Patterns.archive]: 'audit',
         }),
     }),
   ],
-  providers: [Orders, PeerWatch],
+  providers: [Orders, PeerWatch, Quotes],
 })
 class OrdersModule {}
 
@@ -198,7 +313,10 @@ await superviseService(
   () => startService(OrdersModule),
   (app) => {
     const orders = app.get(Orders);
+    const quotes = app.get(Quotes);
     return {
+      'quotes-start': () => quotes.start(),
+      'quotes-finish': () => quotes.finish('billing-2', 20, 8000),
       charge: () => orders.charge(),
       record: () => orders.record(),
       'record-invalid': () => orders.recordInvalid(),

@@ -1,7 +1,7 @@
 // How main.ts drives the service processes: the IPC messages, and the service side of them.
 import type { INestMicroservice } from '@nestjs/common';
 import { AureliaError, errorIdName } from 'aurelia-mesh';
-import type { ServiceName } from './contracts.js';
+import type { ProcessName } from './contracts.js';
 import { trace } from './mesh.js';
 import { type SampleSpan, startTracing } from './tracing.js';
 
@@ -26,7 +26,7 @@ export type Step = () => Promise<void>;
  * is left open.
  */
 export async function superviseService(
-  service: ServiceName,
+  service: ProcessName,
   bootstrap: () => Promise<INestMicroservice>,
   steps: (app: INestMicroservice) => Readonly<Record<string, Step>> = () => ({}),
 ): Promise<void> {

@@ -9,11 +9,11 @@ import {
   SimpleSpanProcessor,
   type SpanExporter,
 } from '@opentelemetry/sdk-trace-base';
-import type { ServiceName } from './contracts.js';
+import type { ProcessName } from './contracts.js';
 
 /** A finished span as a service reports it to main.ts. */
 export interface SampleSpan {
-  readonly service: ServiceName;
+  readonly service: ProcessName;
   readonly traceId: string;
   readonly spanId: string;
   readonly parentId: string | undefined;
@@ -32,7 +32,7 @@ export interface SampleSpan {
  * the packet, and each handled call a server span that is its child. Returns what stops it.
  */
 export function startTracing(
-  service: ServiceName,
+  service: ProcessName,
   report: (span: SampleSpan) => void,
 ): () => Promise<void> {
   const exporter: SpanExporter = {
@@ -113,7 +113,7 @@ export function traceTree(spans: readonly SampleSpan[]): string[] {
   return lines;
 }
 
-function sampleSpan(service: ServiceName, span: ReadableSpan): SampleSpan {
+function sampleSpan(service: ProcessName, span: ReadableSpan): SampleSpan {
   const ms = ([seconds, nanos]: [number, number]): number => seconds * 1000 + nanos / 1e6;
   return {
     service,

@@ -12,6 +12,7 @@ import { builtSample, repoRoot, requireBuild } from '../support/built.js';
 requireBuild();
 
 const SERVICES = ['orders', 'billing', 'audit'];
+const PROCESSES = ['orders', 'billing', 'billing-2', 'audit'];
 
 interface SampleRun {
   readonly code: number | null;
@@ -73,7 +74,7 @@ describe('the sample mesh (node dist/sample/main.js)', () => {
       context,
     });
     expect(linesOf(run.stdout, 'main').at(-1)).toMatch(/^done in \d+\.\d ms: every step behaved/);
-    for (const service of SERVICES) expect(linesOf(run.stdout, service)).toContain('stopped');
+    for (const name of PROCESSES) expect(linesOf(run.stdout, name)).toContain('stopped');
     expect(run.stderr).toBe('');
   });
 
@@ -86,13 +87,14 @@ describe('the sample mesh (node dist/sample/main.js)', () => {
   it('walks through the steps in order', () => {
     const steps = linesOf(run.stdout, 'main').filter((line) => line.startsWith('step '));
     expect(steps.map((line) => line.replace(/ — .*/, ''))).toEqual([
-      'step 1/7: send() with a reply',
-      "step 2/7: a guard on the caller's certificate",
-      'step 3/7: emit() accepted',
-      'step 4/7: emit() rejected',
-      'step 5/7: a streamed reply',
-      'step 6/7: a file as a blob',
-      'step 7/7: reporting',
+      'step 1/8: send() with a reply',
+      "step 2/8: a guard on the caller's certificate",
+      'step 3/8: emit() accepted',
+      'step 4/8: emit() rejected',
+      'step 5/8: a streamed reply',
+      'step 6/8: replicas',
+      'step 7/8: a file as a blob',
+      'step 8/8: reporting',
     ]);
   });
 
@@ -160,6 +162,56 @@ describe('the sample mesh (node dist/sample/main.js)', () => {
       'statement 4/4: total  61.99 EUR',
       'statement complete: 4 lines streamed',
     ]);
+  });
+
+  it('restarts billing-2 in the middle of the quotes: they move to billing, none fails, then both answer again', () => {
+    const orders = linesOf(run.stdout, 'orders');
+    const main = linesOf(run.stdout, 'main');
+    const stopping = main.indexOf('stopping billing-2 in the middle of the traffic');
+    expect(stopping).toBeGreaterThan(-1);
+    expect(main[stopping + 1]).toMatch(/^billing-2 stopped \(\d+\.\d ms\); starting it again$/);
+    expect(main[stopping + 2]).toMatch(/^billing-2 is back \(\d+\.\d ms after the stop began\)$/);
+
+    // billing-2 drained before it stopped, and orders heard it.
+    const replica = linesOf(run.stdout, 'billing-2');
+    expect(replica).toEqual(
+      expect.arrayContaining([
+        'draining: callers told to send elsewhere, accepted calls finishing',
+        'drained: every accepted call finished',
+      ]),
+    );
+    expect(orders).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(
+          /^event PeerDraining: billing-2 is shutting down \(\d+ queued calls moved/,
+        ),
+      ]),
+    );
+
+    const windows = orders
+      .map((line) =>
+        /^quotes answered in the last 500 ms: billing ×(\d+), billing-2 ×(\d+)$/.exec(line),
+      )
+      .filter((match) => match !== null)
+      .map((match) => ({ billing: Number(match[1]), replica: Number(match[2]) }));
+    // While billing-2 was away every quote went to billing; before and after, both answered.
+    const both = windows.findIndex((w) => w.billing > 0 && w.replica > 0);
+    const away = windows.findIndex((w, i) => i > both && w.billing > 0 && w.replica === 0);
+    expect(both).toBeGreaterThan(-1);
+    expect(away).toBeGreaterThan(both);
+    expect(windows.slice(away).some((w) => w.replica > 0)).toBe(true);
+
+    const total = orders
+      .map((line) =>
+        /^quotes: (\d+) answered \(billing ×(\d+), billing-2 ×(\d+)\), (\d+) failed$/.exec(line),
+      )
+      .find((match) => match !== null);
+    expect(total).toBeDefined();
+    const [answered, billing, second, failed] = total!.slice(1).map(Number);
+    expect(failed).toBe(0);
+    expect(billing + second).toBe(answered);
+    expect(second).toBeGreaterThanOrEqual(20);
+    expect(orders.filter((line) => /^quote #\d+ failed/.test(line))).toEqual([]);
   });
 
   it('transfers the file as a blob with the same SHA-256 on both sides', () => {
