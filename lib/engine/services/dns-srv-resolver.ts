@@ -4,9 +4,9 @@ import { isIP } from 'node:net';
 import { DomusAddr } from '../addr.js';
 import { AureliaError, ErrorId } from '../errors.js';
 import { assertTabernaId, tabernaIdText, type TabernaId } from '../ids.js';
-import { BALANCINGS, type Balancing } from '../balancer/balancer.js';
-import { ReplicaSet, checkRouteIdentity, type RouteResolver } from '../resolver.js';
-import { checkRanges, checkServers, checkService, integer, invalid } from './dns-srv-options.js';
+import type { Balancing } from '../balancer/balancer.js';
+import { ReplicaSet, type RouteResolver } from '../resolver.js';
+import { type CheckedDnsSrvOptions, checkDnsSrvOptions } from './dns-srv-options.js';
 import { type Endpoint, groupByPriority, pickWeighted } from './dns-srv-selection.js';
 
 /** An inclusive range of taberna ids served by one SRV service name. */
@@ -91,12 +91,6 @@ interface TargetAddresses {
   readonly ttlSeconds: number | undefined;
 }
 
-const DEFAULT_TIMEOUT_MS = 5_000;
-const DEFAULT_MIN_TTL_MS = 1_000;
-const DEFAULT_MAX_TTL_MS = 60_000;
-const DEFAULT_FAILURE_HOLD_MS = 10_000;
-const DEFAULT_STALE_IF_ERROR_MS = 30_000;
-const DAY_MS = 86_400_000;
 /** Least time between lookups while a stale answer stands in for a failing refresh. */
 const RETRY_AFTER_ERROR_MS = 1_000;
 /** DNS error codes meaning "this name has no such records", as opposed to "DNS is unavailable". */
@@ -122,20 +116,8 @@ const ABSENT = new Set<string>([dns.NOTFOUND, dns.NODATA]);
  * deadline; only later sends are routed to another endpoint.
  */
 export class DnsSrvResolver implements RouteResolver {
-  readonly #exact = new Map<TabernaId, string>();
-  readonly #ranges: readonly DnsSrvRange[];
-  readonly #servers: readonly string[] | undefined;
-  readonly #timeoutMs: number;
-  readonly #cacheTtlMs: number | undefined;
-  readonly #minTtlMs: number;
-  readonly #maxTtlMs: number;
-  readonly #failureHoldMs: number;
-  readonly #staleIfErrorMs: number;
-  readonly #random: () => number;
-  readonly #now: () => number;
-  readonly #balancing: Balancing;
-  /** SRV name → the identity that must serve it. */
-  readonly #identities = new Map<string, string>();
+  /** The options, checked and with their defaults. */
+  readonly #o: CheckedDnsSrvOptions;
   readonly #cache = new Map<string, CacheEntry>();
   readonly #inflight = new Map<string, Promise<CacheEntry>>();
   /** Address key → time until which it is avoided. */
@@ -147,71 +129,18 @@ export class DnsSrvResolver implements RouteResolver {
   /**
    * Creates a resolver. Throws `AureliaError(InvalidConfig)` naming the option when an id is not
    * a u64 bigint, a service is not a DNS name, ranges are inverted or overlap, `identities` names
-   * a service no entry looks up or gives no valid identity, `servers` is empty
-   * or not accepted by `node:dns`, or a duration is not an integer in its range.
+   * a service no entry looks up or gives no valid identity, `servers` is empty or not accepted by
+   * `node:dns`, or a duration is not an integer in its range (see `checkDnsSrvOptions`).
    */
   constructor(options: DnsSrvResolverOptions) {
-    for (const [id, service] of options.services ?? []) {
-      assertTabernaId(id, ErrorId.InvalidConfig);
-      this.#exact.set(id, checkService(service, `services[${id}]`));
-    }
-    this.#ranges = checkRanges(options.ranges ?? []);
-    const named = new Set([...this.#exact.values(), ...this.#ranges.map((r) => r.service)]);
-    for (const [service, identity] of options.identities ?? []) {
-      const name = checkService(service, 'identities key');
-      if (!named.has(name)) {
-        throw invalid(`identities names ${name}, which no services or ranges entry looks up`);
-      }
-      try {
-        this.#identities.set(name, checkRouteIdentity(identity)!);
-      } catch (err) {
-        throw invalid(`identities[${name}]: ${(err as Error).message}`);
-      }
-    }
-    this.#servers = checkServers(options.servers);
-    this.#timeoutMs = integer('timeoutMs', options.timeoutMs ?? DEFAULT_TIMEOUT_MS, 1, 60_000);
-    this.#cacheTtlMs =
-      options.cacheTtlMs === undefined
-        ? undefined
-        : integer('cacheTtlMs', options.cacheTtlMs, 0, DAY_MS);
-    this.#minTtlMs = integer('minTtlMs', options.minTtlMs ?? DEFAULT_MIN_TTL_MS, 0, DAY_MS);
-    this.#maxTtlMs = integer('maxTtlMs', options.maxTtlMs ?? DEFAULT_MAX_TTL_MS, 0, DAY_MS);
-    if (this.#maxTtlMs < this.#minTtlMs) {
-      throw invalid(`maxTtlMs (${this.#maxTtlMs}) must be at least minTtlMs (${this.#minTtlMs})`);
-    }
-    this.#failureHoldMs = integer(
-      'failureHoldMs',
-      options.failureHoldMs ?? DEFAULT_FAILURE_HOLD_MS,
-      0,
-      3_600_000,
-    );
-    this.#staleIfErrorMs = integer(
-      'staleIfErrorMs',
-      options.staleIfErrorMs ?? DEFAULT_STALE_IF_ERROR_MS,
-      0,
-      DAY_MS,
-    );
-    if (options.random !== undefined && typeof options.random !== 'function') {
-      throw invalid('random must be a function returning numbers in [0, 1)');
-    }
-    if (options.now !== undefined && typeof options.now !== 'function') {
-      throw invalid('now must be a function returning milliseconds');
-    }
-    if (options.balancing !== undefined && !BALANCINGS.includes(options.balancing)) {
-      throw invalid(
-        `balancing must be one of ${BALANCINGS.join(', ')}, got ${String(options.balancing)}`,
-      );
-    }
-    this.#random = options.random ?? Math.random;
-    this.#now = options.now ?? Date.now;
-    this.#balancing = options.balancing ?? 'least-loaded';
+    this.#o = checkDnsSrvOptions(options);
   }
 
   /** The SRV name `tabernaId` is looked up under, or `undefined` when it is not mapped. */
   serviceFor(tabernaId: bigint): string | undefined {
-    const exact = this.#exact.get(tabernaId);
+    const exact = this.#o.exact.get(tabernaId);
     if (exact !== undefined) return exact;
-    for (const range of this.#ranges) {
+    for (const range of this.#o.ranges) {
       if (tabernaId >= range.from && tabernaId <= range.to) return range.service;
     }
     return undefined;
@@ -257,12 +186,12 @@ export class DnsSrvResolver implements RouteResolver {
       );
     }
     const entry = this.#cache.get(service);
-    if (entry !== undefined && this.#now() < entry.expiresAt) return entry;
+    if (entry !== undefined && this.#o.now() < entry.expiresAt) return entry;
     return this.#lookup(service).then(
       (fresh) => fresh,
       (err: unknown) => {
         const stale = this.#cache.get(service);
-        const now = this.#now();
+        const now = this.#o.now();
         if (
           stale === undefined ||
           !AureliaError.is(err, ErrorId.PeerUnavailable) ||
@@ -274,7 +203,7 @@ export class DnsSrvResolver implements RouteResolver {
         // a DNS timeout while DNS is down.
         const retryAt = Math.min(
           stale.staleUntil,
-          now + Math.max(this.#minTtlMs, RETRY_AFTER_ERROR_MS),
+          now + Math.max(this.#o.minTtlMs, RETRY_AFTER_ERROR_MS),
         );
         this.#cache.set(service, { ...stale, expiresAt: retryAt });
         return stale;
@@ -291,10 +220,10 @@ export class DnsSrvResolver implements RouteResolver {
    */
   reportFailure(addr: DomusAddr | string): number {
     const key = typeof addr === 'string' ? DomusAddr.parse(addr).key : addr.key;
-    const now = this.#now();
-    if (this.#failureHoldMs > 0) {
+    const now = this.#o.now();
+    if (this.#o.failureHoldMs > 0) {
       for (const [held, until] of this.#held) if (until <= now) this.#held.delete(held);
-      this.#held.set(key, now + this.#failureHoldMs);
+      this.#held.set(key, now + this.#o.failureHoldMs);
     }
     let dropped = 0;
     for (const [service, entry] of this.#cache) {
@@ -341,10 +270,10 @@ export class DnsSrvResolver implements RouteResolver {
     // A resolver per lookup: cancelling it on timeout cannot disturb other lookups, and c-ares
     // keeps no answer cache across lookups that would hide a TTL expiry.
     const resolver = new dns.Resolver({
-      timeout: Math.max(1, Math.floor(this.#timeoutMs / 3)),
+      timeout: Math.max(1, Math.floor(this.#o.timeoutMs / 3)),
       tries: 2,
     });
-    if (this.#servers !== undefined) resolver.setServers(this.#servers);
+    if (this.#o.servers !== undefined) resolver.setServers(this.#o.servers);
     this.#active.add(resolver);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
@@ -353,10 +282,10 @@ export class DnsSrvResolver implements RouteResolver {
         reject(
           new AureliaError(
             ErrorId.PeerUnavailable,
-            `DNS lookup of ${service} did not complete within ${this.#timeoutMs} ms`,
+            `DNS lookup of ${service} did not complete within ${this.#o.timeoutMs} ms`,
           ),
         );
-      }, this.#timeoutMs);
+      }, this.#o.timeoutMs);
     });
     try {
       const entry = await Promise.race([this.#fetch(resolver, service), deadline]);
@@ -412,31 +341,31 @@ export class DnsSrvResolver implements RouteResolver {
         `no target of SRV ${service} (${targets.join(', ')}) has an A or AAAA record`,
       );
     }
-    const expiresAt = this.#now() + this.#lifetime(ttlSeconds);
+    const expiresAt = this.#o.now() + this.#lifetime(ttlSeconds);
     const groups = groupByPriority(endpoints);
     return {
       groups,
       routes: groups.map((group) =>
         ReplicaSet.of(
           group.flatMap((e) => e.addrs),
-          { balancing: this.#balancing, identity: this.#identities.get(service) },
+          { balancing: this.#o.balancing, identity: this.#o.identities.get(service) },
         ),
       ),
       keys: new Set(endpoints.flatMap((e) => e.addrs.map((a) => a.key))),
       expiresAt,
-      staleUntil: expiresAt + this.#staleIfErrorMs,
+      staleUntil: expiresAt + this.#o.staleIfErrorMs,
     };
   }
 
   #lifetime(ttlSeconds: number | undefined): number {
-    if (this.#cacheTtlMs !== undefined) return this.#cacheTtlMs;
-    const ms = ttlSeconds === undefined ? this.#minTtlMs : ttlSeconds * 1000;
-    return Math.min(this.#maxTtlMs, Math.max(this.#minTtlMs, ms));
+    if (this.#o.cacheTtlMs !== undefined) return this.#o.cacheTtlMs;
+    const ms = ttlSeconds === undefined ? this.#o.minTtlMs : ttlSeconds * 1000;
+    return Math.min(this.#o.maxTtlMs, Math.max(this.#o.minTtlMs, ms));
   }
 
   #route(entry: CacheEntry): ReplicaSet {
     if (this.#held.size === 0) return entry.routes[0];
-    const now = this.#now();
+    const now = this.#o.now();
     for (const [key, until] of this.#held) if (until <= now) this.#held.delete(key);
     if (this.#held.size === 0) return entry.routes[0];
     for (const route of entry.routes) {
@@ -448,10 +377,10 @@ export class DnsSrvResolver implements RouteResolver {
   }
 
   #pick(entry: CacheEntry): DomusAddr {
-    if (this.#held.size === 0) return pickWeighted(entry.groups[0], this.#random).addrs[0];
-    const now = this.#now();
+    if (this.#held.size === 0) return pickWeighted(entry.groups[0], this.#o.random).addrs[0];
+    const now = this.#o.now();
     for (const [key, until] of this.#held) if (until <= now) this.#held.delete(key);
-    if (this.#held.size === 0) return pickWeighted(entry.groups[0], this.#random).addrs[0];
+    if (this.#held.size === 0) return pickWeighted(entry.groups[0], this.#o.random).addrs[0];
     const usable = (addr: DomusAddr): boolean => {
       const until = this.#held.get(addr.key);
       return until === undefined || until <= now;
@@ -459,12 +388,12 @@ export class DnsSrvResolver implements RouteResolver {
     for (const group of entry.groups) {
       const up = group.filter((e) => e.addrs.some(usable));
       if (up.length > 0) {
-        const chosen = pickWeighted(up, this.#random);
+        const chosen = pickWeighted(up, this.#o.random);
         return chosen.addrs.find(usable) ?? chosen.addrs[0];
       }
     }
     // Every endpoint is held: trying one beats failing the send without a dial.
-    return pickWeighted(entry.groups[0], this.#random).addrs[0];
+    return pickWeighted(entry.groups[0], this.#o.random).addrs[0];
   }
 }
 
