@@ -6,33 +6,31 @@ import {
   randomBytes,
   webcrypto,
 } from 'node:crypto';
-import { isIP } from 'node:net';
 
 // @peculiar/x509 resolves its services through tsyringe, which needs the Reflect metadata
 // polyfill loaded before the library itself.
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 
-import { derToPemBuffer } from '../engine/auth.js';
 import { AureliaError, ErrorId } from '../engine/errors.js';
 import { readCertificateIdentity } from '../engine/transport/identity.js';
+import {
+  type PkiKeyType,
+  exportPkcs8Pem,
+  generateKeyPair,
+  importAlgorithm,
+  keyTypeOf,
+  requireKeyType,
+  signingAlgorithm,
+} from './pki-keys.js';
+import { requireCommonName, subjectAltNames, subjectName } from './pki-names.js';
 
 // @peculiar/x509 is typed against the DOM's WebCrypto; Node's implementation is the same API.
 const provider = webcrypto;
 type CryptoKey = webcrypto.CryptoKey;
-type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
-/**
- * Key algorithms the PKI maker generates: ECDSA on P-256 (the default, fastest) or P-384,
- * Ed25519, or RSA (2048 bits unless `rsaModulusLength` says otherwise).
- */
-export type PkiKeyType = 'ec-p256' | 'ec-p384' | 'ed25519' | 'rsa';
-
-/** Every `PkiKeyType`, in the order the CLI lists them. */
-export const PKI_KEY_TYPES: readonly PkiKeyType[] = ['ec-p256', 'ec-p384', 'ed25519', 'rsa'];
-
-/** The default trust domain of node URIs: `spiffe://aurelia.local/<name>`. */
-export const DEFAULT_TRUST_DOMAIN = 'aurelia.local';
+export { PKI_KEY_TYPES, type PkiKeyType } from './pki-keys.js';
+export { DEFAULT_TRUST_DOMAIN, isValidNodeName, isValidTrustDomain } from './pki-names.js';
 
 const MINUTE_MS = 60_000;
 const DAY_MS = 24 * 60 * MINUTE_MS;
@@ -390,70 +388,10 @@ export async function loadCertificateAuthority(
   }
 }
 
-function keyTypeOf(key: KeyObject, label: string): PkiKeyType {
-  const curve = key.asymmetricKeyDetails?.namedCurve;
-  if (key.asymmetricKeyType === 'ed25519') return 'ed25519';
-  if (key.asymmetricKeyType === 'rsa') return 'rsa';
-  if (key.asymmetricKeyType === 'ec' && curve === 'prime256v1') return 'ec-p256';
-  if (key.asymmetricKeyType === 'ec' && curve === 'secp384r1') return 'ec-p384';
-  throw new AureliaError(
-    ErrorId.InvalidConfig,
-    `${label} key type ${key.asymmetricKeyType ?? 'unknown'}${curve ? ` (${curve})` : ''} is not supported; use EC P-256, EC P-384, Ed25519 or RSA`,
-  );
-}
-
 function commonNameOf(cert: NodeX509Certificate): string | undefined {
   const cn = (cert.toLegacyObject().subject as unknown as Record<string, unknown>).CN;
   const first = Array.isArray(cn) ? (cn as unknown[])[0] : cn;
   return typeof first === 'string' ? first : undefined;
-}
-
-// Characters RFC 4514 escapes inside a value, plus a leading space or '#' and a trailing space.
-const DN_SPECIAL = /[\\",+;<>=]/g;
-
-/**
- * The subject `CN=<commonName>`. Built from the escaped string form: @peculiar/x509 mangles
- * values with quotes or commas given in its JSON form. Control characters are refused.
- */
-function subjectName(commonName: string): x509.Name {
-  // eslint-disable-next-line no-control-regex -- control characters are what is refused here
-  if (/[\u0000-\u001f\u007f]/.test(commonName)) {
-    throw new AureliaError(
-      ErrorId.InvalidConfig,
-      `commonName ${JSON.stringify(commonName)} must not contain control characters`,
-    );
-  }
-  const escaped = commonName
-    .replace(DN_SPECIAL, (char) => `\\${char}`)
-    .replace(/^[ #]/, (char) => `\\${char}`)
-    .replace(/ $/, '\\ ');
-  const name = new x509.Name(`CN=${escaped}`);
-  const rdns = name.toJSON();
-  if (rdns.length !== 1 || rdns[0]?.CN?.[0] !== commonName) {
-    throw new AureliaError(
-      ErrorId.InvalidConfig,
-      `commonName ${JSON.stringify(commonName)} cannot be encoded as a certificate subject`,
-    );
-  }
-  return name;
-}
-
-function requireCommonName(commonName: string): string {
-  if (typeof commonName !== 'string' || commonName.trim().length === 0) {
-    throw new AureliaError(ErrorId.InvalidConfig, 'commonName must be a non-empty string');
-  }
-  return commonName;
-}
-
-function requireKeyType(keyType: PkiKeyType | undefined): PkiKeyType {
-  const type = keyType ?? 'ec-p256';
-  if (!PKI_KEY_TYPES.includes(type)) {
-    throw new AureliaError(
-      ErrorId.InvalidConfig,
-      `keyType '${String(type)}' is not one of ${PKI_KEY_TYPES.join(', ')}`,
-    );
-  }
-  return type;
 }
 
 function validity(
@@ -475,66 +413,6 @@ function validity(
   return { notBefore, notAfter };
 }
 
-// A trust domain is a lowercase DNS-like name (SPIFFE); a node name is one path segment.
-const TRUST_DOMAIN = /^[a-z0-9]([a-z0-9._-]{0,253}[a-z0-9])?$/;
-const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-const DNS_NAME =
-  /^(\*\.)?([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?$/;
-
-/**
- * True when `name` is a valid node name: 1 to 64 characters from letters, digits, `.`, `_` and
- * `-`, starting with a letter or digit (safe as a URI path segment and as a file name).
- */
-export function isValidNodeName(name: string): boolean {
-  return NODE_NAME.test(name);
-}
-
-/** True when `domain` is a valid SPIFFE trust domain (lowercase letters, digits, `.`, `_`, `-`). */
-export function isValidTrustDomain(domain: string): boolean {
-  return TRUST_DOMAIN.test(domain);
-}
-
-function subjectAltNames(options: NodeCertificateOptions): x509.JsonGeneralName[] {
-  const names: x509.JsonGeneralName[] = [];
-  if (options.uri === undefined) {
-    const trustDomain = options.trustDomain ?? DEFAULT_TRUST_DOMAIN;
-    if (!isValidTrustDomain(trustDomain)) {
-      throw new AureliaError(
-        ErrorId.InvalidConfig,
-        `trust domain '${trustDomain}' must be lowercase letters, digits, '.', '_' or '-'`,
-      );
-    }
-    if (!isValidNodeName(options.name)) {
-      throw new AureliaError(
-        ErrorId.InvalidConfig,
-        `node name '${options.name}' must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`,
-      );
-    }
-    names.push({ type: 'url', value: `spiffe://${trustDomain}/${options.name}` });
-  } else if (options.uri !== false) {
-    if (!URL.canParse(options.uri)) {
-      throw new AureliaError(ErrorId.InvalidConfig, `uri '${options.uri}' is not a valid URI`);
-    }
-    names.push({ type: 'url', value: options.uri });
-  }
-  for (const dns of options.dnsNames ?? []) {
-    if (dns.length > 253 || !DNS_NAME.test(dns)) {
-      throw new AureliaError(ErrorId.InvalidConfig, `DNS name '${dns}' is not a valid host name`);
-    }
-    names.push({ type: 'dns', value: dns });
-  }
-  for (const ip of options.ipAddresses ?? []) {
-    if (isIP(ip) === 0) {
-      throw new AureliaError(
-        ErrorId.InvalidConfig,
-        `IP address '${ip}' is not a valid IPv4 or IPv6 address`,
-      );
-    }
-    names.push({ type: 'ip', value: ip });
-  }
-  return names;
-}
-
 async function authorityKeyIdentifier(
   issuer: CertificateAuthority,
 ): Promise<x509.AuthorityKeyIdentifierExtension> {
@@ -549,84 +427,6 @@ function serialNumber(): string {
   // A positive, non-zero, 16-byte serial (RFC 5280 allows up to 20 octets).
   bytes[0] = (bytes[0]! & 0x7f) | 0x01;
   return bytes.toString('hex');
-}
-
-async function generateKeyPair(
-  keyType: PkiKeyType,
-  rsaModulusLength = 2048,
-): Promise<CryptoKeyPair> {
-  const usages: webcrypto.KeyUsage[] = ['sign', 'verify'];
-  switch (keyType) {
-    case 'ec-p256':
-      return provider.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, usages);
-    case 'ec-p384':
-      return provider.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-384' }, true, usages);
-    case 'ed25519':
-      return provider.subtle.generateKey(
-        { name: 'Ed25519' },
-        true,
-        usages,
-      ) as Promise<CryptoKeyPair>;
-    case 'rsa':
-      if (
-        !Number.isInteger(rsaModulusLength) ||
-        rsaModulusLength < 1024 ||
-        rsaModulusLength > 8192
-      ) {
-        throw new AureliaError(
-          ErrorId.InvalidConfig,
-          `rsaModulusLength ${rsaModulusLength} is outside 1024..8192`,
-        );
-      }
-      return provider.subtle.generateKey(
-        {
-          name: 'RSASSA-PKCS1-v1_5',
-          modulusLength: rsaModulusLength,
-          publicExponent: new Uint8Array([1, 0, 1]),
-          hash: 'SHA-256',
-        },
-        true,
-        usages,
-      );
-  }
-}
-
-function importAlgorithm(
-  keyType: PkiKeyType,
-): webcrypto.RsaHashedImportParams | webcrypto.EcKeyImportParams | webcrypto.Algorithm {
-  switch (keyType) {
-    case 'ec-p256':
-      return { name: 'ECDSA', namedCurve: 'P-256' };
-    case 'ec-p384':
-      return { name: 'ECDSA', namedCurve: 'P-384' };
-    case 'ed25519':
-      return { name: 'Ed25519' };
-    case 'rsa':
-      return { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
-  }
-}
-
-function signingAlgorithm(issuerKeyType: PkiKeyType): webcrypto.Algorithm | webcrypto.EcdsaParams {
-  switch (issuerKeyType) {
-    case 'ec-p256':
-      return { name: 'ECDSA', hash: 'SHA-256' };
-    case 'ec-p384':
-      return { name: 'ECDSA', hash: 'SHA-384' };
-    case 'ed25519':
-      return { name: 'Ed25519' };
-    case 'rsa':
-      return { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
-  }
-}
-
-// Encoded straight into a Buffer so the key never becomes an (unwipeable) JS string.
-function exportPkcs8Pem(key: CryptoKey): Buffer {
-  const der = KeyObject.from(key).export({ format: 'der', type: 'pkcs8' });
-  try {
-    return derToPemBuffer(der, 'PRIVATE KEY');
-  } finally {
-    der.fill(0);
-  }
 }
 
 function withNewline(pem: string): string {
