@@ -312,6 +312,8 @@ describe('a thousand replicas of one caller', () => {
             .sendTimeoutMs(90_000)
             .callisConnectTimeoutMs(20_000)
             .acceptTimeoutMs(60_000)
+            // Replicas dial from their own addresses; here all share 127.0.0.1, one source.
+            .inboundHandshakeLimitPerPeer(64)
             .maxInFlightPerPeer(EACH),
         ),
       });
@@ -330,7 +332,8 @@ describe('a thousand replicas of one caller', () => {
       const callers = await Promise.all(
         Array.from({ length: REPLICAS }, () =>
           mesh.aurelia
-            .domusBuilder(config, DomusAddr.tcp('127.0.0.1', 0), shared.auth(), mesh.resolver)
+            // Callers that serve nothing: no listener of their own.
+            .domusBuilder(config, undefined, shared.auth(), mesh.resolver)
             .build(),
         ),
       );
