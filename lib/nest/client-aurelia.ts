@@ -190,7 +190,14 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
       return super.emit<TResult, TInput>(pattern, data);
     }
     const outcome = new Subject<TResult>();
-    this.dispatchEvent<TResult>(this.createPacket(pattern, data)).then(
+    let dispatched: Promise<TResult>;
+    try {
+      dispatched = this.dispatchEvent<TResult>(this.createPacket(pattern, data));
+    } catch (err) {
+      // A pattern that cannot be sent fails the Observable, as Nest's own emit() does.
+      dispatched = Promise.reject(err as Error);
+    }
+    dispatched.then(
       (value) => {
         outcome.next(value);
         outcome.complete();
@@ -339,8 +346,10 @@ export class ClientAurelia extends ClientProxy<AureliaEventsMap, AureliaClientSt
     let sender: BlobSender;
     try {
       await this.connect();
+      // The pattern as emit() sends it: an explicit bigint id as its digits, which JSON can carry.
+      const text = transfer.pattern;
       const encoded = await this.encodeEvent(
-        metadata ? { pattern, data, metadata } : { pattern, data },
+        metadata ? { pattern: text, data, metadata } : { pattern: text, data },
       );
       sender = await transfer.open(this.domus!, tabernaIdForPattern(pattern), encoded, {
         timeoutMs: this.requestTimeoutMs,

@@ -17,6 +17,7 @@ import { ErrorId, type Domus } from '../../lib/index.js';
 import { AureliaServer } from '../../lib/nest/aurelia.server.js';
 import { ClientAurelia } from '../../lib/nest/client-aurelia.js';
 import { AureliaContext } from '../../lib/nest/context.js';
+import { TabernaHandler } from '../../lib/nest/decorators.js';
 import { socketDir } from '../support/mesh.js';
 import { makeTestPki, type TestPki } from '../support/pki.js';
 import { FAST, callerApp, hybridApp, serviceOptions } from './fixtures.js';
@@ -134,6 +135,13 @@ class DenyAll implements CanActivate {
 class FilesController {
   @EventPattern<string>('file.put')
   async put(@Payload() note: FileNote, @Ctx() ctx: AureliaContext): Promise<void> {
+    const outcome = await consume(note.name, ctx.getBlob()!);
+    if (!outcome.ok) throw new RpcException(outcome.error);
+  }
+
+  @TabernaHandler(4545n)
+  @EventPattern<string>('file.by-id')
+  async byId(@Payload() note: FileNote, @Ctx() ctx: AureliaContext): Promise<void> {
     const outcome = await consume(note.name, ctx.getBlob()!);
     if (!outcome.ok) throw new RpcException(outcome.error);
   }
@@ -273,7 +281,7 @@ describe.each(['tcp', 'unix'] as const)('sendBlob and getBlob over %s', (transpo
     caller = await callerApp(
       await serviceOptions(pki, 'orders', {
         ...listen('orders'),
-        routes: PATTERNS.map((pattern) => ({ pattern, address })),
+        routes: [...PATTERNS.map((pattern) => ({ pattern, address })), { pattern: 4545n, address }],
       }),
     );
     client = caller.get(ClientAurelia);
@@ -288,6 +296,17 @@ describe.each(['tcp', 'unix'] as const)('sendBlob and getBlob over %s', (transpo
     const data = randomBytes(4 * MiB + 333);
     const name = `${transport}-big`;
     await lastValueFrom(client.sendBlob('file.put', { name }, pieces(data)));
+    expect(await board.outcome(name)).toEqual({
+      ok: true,
+      bytes: data.length,
+      sha256: sha256(data),
+    });
+  });
+
+  it('delivers a blob to a handler placed on an explicit taberna id', async () => {
+    const data = randomBytes(100 * 1024);
+    const name = `${transport}-by-id`;
+    await lastValueFrom(client.sendBlob(4545n, { name }, pieces(data)));
     expect(await board.outcome(name)).toEqual({
       ok: true,
       bytes: data.length,

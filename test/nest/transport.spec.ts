@@ -18,6 +18,8 @@ import {
   type AureliaServerStatus,
 } from '../../lib/nest/aurelia.server.js';
 import { tabernaIdForPattern } from '../../lib/nest/pattern.js';
+import { RESERVED_TABERNA_ID_BASE } from '../../lib/engine/services/request-reply-wire.js';
+import { Readable } from 'node:stream';
 import { TabernaHandler } from '../../lib/nest/decorators.js';
 import { eventually, socketDir } from '../support/mesh.js';
 import { makeTestPki, type TestPki } from '../support/pki.js';
@@ -306,6 +308,24 @@ describe('Nest over Aurelia: hybrid app serving, module client calling', () => {
     );
     expectElapsedBetween(started, 300, 3500); // the domus's own deadline is 4 s
     await quick.close();
+  });
+
+  it('errors send(), emit() and sendBlob() with InvalidConfig for a pattern that cannot be sent', async () => {
+    const reserved = RESERVED_TABERNA_ID_BASE;
+    for (const call of [
+      client.send(true, 1),
+      client.emit(true, 1),
+      client.send(reserved, 1),
+      client.emit(reserved, 1),
+      client.sendBlob(reserved, 1, Readable.from([Buffer.from('x')])),
+    ]) {
+      const err = await errorOf(call);
+      expect(AureliaError.is(err, ErrorId.InvalidConfig)).toBe(true);
+    }
+    const err = (await errorOf(client.send(reserved, 1))) as Error;
+    expect(err.message).toContain(`taberna id 0x${reserved.toString(16)} is not a u64 below`);
+    // A missing pattern or data is refused by Nest itself, as on its other transports.
+    expect(await errorOf(client.send(null, 1))).toBeInstanceOf(InvalidMessageException);
   });
 
   it('names the pattern, where it went and the fix when nothing serves it at its route', async () => {
