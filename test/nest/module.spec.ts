@@ -1,3 +1,4 @@
+import { createServer, type AddressInfo } from 'node:net';
 import { Inject, Injectable, Module } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
 import { Test } from '@nestjs/testing';
@@ -207,6 +208,20 @@ describe('AureliaModule', () => {
     ]);
     expect(AureliaError.is(missing, ErrorId.InvalidConfig)).toBe(true);
     expect((missing as AureliaError).message).toContain('/nonexistent');
+  });
+
+  it('fails the bootstrap with AddressInUse when another listener holds the listen address', async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = holder.address() as AddressInfo;
+      const options = await serviceOptions(pki, 'late', { listen: `tls://127.0.0.1:${port}` });
+      const err = await bootstrapError([AureliaModule.forRoot(options)]);
+      expect(AureliaError.is(err, ErrorId.AddressInUse)).toBe(true);
+      expect((err as AureliaError).message).toContain(`127.0.0.1:${port}`);
+    } finally {
+      await new Promise((resolve) => holder.close(resolve));
+    }
   });
 
   it('shows connection state in ClientAurelia.status and its events', async () => {
