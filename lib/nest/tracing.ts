@@ -85,7 +85,7 @@ export class Tracing {
       'rpc.system': RPC_SYSTEM,
       'rpc.method': pattern,
       'aurelia.peer.identity': peer.identity,
-      'aurelia.taberna.id': tabernaId.toString(),
+      'aurelia.taberna.id': `0x${tabernaId.toString(16)}`,
     };
     if (peer.address !== undefined) attributes['aurelia.peer.address'] = peer.address;
     const span = this.#tracer.startSpan(pattern, { kind: api.SpanKind.SERVER, attributes }, parent);

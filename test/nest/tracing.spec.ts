@@ -144,7 +144,7 @@ describe('OpenTelemetry tracing across two Nest apps', () => {
       'rpc.system': 'aurelia',
       'rpc.method': 'sum',
       'aurelia.peer.identity': ORDERS,
-      'aurelia.taberna.id': tabernaIdForPattern('sum').toString(),
+      'aurelia.taberna.id': `0x${tabernaIdForPattern('sum').toString(16)}`,
     });
     expect([call.status.code, served.status.code]).toEqual([
       SpanStatusCode.UNSET,
