@@ -56,7 +56,12 @@ describe('aurelia-mesh soak, 60 seconds of random faults', () => {
     const failed = Object.values(replicas.messages.failed).reduce((sum, n) => sum + n, 0);
     expect(replicas.messages.succeeded + failed).toBe(replicas.messages.sends);
     expect(replicas.messages.lost).toBe(0);
-    for (const kind of Object.keys(replicas.messages.failed)) expect(kind).toMatch(/^[A-Z]\w+$/);
+    // Graceful drain fails over what a draining replica refused or never took: what is left is a
+    // call written to a replica that closed before reading it (OutcomeUnknown), or one the loaded
+    // machine could not finish by its deadline. Never a refusal, a closed domus or a restart.
+    for (const kind of Object.keys(replicas.messages.failed)) {
+      expect(['OutcomeUnknown', 'SendTimeout']).toContain(kind);
+    }
   });
 
   it('reaches every domus from every other once the faults are healed', () => {

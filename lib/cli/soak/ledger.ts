@@ -55,6 +55,7 @@ export interface LedgerReport {
  */
 const NEVER_ACCEPTED = new Set<ErrorId>([
   ErrorId.RemoteTabernaRejected,
+  ErrorId.Draining,
   ErrorId.TabernaBusy,
   ErrorId.UnknownTaberna,
   ErrorId.LocalQueueFull,
@@ -76,8 +77,8 @@ const MAX_LISTED = 50;
  * 3. no message is accepted more than once, and nothing is accepted that was not sent;
  * 4. a send that failed may or may not have been accepted (a lost ack), at most once — except a
  *    failure that proves the application refused or never saw it (`RemoteTabernaRejected`,
- *    `TabernaBusy`, `UnknownTaberna`, `LocalQueueFull`, `EncodeFailure`, `DecodeFailure`,
- *    `BlobBufferFull`), which
+ *    `Draining`, `TabernaBusy`, `UnknownTaberna`, `LocalQueueFull`, `EncodeFailure`,
+ *    `DecodeFailure`, `BlobBufferFull`), which
  *    must not be accepted at all.
  */
 export class DeliveryLedger {

@@ -58,6 +58,7 @@ export async function settleWithin(
 export const sleep = (ms: number): Promise<void> =>
   new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+// A graceful shutdown (a rolling restart) gets a send timeout to finish what it accepted.
 function soakConfig(): DomusConfig {
   return new DomusConfigBuilder()
     .sendTimeoutMs(SEND_TIMEOUT_MS)
@@ -69,6 +70,7 @@ function soakConfig(): DomusConfig {
     .tabernaAcceptQueueSize(256)
     .tcpHandshakeTimeoutMs(3000)
     .blobWindow({ chunkSize: 16 * 1024, ackWindow: 16 })
+    .drainTimeoutMs(SEND_TIMEOUT_MS)
     .build();
 }
 

@@ -90,6 +90,7 @@ describe('DeliveryLedger', () => {
       ErrorId.EncodeFailure,
       ErrorId.DecodeFailure,
       ErrorId.BlobBufferFull,
+      ErrorId.Draining,
     ];
     const l = ledger();
     for (const kind of refusals) {
@@ -105,6 +106,7 @@ describe('DeliveryLedger', () => {
       `send r${ErrorId.EncodeFailure} failed with EncodeFailure but the receiver accepted it`,
       `send r${ErrorId.DecodeFailure} failed with DecodeFailure but the receiver accepted it`,
       `send r${ErrorId.BlobBufferFull} failed with BlobBufferFull but the receiver accepted it`,
+      `send r${ErrorId.Draining} failed with Draining but the receiver accepted it`,
     ]);
     expect(report.failedButDelivered).toBe(refusals.length);
   });
