@@ -129,6 +129,19 @@ describe('A2 request/reply between two domus', () => {
     expect(AureliaError.is(aborted, ErrorId.SendTimeout)).toBe(true);
   });
 
+  it('gives a one-parameter handler the abort signal as request.signal', async () => {
+    let aborted: unknown;
+    await RequestReplyServer.serve(handler, ECHO, (req) => {
+      req.signal.addEventListener('abort', () => (aborted = req.signal.reason));
+      return new Promise<Buffer>(() => undefined);
+    });
+    const client = await RequestReplyClient.for(caller);
+    const err = await failure(client.request(ECHO, Buffer.alloc(0), { timeoutMs: 300 }));
+    expect(err.kind).toBe(ErrorId.SendTimeout);
+    await eventually(() => aborted !== undefined, 'request.signal to abort at the deadline');
+    expect(AureliaError.is(aborted, ErrorId.SendTimeout)).toBe(true);
+  });
+
   it('stops the handler when the caller unsubscribes', async () => {
     let stopped = false;
     await RequestReplyServer.serve(

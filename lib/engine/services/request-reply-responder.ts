@@ -25,6 +25,11 @@ export interface ServedRequest {
    * or the serving domus's `maxRequestDeadlineMs` after the request was taken when that is sooner.
    */
   readonly deadline: number;
+  /**
+   * Aborts when the call ends before the handler finished (the caller cancelled, its deadline
+   * passed, the service closed); made on first use.
+   */
+  readonly signal: AbortSignal;
 }
 
 const TRUE = Promise.resolve(true);

@@ -29,7 +29,12 @@ export {
   type ServedRequest,
 } from './request-reply-responder.js';
 
-/** Handler of `RequestReplyServer`: returns the reply bodies, as an Observable or one value. */
+/**
+ * Handler of `RequestReplyServer`: returns the reply bodies, as an Observable or one value.
+ * `signal` (also `request.signal`) aborts when the call ends early. It is an `AbortController`'s
+ * signal made for the call, which costs more than the rest of a small call: it is passed only to
+ * a handler declaring a second parameter; others read `request.signal` when they need it.
+ */
 export type RequestHandler = (
   request: ServedRequest,
   signal: AbortSignal,
@@ -115,7 +120,11 @@ export class RequestReplyServer {
     if (!channel) return;
     let result: ReturnType<RequestHandler>;
     try {
-      result = this.handler(channel, channel.signal);
+      // A handler of fewer parameters cannot see `signal`: it is not made for it.
+      const handler = this.handler as (request: ServedRequest, signal?: AbortSignal) => unknown;
+      result = (
+        handler.length >= 2 ? handler(channel, channel.signal) : handler(channel)
+      ) as ReturnType<RequestHandler>;
     } catch (err) {
       void this.fail(channel, err);
       return;
@@ -139,14 +148,13 @@ export class RequestReplyServer {
       return;
     }
     this.subscriptions.add(subscription);
-    const stop = (): void => {
+    const forget = channel.onAbort(() => {
       subscription.unsubscribe();
       this.subscriptions.delete(subscription);
-    };
-    channel.signal.addEventListener('abort', stop, { once: true });
+    });
     subscription.add(() => {
       this.subscriptions.delete(subscription);
-      channel.signal.removeEventListener('abort', stop);
+      forget();
     });
   }
 
