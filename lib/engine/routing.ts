@@ -249,14 +249,16 @@ export class Router {
 
   /**
    * Sends a balanced send that no application has seen to another replica of its route, within
-   * its deadline: the replica it was on is draining, unreachable, or refused it as draining or
-   * busy. False (the send is untouched) when no other replica is available, the deadline passed
-   * or this domus is closing.
+   * its deadline: the replica it was on is draining, unreachable, or refused it as draining, busy
+   * or not serving the taberna. False (the send is untouched) when no other replica is available,
+   * the send already moved once per replica, the deadline passed or this domus is closing.
    */
   private moveSend(send: BalancedSend, blobRelease: BlobRelease | undefined): boolean {
     if (send.tracker === undefined || this.host.isClosed() || Date.now() >= send.deadline) {
       return false;
     }
+    // A route none of whose replicas serves the taberna cannot pass a send round forever.
+    if (send.moves >= send.route.keys.length) return false;
     const from = send.replica;
     const elsewhere = (replica: string): boolean => replica === from || this.unavailable(replica);
     if (send.route.keys.every(elsewhere)) return false;
@@ -266,6 +268,7 @@ export class Router {
     this.balancer.released(from);
     this.balancer.started(to);
     send.replica = to;
+    send.moves++;
     this.host.metrics.sendsFailedOver++;
     try {
       this.peerFor(addr).submit(send, blobRelease);
@@ -540,6 +543,8 @@ class BalancedSend extends PendingSend {
   route!: ReplicaSet;
   /** Its hashing key (`'hash'` routes). */
   key = '';
+  /** Times it moved to another replica (at most one per replica of its route). */
+  moves = 0;
 
   override resolve(value?: unknown): void {
     this.settle(undefined);

@@ -4,6 +4,7 @@ import {
   AureliaError,
   ErrorId,
   JsonCodec,
+  ReplicaSet,
   type Domus,
   type DomusReportingEvent,
   type Taberna,
@@ -14,6 +15,7 @@ import { decodeError } from '../../lib/engine/wire/control.js';
 import { TestMesh, eventually, fastConfig, firstMatch } from '../support/mesh.js';
 import { Cleanup, dialAs, within } from '../support/transport.js';
 import { HostilePeer, appMessage } from '../support/hostile-peer.js';
+import { FaultProxy } from '../support/proxy.js';
 
 interface Job {
   n: number;
@@ -155,6 +157,69 @@ describe('draining a domus', () => {
     );
     expect(drainEvents.find((e) => e.type === 'DrainComplete')).toMatchObject({ finished: true });
     expect(caller.reporting.snapshot().sendsFailedOver).toBe(0);
+  });
+
+  it('moves sends queued for a replica when it drains to the other replica, each delivered once', async () => {
+    const one = await startReplica('billing-1');
+    const two = await startReplica('billing-2');
+    // billing-1's incoming bytes stall in a proxy that stops reading: what the caller sends
+    // there backs up in its socket and then in its queue, unwritten. Its answers still flow.
+    const proxy = await FaultProxy.start(one.localAddr, { listen: 'tcp' });
+    cleanup.add(proxy, (p) => p.close());
+    mesh.resolver.insert(JOBS, ReplicaSet.of([proxy.addr, two.localAddr], 'round-robin'));
+    await caller.send(codec, JOBS, { n: -1 });
+    await caller.send(codec, JOBS, { n: -2 });
+    proxy.pause();
+    const padding = 'x'.repeat(64 * 1024);
+    const sends = Array.from({ length: 120 }, (_, n) =>
+      caller.send(new JsonCodec<Job & { pad: string }>(), JOBS, { n, pad: padding }),
+    );
+    const draining = firstMatch(
+      caller.reporting.events$,
+      (e) => e.type === 'PeerDraining',
+      'the caller to hear billing-1 drain',
+    );
+    const drained = one.drain();
+    const event = await draining;
+    expect(event.type === 'PeerDraining' && event.moved).toBeGreaterThan(0);
+    proxy.forward();
+    await within(Promise.all(sends), 10_000, 'every send to succeed');
+    await within(drained, 5000, 'the drain');
+    const all = [...replicas.get('billing-1')!.seen, ...replicas.get('billing-2')!.seen];
+    expect(all.filter((n) => n >= 0).sort((a, b) => a - b)).toEqual([...Array(120).keys()]);
+    expect(caller.reporting.snapshot().sendsFailedOver).toBeGreaterThan(0);
+  });
+
+  it('keeps sends to a single address that drains queued and delivers them to the process that comes back there', async () => {
+    const billing = await startReplica('billing');
+    mesh.route(JOBS, 'billing');
+    const first = replicas.get('billing')!;
+    first.holding = true;
+    const held = caller.send(codec, JOBS, { n: 1 });
+    await eventually(() => first.heldCount === 1, 'the first job to be held');
+    const draining = firstMatch(
+      caller.reporting.events$,
+      (e) => e.type === 'PeerDraining',
+      'the caller to hear billing drain',
+    );
+    const shutdown = billing.shutdown();
+    await draining;
+    // Nowhere else to go: these wait for the address instead of failing.
+    const queued = [2, 3, 4].map((n) => caller.send(codec, JOBS, { n }));
+    first.release();
+    await within(Promise.all([held, shutdown]), 5000, 'the held job and the shutdown');
+    expect(first.seen).toEqual([1]);
+
+    // The same address comes back (a restarted process): the queued sends reach it, once each.
+    const again = await mesh.add('billing-again', {
+      addr: billing.localAddr,
+      certificate: 'billing',
+      config: fastConfig((b) => b.tabernaAcceptQueueSize(64)),
+    });
+    const second = new Replica(await again.taberna(JOBS, codec));
+    replicas.set('billing-again', second);
+    await within(Promise.all(queued), 5000, 'the queued sends to reach the new process');
+    expect(second.seen.sort((a, b) => a - b)).toEqual([2, 3, 4]);
   });
 
   it('ends a drain at drainTimeoutMs: the shutdown then fails what is still undecided with DomusClosed', async () => {

@@ -85,6 +85,27 @@ describe('failover between replicas', () => {
     expect(caller.reporting.snapshot().sendsFailedOver).toBeGreaterThan(0);
   });
 
+  it('sends a message a replica does not serve yet to one that does, and fails one nobody serves once each replica said so', async () => {
+    const starting = await mesh.add('billing-1'); // its handlers are not registered yet
+    const ready = await mesh.add('billing-2');
+    const served2 = serve(await ready.taberna(JOBS, codec), {});
+    served.push(served2.done);
+    mesh.resolver.insert(JOBS, ReplicaSet.of([starting.localAddr, ready.localAddr], 'round-robin'));
+    const outcomes = await within(
+      Promise.all(Array.from({ length: 20 }, (_, n) => outcome(caller.send(codec, JOBS, { n })))),
+      5000,
+      'every send to settle',
+    );
+    expect(outcomes).toEqual(Array(20).fill('ok'));
+    expect([...served2.seen].sort((a, b) => a - b)).toEqual([...Array(20).keys()]);
+
+    const NOWHERE = 11n;
+    mesh.resolver.insert(NOWHERE, ReplicaSet.of([starting.localAddr, ready.localAddr]));
+    const before = caller.reporting.snapshot().sendsFailedOver;
+    expect(await outcome(caller.send(codec, NOWHERE, { n: 0 }))).toBe('UnknownTaberna');
+    expect(caller.reporting.snapshot().sendsFailedOver - before).toBeLessThanOrEqual(2);
+  });
+
   it('fails what a replica that went away may have run with OutcomeUnknown, never repeating it, and sends the rest to the others', async () => {
     const gone = await mesh.add('billing-1');
     const alive = await mesh.add('billing-2');

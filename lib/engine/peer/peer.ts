@@ -74,8 +74,9 @@ export interface PeerHost extends CallisSettings {
    */
   onRemoteDraining?(peer: OutboundPeer): number;
   /**
-   * The remote refused `context` without any application seeing it (`Draining`, `TabernaBusy`):
-   * sends it elsewhere and returns true, or false when the host has nowhere else to send it.
+   * The remote refused `context` without any application seeing it (`Draining`, `TabernaBusy`,
+   * `UnknownTaberna`): sends it elsewhere and returns true, or false when the host has nowhere
+   * else to send it.
    */
   relocate?(context: SendContext, blobRelease: BlobRelease | undefined): boolean;
 }
@@ -84,6 +85,16 @@ export interface PeerHost extends CallisSettings {
 export type BlobRelease = () => void;
 
 type PeerState = 'idle' | 'connecting' | 'up' | 'backoff' | 'closed';
+
+/**
+ * Refusals that prove no application saw the message: the receiver is draining, the taberna's
+ * queue stayed full, or nothing serves the taberna there (a replica still starting up).
+ */
+const NOT_STARTED: ReadonlySet<ErrorId> = new Set([
+  ErrorId.Draining,
+  ErrorId.TabernaBusy,
+  ErrorId.UnknownTaberna,
+]);
 
 /** A connection that lived less than this counts as a failed attempt for the backoff. */
 const MIN_HEALTHY_UPTIME_MS = 1000;
@@ -570,8 +581,8 @@ export class OutboundPeer implements CallisHandler {
   }
 
   /**
-   * A refusal proving no application saw the message (`Draining`, `TabernaBusy`): the host may
-   * send it to another replica. True when it did (the send lives on there).
+   * A refusal proving no application saw the message (`NOT_STARTED`): the host may send it to
+   * another replica. True when it did (the send lives on there).
    */
   private retry(item: OutboundItem<SendContext>): boolean {
     const context = item.context;
@@ -649,11 +660,7 @@ export class OutboundPeer implements CallisHandler {
     const result = error ? this.store.onError(id) : this.store.onAck(id);
     if (result.kind === 'settled') {
       const context = result.item.context;
-      if (
-        error &&
-        (error.kind === ErrorId.Draining || error.kind === ErrorId.TabernaBusy) &&
-        this.retry(result.item)
-      ) {
+      if (error && NOT_STARTED.has(error.kind) && this.retry(result.item)) {
         this.checkDrained();
         return;
       }
