@@ -32,7 +32,7 @@ import {
   type HelloBlobWindow,
 } from '../../lib/engine/wire/control.js';
 import { acceptAll } from '../support/accept.js';
-import { TestMesh, eventually, fastConfig } from '../support/mesh.js';
+import { TestMesh, eventually, fastConfig, firstMatch } from '../support/mesh.js';
 import {
   Cleanup,
   closedWithin,
@@ -437,6 +437,23 @@ describe('a hostile listener answering a domus that dialed it', () => {
       expect(message.peerMsgId).toBe(1);
       peer.write([encodeAck([999])]);
       await peer.closed();
+    });
+  });
+
+  it("takes a listener's drain frame as about the sends to that listener only: no violation, everyone else served", async () => {
+    await duringPendingSend(0, async () => {
+      const draining = firstMatch(
+        victim.reporting.events$,
+        (e) => e.type === 'PeerDraining',
+        'the victim to hear the listener drain',
+      );
+      const { peer } = await answerPrimary();
+      peer.write([encodeDrain()]);
+      expect(await draining).toMatchObject({ identity: 'spiffe://aurelia.local/mallory' });
+      // Its callis stays up, and the victim still serves its own callers (checked next).
+      expect(peer.conn.socket.closed).toBe(false);
+      // Gone without deciding: the pending send ends at the victim's shutdown, not its deadline.
+      peer.conn.socket.destroy();
     });
   });
 
