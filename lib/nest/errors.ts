@@ -2,6 +2,7 @@
 import { AureliaError, ErrorId } from '../engine/errors.js';
 import { PEER_NOT_ALLOWED } from './authorization.js';
 import { NOT_SERVED_THERE } from '../engine/taberna/registry.js';
+import { ROUTE_FIX } from './route-table.js';
 
 const MAX_REASON_BYTES = 1024;
 
@@ -37,8 +38,8 @@ export function callFailure(err: unknown, pattern: string, timeoutMs: number | u
       : `requestTimeoutMs, ${timeoutMs} ms`;
   switch (err.kind) {
     case ErrorId.UnknownTaberna:
-      // The route table already names the pattern and the fix for a missing route.
-      if (err.message.includes(`'${pattern}'`)) return err;
+      // The route table already names the pattern (or the explicit id) and the route to add.
+      if (err.message.includes(`'${pattern}'`) || err.message.includes(ROUTE_FIX)) return err;
       return new AureliaError(
         ErrorId.UnknownTaberna,
         err.message.includes(NOT_SERVED_THERE)

@@ -13,6 +13,9 @@ import {
 import type { DnsSrvResolver } from '../engine/services/dns-srv-resolver.js';
 import { type AureliaPattern, patternForId, tabernaIdForPattern } from './pattern.js';
 
+/** How the route table's `UnknownTaberna` words its fix; callers' wording keeps it whole. */
+export const ROUTE_FIX = 'add a route for';
+
 /** Where a route sends: one address or the addresses of several replicas. */
 export type AureliaRouteAddress = string | DomusAddr | readonly (string | DomusAddr)[];
 
@@ -165,7 +168,7 @@ export class RouteTable implements RouteResolver {
       text === undefined ? `{ pattern: 0x${id.toString(16)}n, address }` : inspect(text);
     return new AureliaError(
       ErrorId.UnknownTaberna,
-      `no route to ${what}: add a route for ${example}, a prefix route such as 'name.*' or a ` +
+      `no route to ${what}: ${ROUTE_FIX} ${example}, a prefix route such as 'name.*' or a ` +
         `default route '*' to the AureliaModule 'routes' option`,
     );
   }

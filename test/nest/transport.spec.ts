@@ -328,6 +328,14 @@ describe('Nest over Aurelia: hybrid app serving, module client calling', () => {
     expect(await errorOf(client.send(null, 1))).toBeInstanceOf(InvalidMessageException);
   });
 
+  it('names an unrouted explicit id in hex and the route to add, once', async () => {
+    const err = (await errorOf(client.send(4747n, 1))) as AureliaError;
+    expect(AureliaError.is(err, ErrorId.UnknownTaberna)).toBe(true);
+    expect(err.message).toBe(
+      "no route to taberna 0x128b (4747): add a route for { pattern: 0x128bn, address }, a prefix route such as 'name.*' or a default route '*' to the AureliaModule 'routes' option",
+    );
+  });
+
   it('names the pattern, where it went and the fix when nothing serves it at its route', async () => {
     const hex = `0x${tabernaIdForPattern('nobody.home').toString(16)}`;
     for (const call of [client.send('nobody.home', 1), client.emit('nobody.home', 1)]) {
