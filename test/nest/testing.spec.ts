@@ -59,13 +59,15 @@ describe('aurelia-mesh/testing: a handler over the real transport', () => {
   let app: INestMicroservice;
   const clients = new Map<string, ClientAurelia>();
 
-  /** The client with the certificate of `name` (one domus per identity), routed to billing. */
+  /**
+   * The client with the certificate of `name` (one domus per identity), routed to billing. Like
+   * the recipe in NEST.md it has no listen address: it only calls.
+   */
   async function clientAs(name: string): Promise<ClientAurelia> {
     const known = clients.get(name);
     if (known) return known;
     const billing = sockets.address('billing');
     const client = new ClientAurelia({
-      listen: sockets.address(name),
       auth: (await pki.node(name)).auth(),
       routes: { 'invoice.total': billing, 'billing.charge': billing },
     });
