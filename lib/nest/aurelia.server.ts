@@ -296,7 +296,15 @@ export class AureliaServer
       case 'message':
         if (request.blobReceiver === undefined) {
           this.onPlainEvent(request, frame.message, pattern, tabernaId);
-        } else void this.onEvent(request, frame.message, pattern, tabernaId);
+        } else {
+          void this.onBlobEvent(
+            request,
+            request.blobReceiver as Readable,
+            frame.message,
+            pattern,
+            tabernaId,
+          );
+        }
         break;
       case 'request':
         this.onRequest(request, frame, pattern, tabernaId);
@@ -363,31 +371,28 @@ export class AureliaServer
   }
 
   /**
-   * Runs an event handler and decides the request: accepted when the handler takes the blob
+   * Runs the event handler of a blob event and decides the request: accepted when the handler takes the blob
    * (`getBlob()`) or completes, rejected when it throws before. A blob taken and then failed,
    * dropped unread or ignored is aborted, so the sender never sees a truncated success.
    */
-  private async onEvent(
+  private async onBlobEvent(
     request: TabernaRequest<unknown>,
+    blob: Readable,
     value: unknown,
     pattern: string,
     tabernaId: TabernaId,
   ): Promise<void> {
-    const blob = request.blobReceiver as Readable | undefined;
     let view: HandlerBlob | undefined;
     let settled = false;
-    // Built only for a blob event: a plain event allocates no closure here.
-    const takeBlob =
-      blob &&
-      ((): Readable => {
-        if (!view) {
-          request.accept();
-          view = new HandlerBlob(blob, () => {
-            if (settled) abortBlob(blob, droppedBlob(pattern));
-          });
-        }
-        return view;
-      });
+    const takeBlob = (): Readable => {
+      if (!view) {
+        request.accept();
+        view = new HandlerBlob(blob, () => {
+          if (settled) abortBlob(blob, droppedBlob(pattern));
+        });
+      }
+      return view;
+    };
     try {
       const deserialized = this.deserializer.deserialize(value, { channel: pattern });
       const packet = (
@@ -395,9 +400,7 @@ export class AureliaServer
       ) as IncomingEvent;
       const handler = this.handlerFor(pattern);
       if (!handler?.isEventHandler) {
-        const message = blob
-          ? `'${pattern}' is a message handler: blobs go to event handlers (@EventPattern)`
-          : `'${pattern}' takes messages (send), not events`;
+        const message = `'${pattern}' is a message handler: blobs go to event handlers (@EventPattern)`;
         request.reject(rejectionReason({ status: 'error', message }));
         return;
       }
@@ -410,17 +413,17 @@ export class AureliaServer
       await (span ? span.settle(span.run(handle)) : handle());
       settled = true;
       request.accept();
-      if (blob && !view) {
+      if (!view) {
         abortBlob(
           blob,
           `the handler of '${pattern}' completed without taking the blob (AureliaContext.getBlob())`,
         );
-      } else if (view?.destroyed) {
-        abortBlob(blob!, droppedBlob(pattern));
+      } else if (view.destroyed) {
+        abortBlob(blob, droppedBlob(pattern));
       }
     } catch (err) {
       settled = true;
-      if (view) abortBlob(blob!, rejectionReason(errorPayload(err), BLOB_ABORT_REASON_BYTES));
+      if (view) abortBlob(blob, rejectionReason(errorPayload(err), BLOB_ABORT_REASON_BYTES));
       else request.reject(rejectionReason(errorPayload(err)));
     }
   }
